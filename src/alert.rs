@@ -1,0 +1,102 @@
+//! The alert: what a privacy officer reads. Field names are fixed by the outside contract.
+
+use crate::event::rfc3339;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "low" | "informational" => Some(Severity::Low),
+            "medium" => Some(Severity::Medium),
+            "high" => Some(Severity::High),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Unique, and stable across replays of the same input: see [`alert_id`].
+    pub id: String,
+    /// Event time of the event that completed the finding.
+    #[serde(with = "rfc3339")]
+    pub ts: DateTime<Utc>,
+    pub detector: String,
+    pub severity: Severity,
+    pub score: u8,
+    pub user: String,
+    pub patients: Vec<String>,
+    pub summary: String,
+    pub reasons: Vec<String>,
+    #[serde(with = "rfc3339")]
+    pub first_seen: DateTime<Utc>,
+    #[serde(with = "rfc3339")]
+    pub last_seen: DateTime<Utc>,
+    pub events: u64,
+}
+
+impl Alert {
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).expect("alert serialises")
+    }
+}
+
+/// A stable alert id: a hash of what makes the finding itself (detector, user, the
+/// window it belongs to, and the patients), never of wall-clock time or arrival order,
+/// so that a replay or a restart produces the same id and duplicates can be dropped.
+pub fn alert_id(detector: &str, user_key: &str, window: &str, patient_keys: &[String]) -> String {
+    let mut h = Sha256::new();
+    for part in [detector, user_key, window] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let mut sorted: Vec<&String> = patient_keys.iter().collect();
+    sorted.sort();
+    for p in sorted {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    let digest = h.finalize();
+    format!("pw-{}", hex::encode(&digest[..12]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_ignores_patient_order() {
+        let a = alert_id("family", "u1", "2024-05-14", &["p2".into(), "p1".into()]);
+        let b = alert_id("family", "u1", "2024-05-14", &["p1".into(), "p2".into()]);
+        assert_eq!(a, b);
+        assert_ne!(a, alert_id("family", "u1", "2024-05-15", &["p1".into()]));
+    }
+}
