@@ -5,6 +5,10 @@
 
 pub mod alert;
 pub mod config;
+pub mod detect;
+pub mod engine;
+pub mod enrich;
 pub mod event;
 pub mod parse;
+pub mod reference;
 pub mod source;

@@ -1,0 +1,404 @@
+//! Detectors: one file each in `detectors/`, id = file name. Loading (YAML -> spec),
+//! compiling (spec -> [`Detector`] with resolved fields) and evaluating (in the engine)
+//! are kept apart, as in RSigma, so `check` can validate everything without running.
+//!
+//! A detector file is Sigma-shaped: `title`, `description`, `level`, a `detection` block
+//! with selections and a `condition`. Stateless detectors (`kind: rule`) fire on one
+//! event. Stateful ones name a `kind` with `params`; their `detection` selects the events
+//! they count. See the README for the full list of fields, kinds and parameters.
+
+pub mod condition;
+pub mod rule;
+pub mod template;
+
+use crate::alert::Severity;
+use anyhow::{anyhow, bail, Context, Result};
+use rule::Matcher;
+use serde::Deserialize;
+use std::path::Path;
+
+/// The detectors shipped in `detectors/`, built into the binary.
+pub const SHIPPED: &[(&str, &str)] = &[
+    (
+        "self-access",
+        include_str!("../../detectors/self-access.yml"),
+    ),
+    ("family", include_str!("../../detectors/family.yml")),
+    ("neighbour", include_str!("../../detectors/neighbour.yml")),
+    ("coworker", include_str!("../../detectors/coworker.yml")),
+    (
+        "vip-without-care",
+        include_str!("../../detectors/vip-without-care.yml"),
+    ),
+    (
+        "deceased-patient",
+        include_str!("../../detectors/deceased-patient.yml"),
+    ),
+    (
+        "terminated-account",
+        include_str!("../../detectors/terminated-account.yml"),
+    ),
+    (
+        "unexplained-access",
+        include_str!("../../detectors/unexplained-access.yml"),
+    ),
+    (
+        "patient-volume",
+        include_str!("../../detectors/patient-volume.yml"),
+    ),
+    (
+        "after-hours",
+        include_str!("../../detectors/after-hours.yml"),
+    ),
+    (
+        "search-burst",
+        include_str!("../../detectors/search-burst.yml"),
+    ),
+    (
+        "bulk-export",
+        include_str!("../../detectors/bulk-export.yml"),
+    ),
+    (
+        "export-hoarding",
+        include_str!("../../detectors/export-hoarding.yml"),
+    ),
+];
+
+/// A detector file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub title: String,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub author: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub references: Vec<String>,
+    #[serde(default)]
+    pub falsepositives: Vec<String>,
+    pub level: String,
+    #[serde(default = "default_score")]
+    pub score: u8,
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    pub detection: serde_norway::Value,
+    #[serde(default)]
+    pub params: serde_norway::Value,
+    pub summary: String,
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// Minutes of quiet after which a finding is closed and its alert written.
+    #[serde(default)]
+    pub gap_minutes: Option<u32>,
+}
+
+fn default_score() -> u8 {
+    50
+}
+
+fn default_kind() -> String {
+    "rule".into()
+}
+
+/// Distinct patients, events, or records per day against the user's and peers' usual.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineParams {
+    /// `distinct_patients`, `events` or `records`.
+    #[serde(default = "metric_default")]
+    pub metric: String,
+    /// Days summed into one value (1 = per day; 7 = rolling week).
+    #[serde(default = "one")]
+    pub period_days: u32,
+    /// Never alert below this value.
+    pub min: u64,
+    /// Alert above this multiple of the user's own usual (90th percentile of past days).
+    #[serde(default = "three")]
+    pub user_factor: f64,
+    /// ... and above this multiple of the peer group's usual (role + department).
+    #[serde(default = "three")]
+    pub peer_factor: f64,
+    /// Days of the user's own history needed before their own usual counts.
+    #[serde(default = "five")]
+    pub min_history_days: u32,
+}
+
+/// Accesses at hours the user does not usually work.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AfterHoursParams {
+    /// Local hour the night starts (inclusive).
+    #[serde(default = "twenty")]
+    pub night_start: u8,
+    /// Local hour the night ends (exclusive).
+    #[serde(default = "six")]
+    pub night_end: u8,
+    /// An hour is unusual for a user when less than this share of their past accesses
+    /// fell within an hour of it.
+    #[serde(default = "rare")]
+    pub rare_share: f64,
+    /// Distinct patients opened at unusual hours in one night before alerting.
+    pub min_patients: u64,
+    /// Past accesses a user needs before their habits are trusted.
+    #[serde(default = "hundred")]
+    pub min_history_events: u64,
+}
+
+/// Many matching events within a short sliding window.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurstParams {
+    pub window_secs: u64,
+    pub min_count: u64,
+    /// Alert only above this multiple of the user's busiest past window (90th percentile of daily maxima).
+    #[serde(default = "two")]
+    pub user_factor: f64,
+}
+
+fn metric_default() -> String {
+    "distinct_patients".into()
+}
+fn one() -> u32 {
+    1
+}
+fn five() -> u32 {
+    5
+}
+fn three() -> f64 {
+    3.0
+}
+fn two() -> f64 {
+    2.0
+}
+fn twenty() -> u8 {
+    20
+}
+fn six() -> u8 {
+    6
+}
+fn rare() -> f64 {
+    0.02
+}
+fn hundred() -> u64 {
+    100
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    DistinctPatients,
+    Events,
+    Records,
+}
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Rule,
+    Baseline(BaselineParams, Metric),
+    AfterHours(AfterHoursParams),
+    Burst(BurstParams),
+}
+
+/// A compiled detector.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub severity: Severity,
+    pub score: u8,
+    pub kind: Kind,
+    pub matcher: Matcher,
+    pub summary: String,
+    pub reasons: Vec<String>,
+    pub gap_secs: i64,
+}
+
+impl Detector {
+    /// Parses and compiles one detector file's text.
+    pub fn compile(id: &str, text: &str) -> Result<Detector> {
+        let spec: Spec = serde_norway::from_str(text).map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
+                .unwrap_or_default();
+            anyhow!("{at}{e}")
+        })?;
+        if let Some(declared) = &spec.id {
+            if declared != id {
+                bail!("`id: {declared}` differs from the file name {id:?}; the file name is the id, so rename one of them");
+            }
+        }
+        let severity = Severity::parse(&spec.level).ok_or_else(|| {
+            anyhow!(
+                "level {:?} is not one of low, medium, high, critical",
+                spec.level
+            )
+        })?;
+        if spec.score > 100 {
+            bail!("score {} is above 100", spec.score);
+        }
+        let matcher = Matcher::compile(&spec.detection).context("in `detection`")?;
+        let params = |p: &serde_norway::Value| -> serde_norway::Value {
+            if p.is_null() {
+                serde_norway::Value::Mapping(Default::default())
+            } else {
+                p.clone()
+            }
+        };
+        let kind = match spec.kind.as_str() {
+            "rule" => Kind::Rule,
+            "baseline" => {
+                let p: BaselineParams = serde_norway::from_value(params(&spec.params))
+                    .context("in `params` of a baseline detector")?;
+                let m = match p.metric.as_str() {
+                    "distinct_patients" => Metric::DistinctPatients,
+                    "events" => Metric::Events,
+                    "records" => Metric::Records,
+                    other => {
+                        bail!("params.metric {other:?}: use distinct_patients, events or records")
+                    }
+                };
+                if p.period_days == 0 || p.period_days > 28 {
+                    bail!("params.period_days must be 1 to 28");
+                }
+                Kind::Baseline(p, m)
+            }
+            "after_hours" => {
+                let p: AfterHoursParams = serde_norway::from_value(params(&spec.params))
+                    .context("in `params` of an after_hours detector")?;
+                if p.night_start > 23 || p.night_end > 23 {
+                    bail!("params.night_start and night_end are hours 0-23");
+                }
+                Kind::AfterHours(p)
+            }
+            "burst" => Kind::Burst(
+                serde_norway::from_value(params(&spec.params))
+                    .context("in `params` of a burst detector")?,
+            ),
+            other => bail!("kind {other:?} is not known; use rule, baseline, after_hours or burst"),
+        };
+        for t in std::iter::once(&spec.summary).chain(&spec.reasons) {
+            template::check(t).with_context(|| format!("in template {t:?}"))?;
+        }
+        Ok(Detector {
+            id: id.to_string(),
+            title: spec.title,
+            description: spec.description.unwrap_or_default(),
+            severity,
+            score: spec.score,
+            kind,
+            matcher,
+            summary: spec.summary,
+            reasons: spec.reasons,
+            gap_secs: spec.gap_minutes.unwrap_or(30) as i64 * 60,
+        })
+    }
+}
+
+/// Loads detectors from a folder (`*.yml`, `*.yaml`), or the shipped ones when `dir` is
+/// None. Every file is compiled; all errors are returned together, each naming its file.
+pub fn load(dir: Option<&Path>) -> Result<Vec<Detector>, Vec<String>> {
+    let mut sources: Vec<(String, String, String)> = Vec::new();
+    match dir {
+        None => {
+            for (id, text) in SHIPPED {
+                sources.push((
+                    id.to_string(),
+                    format!("detectors/{id}.yml (built in)"),
+                    text.to_string(),
+                ));
+            }
+        }
+        Some(d) => {
+            let entries = std::fs::read_dir(d).map_err(|e| {
+                vec![format!(
+                    "{}: cannot read the detectors folder: {e}; set engine.detectors to an existing folder or remove it to use the built-in detectors",
+                    d.display()
+                )]
+            })?;
+            let mut paths: Vec<_> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    matches!(
+                        p.extension().and_then(|x| x.to_str()),
+                        Some("yml") | Some("yaml")
+                    )
+                })
+                .collect();
+            paths.sort();
+            for p in paths {
+                let id = p
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("")
+                    .to_string();
+                match std::fs::read_to_string(&p) {
+                    Ok(t) => sources.push((id, p.display().to_string(), t)),
+                    Err(e) => return Err(vec![format!("{}: {e}", p.display())]),
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (id, name, text) in sources {
+        match Detector::compile(&id, &text) {
+            Ok(d) => out.push(d),
+            Err(e) => errors.push(format!("{name}: {e:#}")),
+        }
+    }
+    if out.is_empty() && errors.is_empty() {
+        errors.push("no detector files (*.yml) found".into());
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_detectors_compile_and_match_the_folder() {
+        let ds = load(None).expect("shipped detectors compile");
+        assert_eq!(ds.len(), SHIPPED.len());
+        let mut on_disk: Vec<String> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/detectors"))
+                .unwrap()
+                .filter_map(|e| {
+                    let p = e.unwrap().path();
+                    (p.extension()? == "yml")
+                        .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+                })
+                .collect();
+        on_disk.sort();
+        let mut shipped: Vec<String> = SHIPPED.iter().map(|s| s.0.to_string()).collect();
+        shipped.sort();
+        assert_eq!(
+            on_disk, shipped,
+            "every file in detectors/ must be listed in SHIPPED"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let bad = "title: x\nlevel: high\nsummary: s\ndetection:\n  sel:\n    user.rol: nurse\n  condition: sel\n";
+        let e = Detector::compile("x", bad).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("unknown field \"user.rol\""),
+            "{e:#}"
+        );
+        let bad = "title: x\nlevel: urgent\nsummary: s\ndetection:\n  sel:\n    action: view\n  condition: sel\n";
+        assert!(Detector::compile("x", bad).is_err());
+    }
+}

@@ -1,0 +1,325 @@
+//! Sigma-shaped rules over enriched fields: a `detection` block of named selections and a
+//! `condition`. A selection is a map (every entry must hold) or a list of maps (any map
+//! may hold); a list of values means any of them (`|all`: every one). Modifiers follow
+//! Sigma: `contains`, `startswith`, `endswith`, `re`, `gt`, `gte`, `lt`, `lte`, `exists`,
+//! `cased`. String comparison ignores case unless `|cased`.
+//!
+//! Compiling resolves every field name against [`Field`] once, so evaluation is a walk
+//! over enums with no string lookups, and an unknown field is an error at load time.
+
+use super::condition::{self, Cond};
+use crate::enrich::{Enriched, Field, Value};
+use anyhow::{anyhow, bail, Result};
+use regex::Regex;
+use serde_norway::Value as Yaml;
+
+#[derive(Debug, Clone)]
+enum Lit {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Str(String),
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Eq,
+    Contains,
+    StartsWith,
+    EndsWith,
+    Re(Vec<Regex>),
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    Exists,
+}
+
+#[derive(Debug, Clone)]
+struct Clause {
+    field: Field,
+    op: Op,
+    values: Vec<Lit>,
+    all: bool,
+    cased: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Selection {
+    name: String,
+    /// Any of these groups; within a group every clause.
+    groups: Vec<Vec<Clause>>,
+}
+
+/// A compiled condition tree with selections resolved to indexes.
+#[derive(Debug, Clone)]
+enum Node {
+    Sel(usize),
+    Not(Box<Node>),
+    And(Vec<Node>),
+    Or(Vec<Node>),
+    Any(Vec<usize>),
+    All(Vec<usize>),
+}
+
+/// A compiled `detection` block.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    selections: Vec<Selection>,
+    root: Node,
+}
+
+impl Matcher {
+    /// Compiles a Sigma-style `detection` mapping.
+    pub fn compile(detection: &Yaml) -> Result<Matcher> {
+        let map = detection.as_mapping().ok_or_else(|| {
+            anyhow!("`detection` must be a mapping of selections and a `condition`")
+        })?;
+        let mut selections = Vec::new();
+        let mut cond_text = None;
+        for (k, v) in map {
+            let name = k
+                .as_str()
+                .ok_or_else(|| anyhow!("selection names must be strings"))?;
+            if name == "condition" {
+                cond_text = Some(match v {
+                    Yaml::String(s) => s.clone(),
+                    Yaml::Sequence(list) => {
+                        // Sigma allows a list of conditions: any of them.
+                        let parts: Vec<String> = list
+                            .iter()
+                            .map(|c| c.as_str().map(|s| format!("({s})")))
+                            .collect::<Option<_>>()
+                            .ok_or_else(|| anyhow!("`condition` list must hold strings"))?;
+                        parts.join(" or ")
+                    }
+                    _ => bail!("`condition` must be a string"),
+                });
+                continue;
+            }
+            selections.push(compile_selection(name, v)?);
+        }
+        let text = cond_text.ok_or_else(|| {
+            anyhow!("`detection` has no `condition`; add e.g. `condition: selection`")
+        })?;
+        let cond = condition::parse(&text).map_err(|e| anyhow!("condition {text:?}: {e}"))?;
+        let root = resolve(&cond, &selections)?;
+        Ok(Matcher { selections, root })
+    }
+
+    pub fn matches(&self, e: &Enriched) -> bool {
+        self.eval(&self.root, e)
+    }
+
+    fn eval(&self, n: &Node, e: &Enriched) -> bool {
+        match n {
+            Node::Sel(i) => self.sel(*i, e),
+            Node::Not(c) => !self.eval(c, e),
+            Node::And(v) => v.iter().all(|c| self.eval(c, e)),
+            Node::Or(v) => v.iter().any(|c| self.eval(c, e)),
+            Node::Any(v) => v.iter().any(|i| self.sel(*i, e)),
+            Node::All(v) => v.iter().all(|i| self.sel(*i, e)),
+        }
+    }
+
+    fn sel(&self, i: usize, e: &Enriched) -> bool {
+        self.selections[i]
+            .groups
+            .iter()
+            .any(|g| g.iter().all(|c| clause(c, e)))
+    }
+
+    /// Every field the rule reads, for explanations.
+    pub fn fields(&self) -> Vec<Field> {
+        let mut v: Vec<Field> = self
+            .selections
+            .iter()
+            .flat_map(|s| s.groups.iter().flatten().map(|c| c.field))
+            .collect();
+        v.dedup();
+        v
+    }
+}
+
+fn resolve(c: &Cond, sels: &[Selection]) -> Result<Node> {
+    Ok(match c {
+        Cond::Sel(n) => Node::Sel(sels.iter().position(|s| &s.name == n).ok_or_else(|| {
+            anyhow!("condition names selection {n:?}, which `detection` does not define")
+        })?),
+        Cond::Not(x) => Node::Not(Box::new(resolve(x, sels)?)),
+        Cond::And(v) => Node::And(v.iter().map(|x| resolve(x, sels)).collect::<Result<_>>()?),
+        Cond::Or(v) => Node::Or(v.iter().map(|x| resolve(x, sels)).collect::<Result<_>>()?),
+        Cond::Of { all, pattern } => {
+            let idx: Vec<usize> = sels
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| condition::pattern_matches(pattern, &s.name))
+                .map(|(i, _)| i)
+                .collect();
+            if idx.is_empty() {
+                bail!("`of {pattern}` matches no selection");
+            }
+            if *all {
+                Node::All(idx)
+            } else {
+                Node::Any(idx)
+            }
+        }
+    })
+}
+
+fn compile_selection(name: &str, v: &Yaml) -> Result<Selection> {
+    let groups = match v {
+        Yaml::Mapping(_) => vec![compile_group(name, v)?],
+        Yaml::Sequence(list) if list.iter().all(|x| x.is_mapping()) => list
+            .iter()
+            .map(|m| compile_group(name, m))
+            .collect::<Result<_>>()?,
+        _ => bail!(
+            "selection {name:?} must be a map of field: value (or a list of such maps); \
+             keyword searches are not supported on enriched events"
+        ),
+    };
+    Ok(Selection {
+        name: name.to_string(),
+        groups,
+    })
+}
+
+fn compile_group(sel: &str, m: &Yaml) -> Result<Vec<Clause>> {
+    let mut out = Vec::new();
+    for (k, v) in m.as_mapping().expect("checked by caller") {
+        let k = k
+            .as_str()
+            .ok_or_else(|| anyhow!("selection {sel:?}: field names must be strings"))?;
+        let mut parts = k.split('|');
+        let fname = parts.next().unwrap_or_default();
+        let field = Field::parse(fname).ok_or_else(|| {
+            anyhow!(
+                "selection {sel:?}: unknown field {fname:?}; known fields: {}",
+                Field::ALL
+                    .iter()
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        let mut op = Op::Eq;
+        let mut all = false;
+        let mut cased = false;
+        for m in parts {
+            match m {
+                "contains" => op = Op::Contains,
+                "startswith" => op = Op::StartsWith,
+                "endswith" => op = Op::EndsWith,
+                "re" => op = Op::Re(Vec::new()),
+                "gt" => op = Op::Gt,
+                "gte" => op = Op::Gte,
+                "lt" => op = Op::Lt,
+                "lte" => op = Op::Lte,
+                "exists" => op = Op::Exists,
+                "all" => all = true,
+                "cased" => cased = true,
+                other => bail!(
+                    "selection {sel:?}: unknown modifier |{other}; use contains, startswith, endswith, re, gt, gte, lt, lte, exists, all or cased"
+                ),
+            }
+        }
+        let raw: Vec<&Yaml> = match v {
+            Yaml::Sequence(list) => list.iter().collect(),
+            other => vec![other],
+        };
+        let mut values = Vec::new();
+        for r in raw {
+            values.push(match r {
+                Yaml::Null => Lit::Null,
+                Yaml::Bool(b) => Lit::Bool(*b),
+                Yaml::Number(n) => Lit::Int(n.as_i64().ok_or_else(|| {
+                    anyhow!("selection {sel:?}: field {fname}: only whole numbers are supported")
+                })?),
+                Yaml::String(s) => Lit::Str(if cased { s.clone() } else { s.to_lowercase() }),
+                _ => bail!("selection {sel:?}: field {fname}: values must be scalars"),
+            });
+        }
+        if let Op::Re(rx) = &mut op {
+            for v in &values {
+                let Lit::Str(s) = v else {
+                    bail!("selection {sel:?}: field {fname}|re needs string patterns");
+                };
+                let pat = if cased { s.clone() } else { format!("(?i){s}") };
+                rx.push(Regex::new(&pat).map_err(|e| {
+                    anyhow!("selection {sel:?}: field {fname}|re: bad pattern: {e}")
+                })?);
+            }
+        }
+        if matches!(op, Op::Gt | Op::Gte | Op::Lt | Op::Lte)
+            && values.iter().any(|v| !matches!(v, Lit::Int(_)))
+        {
+            bail!("selection {sel:?}: field {fname}: numeric comparisons need whole numbers");
+        }
+        out.push(Clause {
+            field,
+            op,
+            values,
+            all,
+            cased,
+        });
+    }
+    Ok(out)
+}
+
+fn clause(c: &Clause, e: &Enriched) -> bool {
+    let v = e.get(c.field);
+    if let Op::Exists = c.op {
+        let want = !matches!(c.values.first(), Some(Lit::Bool(false)));
+        return (v != Value::Null) == want;
+    }
+    if let Op::Re(rx) = &c.op {
+        let Value::Str(s) = v else { return false };
+        return if c.all {
+            rx.iter().all(|r| r.is_match(s))
+        } else {
+            rx.iter().any(|r| r.is_match(s))
+        };
+    }
+    let one = |lit: &Lit| one_value(&c.op, c.cased, v, lit);
+    if c.all {
+        c.values.iter().all(one)
+    } else {
+        c.values.iter().any(one)
+    }
+}
+
+fn one_value(op: &Op, cased: bool, v: Value, lit: &Lit) -> bool {
+    match (op, v, lit) {
+        (Op::Eq, Value::Null, Lit::Null) => true,
+        (Op::Eq, Value::Bool(a), Lit::Bool(b)) => a == *b,
+        (Op::Eq, Value::Int(a), Lit::Int(b)) => a == *b,
+        (Op::Eq, Value::Str(a), Lit::Str(b)) => str_eq(a, b, cased),
+        (Op::Eq, Value::Int(a), Lit::Str(b)) => b.parse::<i64>().is_ok_and(|b| a == b),
+        (Op::Contains, Value::Str(a), Lit::Str(b)) => fold(a, cased).contains(b.as_str()),
+        (Op::StartsWith, Value::Str(a), Lit::Str(b)) => fold(a, cased).starts_with(b.as_str()),
+        (Op::EndsWith, Value::Str(a), Lit::Str(b)) => fold(a, cased).ends_with(b.as_str()),
+        (Op::Gt, Value::Int(a), Lit::Int(b)) => a > *b,
+        (Op::Gte, Value::Int(a), Lit::Int(b)) => a >= *b,
+        (Op::Lt, Value::Int(a), Lit::Int(b)) => a < *b,
+        (Op::Lte, Value::Int(a), Lit::Int(b)) => a <= *b,
+        _ => false,
+    }
+}
+
+fn str_eq(a: &str, b: &str, cased: bool) -> bool {
+    if cased {
+        a == b
+    } else {
+        a.len() == b.len() && a.to_lowercase() == b
+    }
+}
+
+fn fold(a: &str, cased: bool) -> std::borrow::Cow<'_, str> {
+    if cased || !a.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Borrowed(a)
+    } else {
+        std::borrow::Cow::Owned(a.to_lowercase())
+    }
+}

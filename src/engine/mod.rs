@@ -1,0 +1,249 @@
+//! The correlation engine: canonical events in, alerts out, on event time.
+//!
+//! Events may arrive out of order (several sources, several hosts). They wait in a
+//! reorder buffer until the watermark (the slowest active source's latest event time,
+//! less the allowed lateness) passes them, and are then applied in one total order:
+//! (event time, source, file, offset). `replay` feeds events already in that order, so
+//! `run` and `replay` see the same sequence and give the same alerts.
+//!
+//! Everything the engine knows (reorder buffer, baselines, open findings, ids of alerts
+//! already written) is in [`State`], which serialises, so it can be snapshotted together
+//! with source positions and restored after a restart.
+
+mod findings;
+mod order;
+mod stats;
+mod users;
+
+use crate::alert::Alert;
+use crate::detect::{Detector, Kind};
+use crate::enrich::Enriched;
+use crate::event::Event;
+use crate::reference::Reference;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+use findings::{Context, Findings};
+use order::ReorderBuffer;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use users::UserState;
+
+/// Engine tuning that is not part of any detector.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub timezone: Tz,
+    pub learning_days: u32,
+    pub allowed_lateness_secs: i64,
+    pub max_users: usize,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &crate::config::Config) -> anyhow::Result<Settings> {
+        Ok(Settings {
+            timezone: cfg.timezone()?,
+            learning_days: cfg.engine.learning_days,
+            allowed_lateness_secs: cfg.engine.allowed_lateness_secs as i64,
+            max_users: cfg.engine.max_users.max(1),
+        })
+    }
+}
+
+/// What the engine has learned and holds; serialisable for snapshots.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    /// Local day of the first event ever applied: the learning period counts from here.
+    pub first_day: Option<NaiveDate>,
+    pub users: FxHashMap<String, UserState>,
+    /// Peer-group daily values per detector: key "detector\u{1f}group".
+    pub peers: FxHashMap<String, stats::DayValues>,
+    pub findings: Findings,
+    pub buffer: ReorderBuffer,
+    /// Events applied so far.
+    pub applied: u64,
+}
+
+/// Counters for the replay summary and metrics.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub events: u64,
+    pub late: u64,
+    pub alerts: FxHashMap<String, u64>,
+    pub evicted_users: u64,
+}
+
+pub struct Engine {
+    detectors: Vec<Detector>,
+    reference: Arc<Reference>,
+    settings: Settings,
+    state: State,
+    pub counters: Counters,
+}
+
+impl Engine {
+    pub fn new(detectors: Vec<Detector>, reference: Arc<Reference>, settings: Settings) -> Engine {
+        Engine {
+            detectors,
+            reference,
+            settings,
+            state: State::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Swaps in reloaded reference data; learned state is kept.
+    pub fn set_reference(&mut self, reference: Arc<Reference>) {
+        self.reference = reference;
+    }
+
+    /// Swaps in reloaded detectors; state of detectors that remain is kept.
+    pub fn set_detectors(&mut self, detectors: Vec<Detector>) {
+        self.detectors = detectors;
+    }
+
+    pub fn detectors(&self) -> &[Detector] {
+        &self.detectors
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn restore(&mut self, state: State) {
+        self.state = state;
+    }
+
+    /// Approximate bytes of state held, and users tracked.
+    pub fn state_size(&self) -> (usize, usize) {
+        let users: usize = self.state.users.values().map(UserState::approx_bytes).sum();
+        let peers: usize = self.state.peers.values().map(|p| p.approx_bytes()).sum();
+        (
+            users + peers + self.state.findings.approx_bytes() + self.state.buffer.approx_bytes(),
+            self.state.users.len(),
+        )
+    }
+
+    /// Registers a source, so the watermark waits for it.
+    pub fn add_source(&mut self, name: &str) {
+        self.state.buffer.add_source(name);
+    }
+
+    /// Marks a source idle (nothing new for a while) or active again; idle sources do
+    /// not hold the watermark back.
+    pub fn set_idle(&mut self, name: &str, idle: bool, out: &mut Vec<Alert>) {
+        self.state.buffer.set_idle(name, idle);
+        self.release(out);
+    }
+
+    /// Accepts an event in arrival order (`run`). It is applied once the watermark passes it.
+    pub fn push(&mut self, ev: Event, out: &mut Vec<Alert>) {
+        self.counters.events += 1;
+        if self.state.buffer.is_late(&ev) {
+            self.counters.late += 1;
+        }
+        self.state.buffer.push(ev);
+        self.release(out);
+    }
+
+    /// Applies an event that is already in total order (`replay`'s merged input).
+    pub fn apply_in_order(&mut self, ev: Event, out: &mut Vec<Alert>) {
+        self.counters.events += 1;
+        self.state.buffer.note_applied(&ev);
+        self.apply(&ev, out);
+        self.sweep(ev.ts, out);
+    }
+
+    /// Releases every buffered event and closes every open finding: end of input, or
+    /// shutdown.
+    pub fn flush(&mut self, out: &mut Vec<Alert>) {
+        while let Some(ev) = self.state.buffer.pop_until(i64::MAX) {
+            self.apply(&ev, out);
+        }
+        let before = out.len();
+        self.state.findings.close_all(&self.detectors, out);
+        let new: Vec<Alert> = out[before..].to_vec();
+        self.count(&new);
+    }
+
+    fn release(&mut self, out: &mut Vec<Alert>) {
+        let lateness = self.settings.allowed_lateness_secs;
+        let wm = self.state.buffer.watermark(lateness);
+        let mut last = None;
+        while let Some(ev) = self.state.buffer.pop_until(wm) {
+            self.apply(&ev, out);
+            last = Some(ev.ts);
+        }
+        if let Some(ts) = last {
+            self.sweep(ts, out);
+        }
+    }
+
+    fn sweep(&mut self, now: DateTime<Utc>, out: &mut Vec<Alert>) {
+        let before = out.len();
+        self.state.findings.close_quiet(now, &self.detectors, out);
+        let new: Vec<Alert> = out[before..].to_vec();
+        self.count(&new);
+    }
+
+    fn count(&mut self, alerts: &[Alert]) {
+        for a in alerts {
+            *self.counters.alerts.entry(a.detector.clone()).or_default() += 1;
+        }
+    }
+
+    fn learned(&self, day: NaiveDate) -> bool {
+        self.state
+            .first_day
+            .is_some_and(|f| day >= f + Duration::days(self.settings.learning_days as i64))
+    }
+
+    /// Runs every detector on one event, in total order.
+    fn apply(&mut self, ev: &Event, out: &mut Vec<Alert>) {
+        let reference = Arc::clone(&self.reference);
+        let e = Enriched::new(ev, &reference, self.settings.timezone);
+        if self.state.first_day.is_none() {
+            self.state.first_day = Some(e.local_day);
+        }
+        self.state.applied += 1;
+        let learned = self.learned(e.local_day);
+        let before = out.len();
+        let user = self.state.users.entry(e.user_key.clone()).or_default();
+        user.last_active = ev.ts.timestamp();
+        let group = e.staff.map(|s| s.peer_group());
+        for d in &self.detectors {
+            if !d.matcher.matches(&e) {
+                continue;
+            }
+            let hit = match &d.kind {
+                Kind::Rule => Some(Context::for_event(&e)),
+                Kind::Baseline(p, metric) => {
+                    let peer_key = group.as_ref().map(|g| format!("{}\u{1f}{g}", d.id));
+                    users::baseline(
+                        user,
+                        &mut self.state.peers,
+                        peer_key,
+                        &d.id,
+                        p,
+                        *metric,
+                        &e,
+                        learned,
+                    )
+                }
+                Kind::AfterHours(p) => users::after_hours(user, &d.id, p, &e, learned),
+                Kind::Burst(p) => users::burst(user, &d.id, p, &e, learned),
+            };
+            if let Some(ctx) = hit {
+                self.state.findings.update(d, &e, ctx, &self.detectors, out);
+            }
+        }
+        users::observe(user, &e);
+        if self.state.users.len() > self.settings.max_users {
+            self.counters.evicted_users +=
+                users::evict(&mut self.state.users, self.settings.max_users);
+        }
+        if out.len() > before {
+            let new: Vec<Alert> = out[before..].to_vec();
+            self.count(&new);
+        }
+    }
+}

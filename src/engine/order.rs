@@ -1,0 +1,145 @@
+//! The reorder buffer and watermark. Events wait here until no source can still deliver
+//! an earlier one (within the allowed lateness), then leave in total order.
+
+use crate::event::Event;
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
+
+/// Total order of events: event time, then source, file and offset, then arrival.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Queued {
+    pub seq: u64,
+    pub event: Event,
+}
+
+fn sort_key(e: &Event) -> (i64, &str, &str, u64) {
+    let (file, offset) = e
+        .origin
+        .as_ref()
+        .map_or(("", 0), |o| (o.file.as_str(), o.offset));
+    (e.ts.timestamp_millis(), e.source.as_str(), file, offset)
+}
+
+/// Compares two events in the engine's total order.
+pub fn order(a: &Event, b: &Event) -> Ordering {
+    sort_key(a).cmp(&sort_key(b))
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // BinaryHeap is a max-heap: reverse so the earliest event is on top.
+        order(&other.event, &self.event).then(other.seq.cmp(&self.seq))
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct SourceClock {
+    /// Latest event time seen from the source (epoch ms).
+    pub max_ts: Option<i64>,
+    pub idle: bool,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ReorderBuffer {
+    heap: BinaryHeap<Queued>,
+    sources: BTreeMap<String, SourceClock>,
+    seq: u64,
+    /// Event time (ms) of the last event applied.
+    applied_to: Option<i64>,
+}
+
+impl ReorderBuffer {
+    pub fn add_source(&mut self, name: &str) {
+        self.sources.entry(name.to_string()).or_default();
+    }
+
+    pub fn set_idle(&mut self, name: &str, idle: bool) {
+        self.sources.entry(name.to_string()).or_default().idle = idle;
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    pub fn approx_bytes(&self) -> usize {
+        self.heap.len() * 320
+    }
+
+    /// True when the event is older than what was already applied: it will be applied
+    /// out of order.
+    pub fn is_late(&self, e: &Event) -> bool {
+        self.applied_to.is_some_and(|t| e.ts.timestamp_millis() < t)
+    }
+
+    pub fn push(&mut self, event: Event) {
+        let ts = event.ts.timestamp_millis();
+        let clock = self.sources.entry(event.source.clone()).or_default();
+        clock.max_ts = Some(clock.max_ts.map_or(ts, |m| m.max(ts)));
+        clock.idle = false;
+        self.seq += 1;
+        self.heap.push(Queued {
+            seq: self.seq,
+            event,
+        });
+    }
+
+    pub fn note_applied(&mut self, e: &Event) {
+        self.applied_to = Some(e.ts.timestamp_millis());
+    }
+
+    /// The slowest active source's latest event time, less the allowed lateness. Sources
+    /// that have sent nothing yet hold it at the beginning of time unless idle.
+    pub fn watermark(&self, lateness_secs: i64) -> i64 {
+        let active: Vec<Option<i64>> = self
+            .sources
+            .values()
+            .filter(|c| !c.idle)
+            .map(|c| c.max_ts)
+            .collect();
+        if active.is_empty() {
+            // Every source is quiet: nothing earlier is on its way, release all.
+            return self
+                .sources
+                .values()
+                .filter_map(|c| c.max_ts)
+                .max()
+                .unwrap_or(i64::MIN);
+        }
+        let min = if active.iter().any(Option::is_none) {
+            None
+        } else {
+            active.into_iter().flatten().min()
+        };
+        min.map_or(i64::MIN, |m| m.saturating_sub(lateness_secs * 1000))
+    }
+
+    /// Pops the earliest event if it is at or before the watermark `wm`.
+    pub fn pop_until(&mut self, wm: i64) -> Option<Event> {
+        let top = self.heap.peek()?;
+        if top.event.ts.timestamp_millis() <= wm {
+            let q = self.heap.pop().expect("peeked");
+            self.applied_to = Some(self.applied_to.map_or(q.event.ts.timestamp_millis(), |t| {
+                t.max(q.event.ts.timestamp_millis())
+            }));
+            Some(q.event)
+        } else {
+            None
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Enrichment: joins a canonical event with the reference data into the facts detectors
+//! ask about. Detectors never look at reference tables themselves; they see only the
+//! named [`Field`]s of an [`Enriched`] event, which keeps rules declarative and lets
+//! `check` reject a rule that names a fact that does not exist.
+
+use crate::event::{key, Action, Event};
+use crate::reference::care::CareFacts;
+use crate::reference::{Patient, Reference, StaffMember};
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use chrono_tz::Tz;
+
+/// A value a rule can compare.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Str(&'a str),
+}
+
+macro_rules! fields {
+    ($($variant:ident => $name:literal : $doc:literal),* $(,)?) => {
+        /// Every fact a rule may name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Field { $($variant),* }
+
+        impl Field {
+            pub const ALL: &'static [Field] = &[$(Field::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self { $(Field::$variant => $name),* }
+            }
+
+            /// One line saying what the field holds, for `check` and the README.
+            pub fn doc(self) -> &'static str {
+                match self { $(Field::$variant => $doc),* }
+            }
+
+            pub fn parse(name: &str) -> Option<Field> {
+                match name { $($name => Some(Field::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+fields! {
+    Action => "action": "canonical action (view, search, export, print, file_write, ...)",
+    Outcome => "outcome": "success or failure",
+    Records => "records": "patient records an export, print or file holds",
+    Bytes => "bytes": "file size of a file event",
+    Media => "media": "removable, network, cloud or local (file events)",
+    Host => "host": "workstation or host",
+    Source => "source": "name of the source the event came from",
+    Path => "path": "file path (file events)",
+    Hour => "time.hour": "local hour of day 0-23 in engine.timezone",
+    Weekday => "time.weekday": "local day of week: mon, tue, ... sun",
+    Weekend => "time.weekend": "true on Saturday and Sunday",
+    UserId => "user.id": "the staff account",
+    UserKnown => "user.known": "the account is on the staff roster",
+    UserRole => "user.role": "role from the roster",
+    UserDepartment => "user.department": "department from the roster",
+    UserTerminated => "user.terminated": "the event falls on or after the account's termination_date",
+    UserDaysSinceTermination => "user.days_since_termination": "days since termination_date (0 on that day)",
+    UserBeforeHire => "user.before_hire": "the event falls before the account's hire_date",
+    PatientId => "patient.id": "the patient concerned",
+    PatientKnown => "patient.known": "the patient is in the patient directory",
+    PatientVip => "patient.vip": "the patient is flagged VIP",
+    PatientDeceased => "patient.deceased": "the patient died on or before the event's day",
+    PatientDaysSinceDeath => "patient.days_since_death": "days since deceased_date",
+    PatientEmployee => "patient.employee": "the patient is a member of staff",
+    RelSelf => "rel.self": "the patient is the user",
+    RelFamilyName => "rel.family_name": "patient and user share a family name",
+    RelHousehold => "rel.household": "patient and user share a street address and postcode",
+    RelNeighbour => "rel.neighbour": "same street and postcode, different house",
+    RelCoworker => "rel.coworker": "the patient is on staff in the user's department",
+    CareDepartment => "care.department": "the user's department had the patient under care at the time",
+    CareUser => "care.user": "the user was named on a care row covering the time",
+    CareAny => "care.any": "care.department or care.user",
+    CarePatientAny => "care.patient_any": "the patient was under care of any department at the time",
+    CareDaysSinceEnd => "care.days_since_end": "whole days since the patient's last care episode ended (any department)",
+    CareKnown => "care.known": "care relationships are loaded",
+    PhiKeywords => "phi.keywords": "PHI keyword hits in a file's first bytes",
+    PhiPatterns => "phi.patterns": "PHI pattern hits in a file's first bytes",
+    PhiRecords => "phi.records": "estimated patient rows in a file",
+}
+
+/// Relationship facts between the user and the patient.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Relations {
+    pub is_self: bool,
+    pub family_name: bool,
+    pub household: bool,
+    pub neighbour: bool,
+    pub coworker: bool,
+}
+
+/// An event with everything detectors need to know about it.
+pub struct Enriched<'a> {
+    pub event: &'a Event,
+    pub user_key: String,
+    pub patient_key: Option<String>,
+    pub local_day: NaiveDate,
+    pub hour: u8,
+    pub weekday: u8,
+    pub staff: Option<&'a StaffMember>,
+    pub patient: Option<&'a Patient>,
+    pub relations: Relations,
+    pub care: Option<CareFacts>,
+    pub care_loaded: bool,
+}
+
+const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// The local calendar day of an instant.
+pub fn local_day(ts: DateTime<Utc>, tz: Tz) -> NaiveDate {
+    ts.with_timezone(&tz).date_naive()
+}
+
+impl<'a> Enriched<'a> {
+    pub fn new(event: &'a Event, reference: &'a Reference, tz: Tz) -> Enriched<'a> {
+        let user_key = key(&event.user);
+        let patient_key = event.patient.as_deref().map(key);
+        let local = event.ts.with_timezone(&tz);
+        let staff = reference.roster.as_ref().and_then(|r| r.get(&user_key));
+        let patient = match (&patient_key, &reference.directory) {
+            (Some(k), Some(d)) => d.get(k),
+            _ => None,
+        };
+        let relations = relations(&user_key, staff, patient, reference);
+        let care = match (&patient_key, &reference.care) {
+            (Some(pk), Some(c)) => Some(c.facts(
+                pk,
+                &user_key,
+                staff.and_then(|s| s.department_key.as_deref()),
+                event.ts,
+            )),
+            _ => None,
+        };
+        Enriched {
+            event,
+            user_key,
+            patient_key,
+            local_day: local.date_naive(),
+            hour: local.hour() as u8,
+            weekday: local.weekday().num_days_from_monday() as u8,
+            staff,
+            patient,
+            relations,
+            care,
+            care_loaded: reference.care.is_some(),
+        }
+    }
+
+    /// The user id as the roster spells it, else as the event did.
+    pub fn user_display(&self) -> &str {
+        self.staff.map_or(self.event.user.as_str(), |s| &s.user_id)
+    }
+
+    /// The patient id as the directory spells it, else as the event did.
+    pub fn patient_display(&self) -> Option<&str> {
+        self.patient
+            .map(|p| p.patient_id.as_str())
+            .or(self.event.patient.as_deref())
+    }
+
+    pub fn care_any(&self) -> bool {
+        self.care.is_some_and(|c| c.by_department || c.by_user)
+    }
+
+    pub fn days_since_care_end(&self) -> Option<i64> {
+        self.care.and_then(|c| c.since_last_end).map(|s| s / 86_400)
+    }
+
+    pub fn get(&self, f: Field) -> Value<'_> {
+        use Value::*;
+        let e = self.event;
+        let opt_str = |s: Option<&'a str>| s.map_or(Null, Str);
+        match f {
+            Field::Action => Str(e.action.as_str()),
+            Field::Outcome => Str(e.outcome.as_str()),
+            Field::Records => Int(e.records as i64),
+            Field::Bytes => e.bytes.map_or(Null, |b| Int(b as i64)),
+            Field::Media => e.media.map_or(Null, |m| Str(m.as_str())),
+            Field::Host => e.host.as_deref().map_or(Null, Str),
+            Field::Source => Str(&e.source),
+            Field::Path => e.path.as_deref().map_or(Null, Str),
+            Field::Hour => Int(self.hour as i64),
+            Field::Weekday => Str(WEEKDAYS[self.weekday as usize]),
+            Field::Weekend => Bool(self.weekday >= 5),
+            Field::UserId => Str(&self.user_key),
+            Field::UserKnown => Bool(self.staff.is_some()),
+            Field::UserRole => opt_str(self.staff.and_then(|s| s.role.as_deref())),
+            Field::UserDepartment => opt_str(self.staff.and_then(|s| s.department.as_deref())),
+            Field::UserTerminated => Bool(self.days_since_termination().is_some()),
+            Field::UserDaysSinceTermination => self.days_since_termination().map_or(Null, Int),
+            Field::UserBeforeHire => Bool(
+                self.staff
+                    .and_then(|s| s.hire_date)
+                    .is_some_and(|h| self.local_day < h),
+            ),
+            Field::PatientId => self.patient_key.as_deref().map_or(Null, Str),
+            Field::PatientKnown => Bool(self.patient.is_some()),
+            Field::PatientVip => Bool(self.patient.is_some_and(|p| p.vip)),
+            Field::PatientDeceased => Bool(self.days_since_death().is_some()),
+            Field::PatientDaysSinceDeath => self.days_since_death().map_or(Null, Int),
+            Field::PatientEmployee => {
+                Bool(self.patient.is_some_and(|p| p.employee_user_key.is_some()))
+            }
+            Field::RelSelf => Bool(self.relations.is_self),
+            Field::RelFamilyName => Bool(self.relations.family_name),
+            Field::RelHousehold => Bool(self.relations.household),
+            Field::RelNeighbour => Bool(self.relations.neighbour),
+            Field::RelCoworker => Bool(self.relations.coworker),
+            Field::CareDepartment => Bool(self.care.is_some_and(|c| c.by_department)),
+            Field::CareUser => Bool(self.care.is_some_and(|c| c.by_user)),
+            Field::CareAny => Bool(self.care_any()),
+            Field::CarePatientAny => Bool(self.care.is_some_and(|c| c.any_department)),
+            Field::CareDaysSinceEnd => self.days_since_care_end().map_or(Null, Int),
+            Field::CareKnown => Bool(self.care_loaded),
+            Field::PhiKeywords => e.phi.as_ref().map_or(Null, |p| Int(p.keywords as i64)),
+            Field::PhiPatterns => e.phi.as_ref().map_or(Null, |p| Int(p.patterns as i64)),
+            Field::PhiRecords => e.phi.as_ref().map_or(Null, |p| Int(p.records as i64)),
+        }
+    }
+
+    fn days_since_termination(&self) -> Option<i64> {
+        let t = self.staff?.termination_date?;
+        (self.local_day >= t).then(|| (self.local_day - t).num_days())
+    }
+
+    fn days_since_death(&self) -> Option<i64> {
+        let d = self.patient?.deceased_date?;
+        (self.local_day >= d).then(|| (self.local_day - d).num_days())
+    }
+
+    /// True when the event opens a patient's chart (not a search, login or file event).
+    pub fn is_chart_access(&self) -> bool {
+        self.patient_key.is_some() && self.event.action.is_chart_access()
+    }
+
+    pub fn is_action(&self, a: Action) -> bool {
+        self.event.action == a
+    }
+}
+
+fn relations(
+    user_key: &str,
+    staff: Option<&StaffMember>,
+    patient: Option<&Patient>,
+    reference: &Reference,
+) -> Relations {
+    let Some(p) = patient else {
+        return Relations::default();
+    };
+    let is_self = p.employee_user_key.as_deref() == Some(user_key);
+    let Some(s) = staff else {
+        return Relations {
+            is_self,
+            ..Relations::default()
+        };
+    };
+    let eq =
+        |a: &Option<String>, b: &Option<String>| matches!((a, b), (Some(x), Some(y)) if x == y);
+    let same_postcode = eq(&s.postcode_key, &p.postcode_key);
+    let household = !is_self && same_postcode && eq(&s.address_key, &p.address_key);
+    let neighbour = !is_self
+        && !household
+        && same_postcode
+        && eq(&s.street_key, &p.street_key)
+        && s.street_key.as_deref().is_some_and(|k| !k.is_empty());
+    let coworker = !is_self
+        && p.employee_user_key
+            .as_deref()
+            .and_then(|k| reference.roster.as_ref()?.get(k))
+            .is_some_and(|colleague| {
+                colleague.department_key.is_some() && colleague.department_key == s.department_key
+            });
+    Relations {
+        is_self,
+        family_name: !is_self && eq(&s.family_key, &p.family_key),
+        household,
+        neighbour,
+        coworker,
+    }
+}

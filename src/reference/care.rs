@@ -1,0 +1,199 @@
+//! Care relationships: when a department (or a named user) had a reason to open a chart.
+//!
+//! The questions the engine asks for every event are "is this patient under the care of
+//! this department, or of this user, at time t?" and "when did the patient's last care
+//! episode end before t?". Intervals are kept per (patient, department) and per
+//! (patient, user), sorted by start with a running maximum of ends, so each question is
+//! one hash lookup and one binary search: O(log k) in the patient's episodes.
+
+use super::csvload;
+use crate::event::key;
+use anyhow::{bail, Result};
+use chrono::{DateTime, Utc};
+use rustc_hash::FxHashMap;
+use std::path::Path;
+
+pub const COLUMNS: [&str; 5] = ["patient_id", "department", "user_id", "start", "end"];
+
+/// Intervals sorted by start; `reach[i]` is the latest end among the first i+1 intervals
+/// (i64::MAX for an ongoing one).
+#[derive(Debug, Default, Clone)]
+struct Intervals {
+    starts: Vec<i64>,
+    reach: Vec<i64>,
+    ends: Vec<i64>,
+}
+
+impl Intervals {
+    fn finish(pairs: &mut [(i64, i64)]) -> Intervals {
+        pairs.sort_unstable();
+        let mut reach = Vec::with_capacity(pairs.len());
+        let mut m = i64::MIN;
+        for &(_, e) in pairs.iter() {
+            m = m.max(e);
+            reach.push(m);
+        }
+        let mut ends: Vec<i64> = pairs.iter().map(|p| p.1).collect();
+        ends.sort_unstable();
+        Intervals {
+            starts: pairs.iter().map(|p| p.0).collect(),
+            reach,
+            ends,
+        }
+    }
+
+    fn covers(&self, t: i64) -> bool {
+        let n = self.starts.partition_point(|&s| s <= t);
+        n > 0 && self.reach[n - 1] >= t
+    }
+
+    /// The latest end strictly before or at `t`.
+    fn last_end_before(&self, t: i64) -> Option<i64> {
+        let n = self.ends.partition_point(|&e| e <= t);
+        (n > 0).then(|| self.ends[n - 1])
+    }
+}
+
+/// One patient's episodes: all of them, and split by department and by named user.
+#[derive(Debug, Default)]
+struct PatientCare {
+    all: Intervals,
+    by_dept: FxHashMap<String, Intervals>,
+    by_user: FxHashMap<String, Intervals>,
+}
+
+#[derive(Debug, Default)]
+pub struct CareIndex {
+    by_patient: FxHashMap<String, PatientCare>,
+    rows: usize,
+}
+
+/// What the care index says about one event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CareFacts {
+    /// The user's department had the patient under care at the time.
+    pub by_department: bool,
+    /// The user was named on a care row covering the time.
+    pub by_user: bool,
+    /// The patient has any care episode covering the time, in any department.
+    pub any_department: bool,
+    /// Seconds since the patient's last episode (any department) ended, if one had.
+    pub since_last_end: Option<i64>,
+}
+
+#[derive(Default)]
+struct Pending {
+    all: Vec<(i64, i64)>,
+    by_dept: FxHashMap<String, Vec<(i64, i64)>>,
+    by_user: FxHashMap<String, Vec<(i64, i64)>>,
+}
+
+impl CareIndex {
+    pub fn load(path: &Path) -> Result<CareIndex> {
+        let mut pending: FxHashMap<String, Pending> = FxHashMap::default();
+        let mut rows = 0;
+        csvload::read(path, &["patient_id", "department", "start"], |row| {
+            let p = key(row.required("patient_id")?);
+            let start = row.instant("start")?.expect("required above").timestamp();
+            let end = row.instant("end")?.map_or(i64::MAX, |t| t.timestamp());
+            if end < start {
+                bail!(
+                    "{}:{}: `end` is before `start`; swap them or leave `end` empty for ongoing care",
+                    row.file.display(),
+                    row.line
+                );
+            }
+            let entry = pending.entry(p).or_default();
+            if let Some(d) = row.get("department") {
+                entry.by_dept.entry(key(d)).or_default().push((start, end));
+            }
+            if let Some(u) = row.get("user_id") {
+                entry.by_user.entry(key(u)).or_default().push((start, end));
+            }
+            entry.all.push((start, end));
+            rows += 1;
+            Ok(())
+        })?;
+        let fin = |m: FxHashMap<String, Vec<(i64, i64)>>| {
+            m.into_iter()
+                .map(|(k, mut v)| (k, Intervals::finish(&mut v)))
+                .collect()
+        };
+        let by_patient = pending
+            .into_iter()
+            .map(|(k, mut p)| {
+                let care = PatientCare {
+                    all: Intervals::finish(&mut p.all),
+                    by_dept: fin(p.by_dept),
+                    by_user: fin(p.by_user),
+                };
+                (k, care)
+            })
+            .collect();
+        Ok(CareIndex { by_patient, rows })
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Facts for `patient_key` opened by `user_key` of department `dept_key` at `t`.
+    pub fn facts(
+        &self,
+        patient_key: &str,
+        user_key: &str,
+        dept_key: Option<&str>,
+        t: DateTime<Utc>,
+    ) -> CareFacts {
+        let t = t.timestamp();
+        let Some(pc) = self.by_patient.get(patient_key) else {
+            return CareFacts::default();
+        };
+        CareFacts {
+            by_department: dept_key
+                .and_then(|d| pc.by_dept.get(d))
+                .is_some_and(|iv| iv.covers(t)),
+            by_user: pc.by_user.get(user_key).is_some_and(|iv| iv.covers(t)),
+            any_department: pc.all.covers(t),
+            since_last_end: pc.all.last_end_before(t).map(|e| t - e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn covers_and_last_end() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "patient_id,department,user_id,start,end").unwrap();
+        writeln!(
+            f,
+            "P1,Cardiology,,2024-05-01T00:00:00Z,2024-05-03T00:00:00Z"
+        )
+        .unwrap();
+        writeln!(
+            f,
+            "P1,Radiology,u7,2024-05-02T10:00:00Z,2024-05-02T11:00:00Z"
+        )
+        .unwrap();
+        writeln!(f, "p1,ICU,,2024-05-10T00:00:00Z,").unwrap();
+        let c = CareIndex::load(f.path()).unwrap();
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let f1 = c.facts("p1", "u9", Some("cardiology"), t("2024-05-02T12:00:00Z"));
+        assert!(f1.by_department && !f1.by_user && f1.any_department);
+        let f2 = c.facts("p1", "u7", Some("radiology"), t("2024-05-02T10:30:00Z"));
+        assert!(f2.by_department && f2.by_user);
+        let f3 = c.facts("p1", "u9", Some("cardiology"), t("2024-05-05T00:00:00Z"));
+        assert!(!f3.by_department && !f3.any_department);
+        assert_eq!(f3.since_last_end, Some(2 * 86400));
+        let f4 = c.facts("p1", "u9", Some("icu"), t("2025-01-01T00:00:00Z"));
+        assert!(f4.by_department);
+    }
+}

@@ -1,0 +1,104 @@
+//! The staff roster: who each user is, where they work, and when they may work there.
+
+use super::address;
+use super::csvload;
+use crate::event::key;
+use anyhow::{bail, Result};
+use chrono::NaiveDate;
+use rustc_hash::FxHashMap;
+use std::path::Path;
+
+#[derive(Debug, Clone)]
+pub struct StaffMember {
+    /// As spelled in the roster.
+    pub user_id: String,
+    pub family_key: Option<String>,
+    pub role: Option<String>,
+    pub department: Option<String>,
+    /// Folded department, for comparison with care rows.
+    pub department_key: Option<String>,
+    pub address_key: Option<String>,
+    pub street_key: Option<String>,
+    pub postcode_key: Option<String>,
+    pub hire_date: Option<NaiveDate>,
+    /// First day the person no longer works there.
+    pub termination_date: Option<NaiveDate>,
+}
+
+impl StaffMember {
+    /// The peer group: same role in the same department.
+    pub fn peer_group(&self) -> String {
+        format!(
+            "{}/{}",
+            self.role.as_deref().unwrap_or("-").to_ascii_lowercase(),
+            self.department_key.as_deref().unwrap_or("-")
+        )
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Roster {
+    by_user: FxHashMap<String, StaffMember>,
+}
+
+pub const COLUMNS: [&str; 9] = [
+    "user_id",
+    "given_name",
+    "family_name",
+    "role",
+    "department",
+    "address",
+    "postcode",
+    "hire_date",
+    "termination_date",
+];
+
+impl Roster {
+    pub fn load(path: &Path) -> Result<Roster> {
+        let mut by_user = FxHashMap::default();
+        csvload::read(path, &["user_id"], |row| {
+            let user_id = row.required("user_id")?.to_string();
+            let address_key = row.get("address").map(address::fold);
+            let member = StaffMember {
+                family_key: row.get("family_name").map(key),
+                role: row.get("role").map(str::to_string),
+                department: row.get("department").map(str::to_string),
+                department_key: row.get("department").map(key),
+                street_key: address_key.as_deref().map(address::street),
+                address_key,
+                postcode_key: row.get("postcode").map(address::postcode),
+                hire_date: row.date("hire_date")?,
+                termination_date: row.date("termination_date")?,
+                user_id,
+            };
+            let k = key(&member.user_id);
+            if by_user.contains_key(&k) {
+                bail!(
+                    "{}:{}: user_id {:?} appears twice; keep one row per account",
+                    row.file.display(),
+                    row.line,
+                    member.user_id
+                );
+            }
+            by_user.insert(k, member);
+            Ok(())
+        })?;
+        Ok(Roster { by_user })
+    }
+
+    pub fn get(&self, user_key: &str) -> Option<&StaffMember> {
+        self.by_user.get(user_key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_user.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_user.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &StaffMember> {
+        self.by_user.values()
+    }
+}
