@@ -4,11 +4,15 @@
 //! sink. Each module below is one of those stages and knows only the one before it.
 
 pub mod alert;
+pub mod cli;
 pub mod config;
+pub mod deadletter;
 pub mod detect;
 pub mod engine;
 pub mod enrich;
 pub mod event;
+pub mod logging;
 pub mod parse;
+pub mod pipeline;
 pub mod reference;
 pub mod source;

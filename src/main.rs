@@ -1,3 +1,5 @@
+//! phiwatch's binary: everything lives in the library; see `cli`.
+
 fn main() {
-    println!("phiwatch");
+    std::process::exit(phiwatch::cli::main());
 }

@@ -11,7 +11,7 @@
 //! with source positions and restored after a restart.
 
 mod findings;
-mod order;
+pub mod order;
 mod stats;
 mod users;
 
@@ -23,6 +23,7 @@ use crate::reference::Reference;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use findings::{Context, Findings};
+pub use order::order;
 use order::ReorderBuffer;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};

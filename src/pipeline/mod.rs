@@ -1,0 +1,7 @@
+//! Pipelines: how sources, parsers, the engine and sinks are joined for each command.
+//! `replay` reads files once in event-time order; `run` follows them as a daemon.
+
+pub mod check;
+pub mod lines;
+pub mod replay;
+pub mod run;
