@@ -16,3 +16,4 @@ pub mod parse;
 pub mod pipeline;
 pub mod reference;
 pub mod source;
+pub mod signals;

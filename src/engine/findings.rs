@@ -160,6 +160,14 @@ impl Findings {
         self.open.len() * 512 + self.emitted.len() * 48
     }
 
+    /// Records an id written before a restart. Its window is unknown, so it is kept as
+    /// if from today's window of the epoch: pruned with the oldest.
+    pub fn mark_emitted(&mut self, id: &str) {
+        self.emitted
+            .entry(id.to_string())
+            .or_insert(NaiveDate::MIN);
+    }
+
     pub fn was_emitted(&self, id: &str) -> bool {
         self.emitted.contains_key(id)
     }

@@ -97,6 +97,18 @@ impl Engine {
         self.reference = reference;
     }
 
+    /// True when a reference file changed on disk since it was loaded.
+    pub fn reference_changed(&self, cfg: &crate::config::ReferenceConfig) -> bool {
+        self.reference.changed(cfg)
+    }
+
+    /// Remembers ids of alerts already written (read back from disk after a restart).
+    pub fn mark_emitted<'a>(&mut self, ids: impl Iterator<Item = &'a str>) {
+        for id in ids {
+            self.state.findings.mark_emitted(id);
+        }
+    }
+
     /// Swaps in reloaded detectors; state of detectors that remain is kept.
     pub fn set_detectors(&mut self, detectors: Vec<Detector>) {
         self.detectors = detectors;

@@ -1,8 +1,412 @@
-//! `run`: the daemon. Placeholder until the file source lands.
+//! `run`: the daemon. One thread per file source follows its files and parses lines;
+//! the engine thread (this one) applies events in event-time order, writes alerts to the
+//! sinks, and snapshots its state together with the source positions.
+//!
+//! Delivery guarantee: at least once in, exactly once out. A line's position is
+//! checkpointed only in the same atomic snapshot as the engine state that includes it,
+//! so after a crash (even `kill -9`) every line after the snapshot is read again and
+//! re-applied to the state as it was. Alerts that re-applying produces again carry the
+//! same ids; ids are appended to `emitted.log` once the sinks have flushed them, and
+//! that log is consulted at start, so no alert is written twice.
 
-use anyhow::Result;
+use super::replay::build_engine;
+use crate::alert::Alert;
+use crate::config::{Config, SourceConfig, SourceType};
+use crate::deadletter::DeadLetter;
+use crate::engine::{Engine, State};
+use crate::event::{Event, Provenance};
+use crate::parse::{self, Parser, Reject};
+use crate::reference::Reference;
+use crate::signals::{self, Flags};
+use crate::sink::SinkSet;
+use crate::source::{self, LineKind, Position, TailOptions, Tailer};
+use anyhow::{Context, Result};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::OpenOptions;
+use std::io::{BufRead, Write};
 use std::path::Path;
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+
+/// What a source thread hands to the engine.
+enum Msg {
+    Batch {
+        source: String,
+        items: Vec<Item>,
+        /// Where each file stands after this batch.
+        positions: Vec<Position>,
+    },
+    Idle(String),
+    Failed(String, String),
+}
+
+enum Item {
+    Event(Event),
+    Rejected {
+        file: Arc<str>,
+        offset: u64,
+        line: String,
+        reject: Reject,
+    },
+}
+
+/// The snapshot file: engine state and source positions, written atomically together.
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    version: u32,
+    positions: BTreeMap<String, Vec<Position>>,
+    engine: State,
+}
+
+const SNAPSHOT_VERSION: u32 = 1;
+const MAX_POSITIONS_PER_SOURCE: usize = 4096;
 
 pub fn main(config: &Path) -> Result<i32> {
-    anyhow::bail!("run is not available yet ({})", config.display())
+    let cfg = Config::load(config)?;
+    let problems = cfg.validate();
+    if !problems.is_empty() {
+        anyhow::bail!("{}: {}", config.display(), problems.join("; "));
+    }
+    let flags = signals::install()?;
+    run(&cfg, flags)?;
+    Ok(0)
+}
+
+/// Runs until `flags.stop` is set.
+pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
+    std::fs::create_dir_all(&cfg.state.dir).with_context(|| {
+        format!(
+            "cannot create the state folder {}; set [state] dir to a writable folder",
+            cfg.state.dir.display()
+        )
+    })?;
+    let snapshot_path = cfg.state.dir.join("run.snapshot.json");
+    let emitted_path = cfg.state.dir.join("emitted.log");
+    let mut engine = build_engine(cfg)?;
+    let mut positions: BTreeMap<String, Vec<Position>> = BTreeMap::new();
+    match source::read_json::<Snapshot>(&snapshot_path) {
+        Ok(Some(s)) if s.version == SNAPSHOT_VERSION => {
+            info!(path = %snapshot_path.display(), "restoring engine state and positions");
+            engine.restore(s.engine);
+            positions = s.positions;
+        }
+        Ok(Some(_)) => warn!("snapshot has another version; starting from scratch"),
+        Ok(None) => {}
+        Err(e) => {
+            anyhow::bail!(
+                "the snapshot {} cannot be read ({e}); move it away to start from scratch (files are then read again from their start)",
+                snapshot_path.display()
+            )
+        }
+    }
+    let emitted = load_emitted(&emitted_path)?;
+    engine.mark_emitted(emitted.iter().map(String::as_str));
+    let tz = cfg.timezone()?;
+    let (tx, rx) = sync_channel::<Msg>(64);
+    let mut handles = Vec::new();
+    for s in cfg.sources.iter().filter(|s| s.kind == SourceType::File) {
+        engine.add_source(&s.name);
+        let resume = positions.get(&s.name).cloned().unwrap_or_default();
+        let (s, tx, flags) = (s.clone(), tx.clone(), Arc::clone(&flags));
+        let idle = Duration::from_secs(cfg.engine.idle_source_secs.max(1));
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("source-{}", s.name))
+                .spawn(move || follow(s, tz, resume, tx, flags, idle))?,
+        );
+    }
+    for s in cfg.sources.iter().filter(|s| s.kind != SourceType::File) {
+        warn!(source = %s.name, "source type is not handled by run yet; skipped");
+    }
+    drop(tx);
+    let sinks = crate::sink::build(cfg)?;
+    let mut dl = DeadLetter::new(&cfg.dead_letter_path());
+    let mut emitted_log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&emitted_path)
+        .with_context(|| format!("cannot open {}", emitted_path.display()))?;
+    let mut alerts = Vec::new();
+    let mut last_snapshot = Instant::now();
+    let mut last_ref_check = Instant::now();
+    let every = Duration::from_secs(cfg.state.snapshot_secs.max(1));
+    info!(sources = handles.len(), "phiwatch run started");
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(Msg::Batch {
+                source,
+                items,
+                positions: pos,
+            }) => {
+                for item in items {
+                    match item {
+                        Item::Event(e) => engine.push(e, &mut alerts),
+                        Item::Rejected {
+                            file,
+                            offset,
+                            line,
+                            reject,
+                        } => dl.reject(&source, &file, offset, &line, &reject)?,
+                    }
+                }
+                merge_positions(positions.entry(source).or_default(), pos);
+            }
+            Ok(Msg::Idle(source)) => engine.set_idle(&source, true, &mut alerts),
+            Ok(Msg::Failed(source, why)) => {
+                error!(source = %source, error = %why, "source stopped");
+                engine.set_idle(&source, true, &mut alerts);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        deliver(&sinks, &mut alerts, &mut emitted_log)?;
+        if flags.take_reload() || last_ref_check.elapsed() > Duration::from_secs(2) {
+            last_ref_check = Instant::now();
+            reload(cfg, &mut engine);
+        }
+        if last_snapshot.elapsed() >= every {
+            snapshot(&snapshot_path, &engine, &positions, &mut dl, &sinks)?;
+            last_snapshot = Instant::now();
+        }
+        if flags.stopping() {
+            break;
+        }
+    }
+    info!("stopping: draining sources");
+    for h in handles {
+        let _ = h.join();
+    }
+    while let Ok(msg) = rx.try_recv() {
+        if let Msg::Batch {
+            source,
+            items,
+            positions: pos,
+        } = msg
+        {
+            for item in items {
+                match item {
+                    Item::Event(e) => engine.push(e, &mut alerts),
+                    Item::Rejected {
+                        file,
+                        offset,
+                        line,
+                        reject,
+                    } => dl.reject(&source, &file, offset, &line, &reject)?,
+                }
+            }
+            merge_positions(positions.entry(source).or_default(), pos);
+        }
+    }
+    engine.flush(&mut alerts);
+    deliver(&sinks, &mut alerts, &mut emitted_log)?;
+    snapshot(&snapshot_path, &engine, &positions, &mut dl, &sinks)?;
+    sinks.close()?;
+    info!(events = engine.counters.events, "phiwatch run stopped");
+    Ok(())
+}
+
+/// Sends alerts to the sinks, waits until they are flushed, then records their ids.
+fn deliver(sinks: &SinkSet, alerts: &mut Vec<Alert>, log: &mut std::fs::File) -> Result<()> {
+    if alerts.is_empty() {
+        return Ok(());
+    }
+    for a in alerts.iter() {
+        sinks.send(a);
+    }
+    if let Err(e) = sinks.flush(Duration::from_secs(30)) {
+        warn!(error = %e, "sinks did not confirm delivery in time");
+    }
+    let mut buf = String::new();
+    for a in alerts.drain(..) {
+        buf.push_str(&a.id);
+        buf.push('\n');
+    }
+    log.write_all(buf.as_bytes())?;
+    log.sync_data()?;
+    Ok(())
+}
+
+fn load_emitted(path: &Path) -> Result<Vec<String>> {
+    match std::fs::File::open(path) {
+        Ok(f) => Ok(std::io::BufReader::new(f)
+            .lines()
+            .map_while(|l| l.ok())
+            .filter(|l| !l.trim().is_empty())
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn merge_positions(into: &mut Vec<Position>, new: Vec<Position>) {
+    for p in new {
+        match into.iter_mut().find(|q| q.id.same_file(&p.id)) {
+            Some(q) => *q = p,
+            None => into.push(p),
+        }
+    }
+    if into.len() > MAX_POSITIONS_PER_SOURCE {
+        let excess = into.len() - MAX_POSITIONS_PER_SOURCE;
+        into.drain(..excess);
+    }
+}
+
+fn snapshot(
+    path: &Path,
+    engine: &Engine,
+    positions: &BTreeMap<String, Vec<Position>>,
+    dl: &mut DeadLetter,
+    sinks: &SinkSet,
+) -> Result<()> {
+    // Rejected lines and alerts before the positions that cover them.
+    dl.flush()?;
+    if let Err(e) = sinks.flush(Duration::from_secs(30)) {
+        warn!(error = %e, "sinks did not confirm delivery before the snapshot");
+    }
+    #[derive(Serialize)]
+    struct SnapshotRef<'a> {
+        version: u32,
+        positions: &'a BTreeMap<String, Vec<Position>>,
+        engine: &'a State,
+    }
+    let bytes = serde_json::to_vec(&SnapshotRef {
+        version: SNAPSHOT_VERSION,
+        positions,
+        engine: engine.state(),
+    })?;
+    source::write_atomic(path, &bytes)
+        .with_context(|| format!("cannot write the snapshot {}", path.display()))?;
+    Ok(())
+}
+
+fn reload(cfg: &Config, engine: &mut Engine) {
+    if !engine.reference_changed(&cfg.reference) {
+        return;
+    }
+    match Reference::load(&cfg.reference) {
+        Ok(r) => {
+            let (s, p, c) = r.rows();
+            info!(staff = s, patients = p, care = c, "reference data reloaded");
+            engine.set_reference(Arc::new(r));
+        }
+        Err(e) => error!(error = %format!("{e:#}"), "reference data reload failed; keeping the previous data"),
+    }
+}
+
+/// A source thread: follows the files, parses lines, hands batches to the engine.
+fn follow(
+    s: SourceConfig,
+    tz: Tz,
+    resume: Vec<Position>,
+    tx: SyncSender<Msg>,
+    flags: Arc<Flags>,
+    idle_after: Duration,
+) {
+    let probe = match parse::build(&s, tz) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = tx.send(Msg::Failed(s.name.clone(), format!("{e:#}")));
+            return;
+        }
+    };
+    let opts = TailOptions {
+        header: probe.wants_header(),
+        ..TailOptions::default()
+    };
+    let mut tailer = Tailer::new(s.paths.clone(), opts, &resume);
+    let mut parsers: HashMap<(u64, u64), Box<dyn Parser>> = HashMap::new();
+    let mut quiet_since = Instant::now();
+    let mut told_idle = false;
+    while !flags.stopping() {
+        let lines = match tailer.poll(2000) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = tx.send(Msg::Failed(s.name.clone(), e.to_string()));
+                return;
+            }
+        };
+        if lines.is_empty() {
+            if !told_idle && quiet_since.elapsed() >= idle_after {
+                told_idle = true;
+                if tx.send(Msg::Idle(s.name.clone())).is_err() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        quiet_since = Instant::now();
+        told_idle = false;
+        let mut items = Vec::with_capacity(lines.len());
+        let mut ends: HashMap<(u64, u64), Position> = HashMap::new();
+        for l in lines {
+            let fk = (l.id.dev, l.id.ino);
+            ends.insert(
+                fk,
+                Position {
+                    path: l.path.to_string(),
+                    id: l.id,
+                    offset: l.end,
+                },
+            );
+            match l.kind {
+                LineKind::Header => {
+                    let mut p = match parse::build(&s, tz) {
+                        Ok(p) => p,
+                        Err(_) => continue,
+                    };
+                    if let Err(reject) = p.parse(&l.text) {
+                        items.push(Item::Rejected {
+                            file: l.path.clone(),
+                            offset: l.offset,
+                            line: l.text,
+                            reject,
+                        });
+                    }
+                    parsers.insert(fk, p);
+                }
+                LineKind::Oversized => items.push(Item::Rejected {
+                    file: l.path.clone(),
+                    offset: l.offset,
+                    line: l.text.chars().take(1024).collect(),
+                    reject: Reject::new("line_too_long", "line longer than the 1 MiB limit"),
+                }),
+                LineKind::Data => {
+                    let p = parsers
+                        .entry(fk)
+                        .or_insert_with(|| parse::build(&s, tz).expect("built above"));
+                    match p.parse(&l.text) {
+                        Ok(Some(mut e)) => {
+                            e.source = s.name.clone();
+                            e.origin = Some(Provenance {
+                                agent: String::new(),
+                                file: l.path.to_string(),
+                                offset: l.offset,
+                            });
+                            items.push(Item::Event(e));
+                        }
+                        Ok(None) => {}
+                        Err(reject) => items.push(Item::Rejected {
+                            file: l.path.clone(),
+                            offset: l.offset,
+                            line: l.text,
+                            reject,
+                        }),
+                    }
+                }
+            }
+        }
+        let msg = Msg::Batch {
+            source: s.name.clone(),
+            items,
+            positions: ends.into_values().collect(),
+        };
+        if tx.send(msg).is_err() {
+            return;
+        }
+    }
 }
