@@ -1,0 +1,1287 @@
+//! The file source: follows log files as they grow ([`Tailer`], for `run`) or reads one
+//! file once from start to end ([`read_once`], for `replay`). Both split lines with the
+//! same code, so a line means the same thing in both modes.
+//!
+//! # Delivery guarantee
+//!
+//! **At least once, in order within each file.** Every complete line written to a
+//! followed file is handed out, in file order, at least once, provided the caller
+//! resumes from a checkpoint it wrote after processing the lines it covers (see
+//! [`Tailer::acked_positions`]) and the file still exists when we get to it. Lines after
+//! the last checkpoint may be handed out again after a restart (including after a
+//! `kill -9`); each [`TailLine`] carries its file id and byte range, so the caller can
+//! drop repeats. A line is never handed out in pieces: a last line without its newline
+//! waits for it.
+//!
+//! # How files are told apart
+//!
+//! By device + inode + a fingerprint of their first bytes ([`FileId`]). Device + inode
+//! follow a file across renames; the fingerprint catches an inode reused by a new file
+//! and a file truncated and rewritten in place. Two files with the same first bytes are
+//! still two files (different inodes).
+//!
+//! # Rotation
+//!
+//! - **Rename** (`app.log` -> `app.log.1`, new `app.log`): the old file is kept open and
+//!   read to its end even if its new name no longer matches the globs; it is closed once
+//!   it has been read to its end *and* has not grown for [`TailOptions::rotated_quiet`]
+//!   (writers often keep writing to the old file for a moment after the rename). A file
+//!   that appears at a path another followed file just left waits until that file has
+//!   been read to its end, so the old file's lines come first.
+//! - **Copytruncate** (size below what we read, or the first bytes changed): the file is
+//!   read again from its start.
+//! - **While stopped**: on restart a checkpointed file that no longer matches the globs
+//!   is looked for by inode in the folder it was in, and its rest is read before the new
+//!   file (vectordotdev/vector#22954).
+//!
+//! # Lines
+//!
+//! Split on `\n`; a `\r` before it is dropped. Invalid UTF-8 is replaced (lossy). A line
+//! longer than [`TailOptions::max_line_bytes`] (without its terminator) is handed out
+//! once, as [`LineKind::Oversized`], with its text cut to the limit; its byte range still
+//! covers the whole line. The caller should count it as rejected, not parse it. Memory
+//! per file stays below `max_line_bytes` plus one 64 KiB read.
+//!
+//! # Limitations
+//!
+//! - A truncation followed by a rewrite that reaches past our offset *and* starts with
+//!   the same `fingerprint_bytes` bytes (e.g. a CSV header longer than that) goes
+//!   unnoticed; reading continues at the old offset.
+//! - Lines written between the last checkpoint and a copytruncate that happened while we
+//!   were stopped are in the copy, which we cannot link to the original; they are lost.
+//! - A file rotated while stopped into another folder (logrotate `olddir`) is not found.
+//! - Every matched file stays open; there is no cap on open files.
+//! - Unix only (device and inode numbers).
+
+use super::{FileId, Position};
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirEntryExt, FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// Bytes asked of the kernel per read.
+const CHUNK: usize = 64 * 1024;
+
+/// Reads per file per poll: bounds how long one poll can spend skipping a giant line.
+const MAX_CHUNKS_PER_TURN: usize = 64;
+
+/// What a handed-out line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LineKind {
+    /// The first line of a file, with [`TailOptions::header`] set. Delivered before any
+    /// data line of the file, again after every restart of the reader and after the file
+    /// was truncated. A new `Header` for a file replaces the previous one.
+    Header,
+    /// An ordinary line.
+    Data,
+    /// A line longer than [`TailOptions::max_line_bytes`]: `text` holds only its first
+    /// `max_line_bytes` bytes. Count it as rejected. (A first line that is oversized is
+    /// handed out as this, not as `Header`.)
+    Oversized,
+}
+
+/// One line of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailLine {
+    /// Where the file was when the line was read (after a rename, possibly its old name).
+    pub path: Arc<str>,
+    /// The file, with the fingerprint at `end` (see [`FileId`]).
+    pub id: FileId,
+    /// Offset of the line's first byte.
+    pub offset: u64,
+    /// Offset of the byte after the line's newline (or after its last byte, for the last
+    /// line of a finished file that had no newline).
+    pub end: u64,
+    pub kind: LineKind,
+    /// The line without `\n` / `\r\n`, invalid UTF-8 replaced.
+    pub text: String,
+}
+
+/// How files are followed and read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailOptions {
+    /// Deliver the first line of each file as [`LineKind::Header`] before any data line,
+    /// also when resuming in the middle of a file (it is re-read; the position does not
+    /// move).
+    pub header: bool,
+    /// Longest line handed out in full, without its terminator. Default 1 MiB.
+    pub max_line_bytes: usize,
+    /// How many leading bytes the fingerprint covers. Default 256. Changing it between
+    /// runs makes every checkpoint mismatch: files are read again from their start.
+    pub fingerprint_bytes: usize,
+    /// For a reader started without any checkpoint, begin the files that exist at its
+    /// first poll at their end (after their last complete line) instead of their start.
+    /// Files that appear later, and every file when a checkpoint was given, are read from
+    /// their start: they were written after we last looked. Default false.
+    pub start_at_end_for_new_files: bool,
+    /// How long a file that left the globs (renamed away, deleted) must have been read to
+    /// its end without growing before it is closed and forgotten. Default 5 s.
+    pub rotated_quiet: Duration,
+    /// When true the caller promises to [`Tailer::ack`] lines once processed:
+    /// [`Tailer::acked_positions`] then covers only acknowledged lines, and a finished
+    /// file stays followed until all its lines are acknowledged. When false every line
+    /// counts as acknowledged when handed out. Default false.
+    pub explicit_acks: bool,
+}
+
+impl Default for TailOptions {
+    fn default() -> Self {
+        TailOptions {
+            header: false,
+            max_line_bytes: 1024 * 1024,
+            fingerprint_bytes: 256,
+            start_at_end_for_new_files: false,
+            rotated_quiet: Duration::from_secs(5),
+            explicit_acks: false,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Line splitting, shared by `Tailer` and `read_once`.
+
+/// A line cut out of the byte stream, before it is given a kind and an id.
+#[derive(Debug, PartialEq, Eq)]
+struct RawLine {
+    offset: u64,
+    end: u64,
+    text: String,
+    oversized: bool,
+}
+
+/// Splits a byte stream into lines, holding at most one incomplete line (or, for an
+/// oversized line, its first `max` bytes) between reads.
+#[derive(Debug)]
+struct Splitter {
+    /// Bytes read and not yet handed out: `buf[start..]`.
+    buf: Vec<u8>,
+    start: usize,
+    /// `buf[start..scanned]` is known to hold no `\n`.
+    scanned: usize,
+    /// File offset of `buf[0]`.
+    base: u64,
+    max: usize,
+    /// An oversized line being skipped to its newline: its offset and first `max` bytes.
+    skipping: Option<(u64, Vec<u8>)>,
+}
+
+impl Splitter {
+    fn new(base: u64, max: usize) -> Splitter {
+        Splitter {
+            buf: Vec::new(),
+            start: 0,
+            scanned: 0,
+            base,
+            max,
+            skipping: None,
+        }
+    }
+
+    /// Offset of the first byte not yet handed out: the read position for checkpoints.
+    fn line_start(&self) -> u64 {
+        match &self.skipping {
+            Some((offset, _)) => *offset,
+            None => self.base + self.start as u64,
+        }
+    }
+
+    /// Offset after the last byte read.
+    fn end(&self) -> u64 {
+        self.base + self.buf.len() as u64
+    }
+
+    /// Appends up to one chunk with `read`, which fills the slice it gets. Returns what
+    /// `read` returned; the bytes are then `self.buf[self.buf.len() - n..]`.
+    fn fill(&mut self, read: impl FnOnce(&mut [u8]) -> io::Result<usize>) -> io::Result<usize> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.base += self.start as u64;
+            self.scanned -= self.start;
+            self.start = 0;
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + CHUNK, 0);
+        let result = read(&mut self.buf[old..]);
+        let n = *result.as_ref().unwrap_or(&0);
+        self.buf.truncate(old + n.min(CHUNK));
+        result
+    }
+
+    /// The last `n` bytes read.
+    fn tail(&self, n: usize) -> &[u8] {
+        &self.buf[self.buf.len() - n..]
+    }
+
+    /// The next complete line, if a newline has been read.
+    fn next_line(&mut self) -> Option<RawLine> {
+        let newline = memchr::memchr(b'\n', &self.buf[self.scanned..]).map(|i| self.scanned + i);
+        match (newline, self.skipping.take()) {
+            (Some(nl), Some((offset, kept))) => {
+                self.start = nl + 1;
+                self.scanned = nl + 1;
+                Some(RawLine {
+                    offset,
+                    end: self.base + nl as u64 + 1,
+                    text: lossy(&kept),
+                    oversized: true,
+                })
+            }
+            (None, Some(skipping)) => {
+                self.skipping = Some(skipping);
+                self.discard_all();
+                None
+            }
+            (Some(nl), None) => {
+                let line = self.cut(nl, nl + 1);
+                Some(line)
+            }
+            (None, None) => {
+                self.scanned = self.buf.len();
+                // `max + 1`: the last byte may be the `\r` of a `\r\n`.
+                if self.buf.len() - self.start > self.max + 1 {
+                    let kept = self.buf[self.start..self.start + self.max].to_vec();
+                    self.skipping = Some((self.base + self.start as u64, kept));
+                    self.discard_all();
+                }
+                None
+            }
+        }
+    }
+
+    /// Whatever is left as a last line: for a file known to be complete.
+    fn finish(&mut self) -> Option<RawLine> {
+        if let Some((offset, kept)) = self.skipping.take() {
+            self.discard_all();
+            return Some(RawLine {
+                offset,
+                end: self.base,
+                text: lossy(&kept),
+                oversized: true,
+            });
+        }
+        if self.start == self.buf.len() {
+            return None;
+        }
+        let len = self.buf.len();
+        Some(self.cut(len, len))
+    }
+
+    /// Hands out `buf[start..content_end]` as a line ending at `buf[line_end]`.
+    fn cut(&mut self, content_end: usize, line_end: usize) -> RawLine {
+        let mut content = &self.buf[self.start..content_end];
+        if let [rest @ .., b'\r'] = content {
+            content = rest;
+        }
+        let oversized = content.len() > self.max;
+        if oversized {
+            content = &content[..self.max];
+        }
+        let line = RawLine {
+            offset: self.base + self.start as u64,
+            end: self.base + line_end as u64,
+            text: lossy(content),
+            oversized,
+        };
+        self.start = line_end;
+        self.scanned = line_end;
+        line
+    }
+
+    fn discard_all(&mut self) {
+        self.base += self.buf.len() as u64;
+        self.buf.clear();
+        self.start = 0;
+        self.scanned = 0;
+    }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The first bytes of a file, up to `limit`, for fingerprints at any offset.
+#[derive(Debug)]
+struct Prefix {
+    bytes: Vec<u8>,
+    limit: usize,
+    /// The fingerprint once `bytes` holds `limit` bytes.
+    full: Option<u64>,
+}
+
+impl Prefix {
+    fn new(limit: usize) -> Prefix {
+        let mut p = Prefix {
+            bytes: Vec::new(),
+            limit,
+            full: None,
+        };
+        p.settle();
+        p
+    }
+
+    /// Reads the first `min(limit, upto)` bytes of `file`.
+    fn read(file: &File, limit: usize, upto: u64) -> io::Result<Prefix> {
+        let mut p = Prefix::new(limit);
+        let want = clamp(limit, upto);
+        p.bytes = vec![0; want];
+        file.read_exact_at(&mut p.bytes, 0)?;
+        p.settle();
+        Ok(p)
+    }
+
+    /// Records bytes read at file offset `at`, if they continue what we hold.
+    fn extend(&mut self, at: u64, data: &[u8]) {
+        if self.full.is_some() || at != self.bytes.len() as u64 {
+            return;
+        }
+        let take = (self.limit - self.bytes.len()).min(data.len());
+        self.bytes.extend_from_slice(&data[..take]);
+        self.settle();
+    }
+
+    fn settle(&mut self) {
+        if self.bytes.len() >= self.limit {
+            self.full = Some(FileId::fingerprint_of(&self.bytes[..self.limit]));
+        }
+    }
+
+    /// The fingerprint at `offset`: of the first `min(limit, offset)` bytes. Callers only
+    /// ask for offsets they have read up to, so the bytes are here.
+    fn fingerprint_at(&self, offset: u64) -> u64 {
+        let n = clamp(self.limit, offset).min(self.bytes.len());
+        match self.full {
+            Some(fp) if n == self.limit => fp,
+            _ => FileId::fingerprint_of(&self.bytes[..n]),
+        }
+    }
+}
+
+fn clamp(limit: usize, offset: u64) -> usize {
+    usize::try_from(offset).map_or(limit, |o| o.min(limit))
+}
+
+fn read_at_retry(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    loop {
+        match file.read_at(buf, at) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+fn id_of(meta: &fs::Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
+}
+
+fn shown(path: &Path) -> Arc<str> {
+    Arc::from(path.to_string_lossy().as_ref())
+}
+
+fn kind_of(raw: &RawLine, header_pending: bool) -> LineKind {
+    if raw.oversized {
+        LineKind::Oversized
+    } else if header_pending && raw.offset == 0 {
+        LineKind::Header
+    } else {
+        LineKind::Data
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// read_once
+
+/// Reads `path` once from its first byte to its end, for `replay`. Same lines as the
+/// [`Tailer`] would hand out, except that a last line without a newline is delivered
+/// (the file is taken as complete). Stops after the first read error.
+pub fn read_once(path: &Path, opts: &TailOptions) -> io::Result<ReadOnce> {
+    let file = File::open(path)?;
+    let (dev, ino) = id_of(&file.metadata()?);
+    Ok(ReadOnce {
+        file,
+        path: shown(path),
+        dev,
+        ino,
+        split: Splitter::new(0, opts.max_line_bytes),
+        prefix: Prefix::new(opts.fingerprint_bytes),
+        header_pending: opts.header,
+        eof: false,
+        failed: false,
+    })
+}
+
+/// The iterator returned by [`read_once`].
+#[derive(Debug)]
+pub struct ReadOnce {
+    file: File,
+    path: Arc<str>,
+    dev: u64,
+    ino: u64,
+    split: Splitter,
+    prefix: Prefix,
+    header_pending: bool,
+    eof: bool,
+    failed: bool,
+}
+
+impl ReadOnce {
+    fn line(&mut self, raw: RawLine) -> TailLine {
+        let kind = kind_of(&raw, self.header_pending);
+        self.header_pending = false;
+        TailLine {
+            path: self.path.clone(),
+            id: FileId {
+                dev: self.dev,
+                ino: self.ino,
+                fingerprint: self.prefix.fingerprint_at(raw.end),
+            },
+            offset: raw.offset,
+            end: raw.end,
+            kind,
+            text: raw.text,
+        }
+    }
+}
+
+impl Iterator for ReadOnce {
+    type Item = io::Result<TailLine>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if let Some(raw) = self.split.next_line() {
+                return Some(Ok(self.line(raw)));
+            }
+            if self.eof {
+                let raw = self.split.finish()?;
+                return Some(Ok(self.line(raw)));
+            }
+            let at = self.split.end();
+            let file = &mut self.file;
+            match self.split.fill(|buf| file.read(buf)) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.prefix.extend(at, self.split.tail(n)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tailer
+
+/// One file being followed.
+#[derive(Debug)]
+struct Followed {
+    /// Unique within this tailer; orders and links files.
+    key: u64,
+    path: PathBuf,
+    shown: Arc<str>,
+    file: File,
+    dev: u64,
+    ino: u64,
+    prefix: Prefix,
+    /// `split.line_start()` is the read position, `split.end()` how far we have read.
+    split: Splitter,
+    acked: u64,
+    header_pending: bool,
+    /// Seen under a glob in the latest poll.
+    matched: bool,
+    /// The file that was at this path before: it is read to its end first.
+    after: Option<u64>,
+    /// The last turn read to the end of the file and handed out every complete line.
+    drained: bool,
+    last_growth: Instant,
+    /// Left the globs, went quiet, and its last partial line was handed out: nothing more
+    /// is read; it waits for its acknowledgements.
+    done: bool,
+    /// An error was logged and not yet cleared by a good read.
+    failing: bool,
+}
+
+impl Followed {
+    fn position(&self, offset: u64) -> Position {
+        Position {
+            path: self.shown.to_string(),
+            id: self.id_at(offset),
+            offset,
+        }
+    }
+
+    fn id_at(&self, offset: u64) -> FileId {
+        FileId {
+            dev: self.dev,
+            ino: self.ino,
+            fingerprint: self.prefix.fingerprint_at(offset),
+        }
+    }
+
+    fn set_path(&mut self, path: PathBuf) {
+        self.shown = shown(&path);
+        self.path = path;
+    }
+
+    fn hand_out(&mut self, raw: RawLine, opts: &TailOptions) -> TailLine {
+        let kind = kind_of(&raw, self.header_pending);
+        self.header_pending = false;
+        if !opts.explicit_acks {
+            self.acked = raw.end;
+        }
+        TailLine {
+            path: self.shown.clone(),
+            id: self.id_at(raw.end),
+            offset: raw.offset,
+            end: raw.end,
+            kind,
+            text: raw.text,
+        }
+    }
+
+    /// Starts over from byte 0, as after a copytruncate.
+    fn restart(&mut self, opts: &TailOptions, now: Instant) {
+        self.split = Splitter::new(0, opts.max_line_bytes);
+        self.prefix = Prefix::new(opts.fingerprint_bytes);
+        self.acked = 0;
+        self.header_pending = opts.header;
+        self.drained = false;
+        self.done = false;
+        self.last_growth = now;
+    }
+
+    /// True when the bytes we fingerprinted are still there, unchanged.
+    fn prefix_intact(&self) -> io::Result<bool> {
+        if self.prefix.bytes.is_empty() {
+            return Ok(true);
+        }
+        let mut now = vec![0; self.prefix.bytes.len()];
+        match self.file.read_exact_at(&mut now, 0) {
+            Ok(()) => Ok(now == self.prefix.bytes),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What a resume position says about a file just opened.
+enum Resume {
+    /// No checkpoint names this inode.
+    Unknown,
+    /// A checkpoint names it and its first bytes match: continue there.
+    At(Position),
+    /// A checkpoint names the inode but the content differs (inode reused, or truncated
+    /// while we were stopped): a file we have not read, from its start.
+    Stale,
+}
+
+/// A file found by the globs and opened, not yet followed.
+struct Opened {
+    key: u64,
+    path: PathBuf,
+    file: File,
+    id: (u64, u64),
+    len: u64,
+    resume: Resume,
+}
+
+/// What a poll turn decided about a file.
+#[derive(PartialEq, Eq)]
+enum Fate {
+    Keep,
+    Forget,
+}
+
+/// Follows the files matching a set of globs. Synchronous: the caller owns the thread
+/// and calls [`Tailer::poll`] in a loop (sleeping when it returns nothing). See the module
+/// doc for the guarantees.
+#[derive(Debug)]
+pub struct Tailer {
+    globs: Vec<String>,
+    glob_error: Option<String>,
+    opts: TailOptions,
+    /// In discovery order: older files first.
+    files: Vec<Followed>,
+    /// Resume positions not yet matched to a file, by (dev, ino).
+    pending: HashMap<(u64, u64), Vec<Position>>,
+    resumed_from_checkpoint: bool,
+    first_poll: bool,
+    next_key: u64,
+    /// Where the next poll starts, so a busy file cannot starve the others.
+    cursor: usize,
+    /// Paths whose open failed, logged once.
+    unreadable: HashSet<PathBuf>,
+}
+
+impl Tailer {
+    /// A tailer for `globs`, resuming from `resume` (positions from an earlier
+    /// [`Tailer::acked_positions`]; matched by file id, not path). Does no I/O; an invalid
+    /// glob is reported by every [`Tailer::poll`].
+    pub fn new(globs: Vec<String>, opts: TailOptions, resume: &[Position]) -> Tailer {
+        let glob_error = globs.iter().find_map(|g| {
+            glob::Pattern::new(g)
+                .err()
+                .map(|e| format!("invalid glob {g:?}: {e}"))
+        });
+        let mut pending: HashMap<(u64, u64), Vec<Position>> = HashMap::new();
+        for p in resume {
+            pending
+                .entry((p.id.dev, p.id.ino))
+                .or_default()
+                .push(p.clone());
+        }
+        Tailer {
+            globs,
+            glob_error,
+            opts,
+            files: Vec::new(),
+            pending,
+            resumed_from_checkpoint: !resume.is_empty(),
+            first_poll: true,
+            next_key: 0,
+            cursor: 0,
+            unreadable: HashSet::new(),
+        }
+    }
+
+    /// Discovers files (re-globs), notices rotation and truncation, and reads complete
+    /// new lines from every followed file: at most `max_lines` in total, each file's
+    /// lines in file order. An empty result means nothing new (for now). Errors only for
+    /// an invalid glob; trouble with one file is logged and that file retried next poll.
+    pub fn poll(&mut self, max_lines: usize) -> io::Result<Vec<TailLine>> {
+        if let Some(e) = &self.glob_error {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, e.clone()));
+        }
+        let now = Instant::now();
+        self.discover(now);
+        self.first_poll = false;
+
+        let mut out = Vec::new();
+        let n = self.files.len();
+        if n == 0 || max_lines == 0 {
+            return Ok(out);
+        }
+        let mut budget = max_lines;
+        let mut forget = vec![false; n];
+        let start = self.cursor % n;
+        for k in 0..n {
+            let i = (start + k) % n;
+            if budget == 0 {
+                break;
+            }
+            if let Some(before) = self.files[i].after {
+                if self.files.iter().any(|f| f.key == before && !f.drained) {
+                    continue;
+                }
+            }
+            let fate = service(&mut self.files[i], &self.opts, &mut budget, &mut out, now);
+            forget[i] = fate == Fate::Forget;
+            if budget == 0 {
+                self.cursor = i + 1;
+            }
+        }
+        let mut i = 0;
+        self.files.retain(|f| {
+            let keep = !forget[i];
+            i += 1;
+            if !keep {
+                info!(path = %f.shown, offset = f.split.line_start(), "finished a file that left the globs; closing it");
+            }
+            keep
+        });
+        Ok(out)
+    }
+
+    /// Read positions: for every followed file, the byte after the last line handed out.
+    /// Checkpointing these may skip lines the caller has not finished processing; see
+    /// [`Tailer::acked_positions`].
+    pub fn positions(&self) -> Vec<Position> {
+        let mut out: Vec<Position> = self
+            .files
+            .iter()
+            .map(|f| f.position(f.split.line_start()))
+            .collect();
+        out.extend(self.unmatched_resume());
+        out
+    }
+
+    /// Positions safe to checkpoint: for every followed file, the byte after the last
+    /// acknowledged line ([`Tailer::ack`]). Without [`TailOptions::explicit_acks`] the
+    /// same as [`Tailer::positions`]. Before the first poll, the resume positions.
+    pub fn acked_positions(&self) -> Vec<Position> {
+        let mut out: Vec<Position> = self.files.iter().map(|f| f.position(f.acked)).collect();
+        out.extend(self.unmatched_resume());
+        out
+    }
+
+    /// Marks the lines of file `id` up to `end` (a [`TailLine::end`]) as processed.
+    /// Acknowledging a line acknowledges every earlier line of that file; acks that go
+    /// backwards are ignored. Returns false when `id` names no followed file (forgotten,
+    /// or truncated since the line was read), or `end` was never handed out.
+    pub fn ack(&mut self, id: &FileId, end: u64) -> bool {
+        let Some(f) = self
+            .files
+            .iter_mut()
+            .find(|f| f.dev == id.dev && f.ino == id.ino)
+        else {
+            return false;
+        };
+        if end > f.split.line_start() || f.prefix.fingerprint_at(end) != id.fingerprint {
+            return false;
+        }
+        f.acked = f.acked.max(end);
+        true
+    }
+
+    /// How many files are followed (open) now.
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Before the first poll nothing is matched yet: report the resume positions as they
+    /// are, so a checkpoint written then loses nothing. Afterwards, positions of files
+    /// that were not found expire.
+    fn unmatched_resume(&self) -> Vec<Position> {
+        if !self.first_poll {
+            return Vec::new();
+        }
+        self.pending.values().flatten().cloned().collect()
+    }
+
+    /// Re-globs; updates which followed files are still matched (and under what name);
+    /// opens new files, resuming them from a checkpoint when one names them.
+    fn discover(&mut self, now: Instant) {
+        let mut found: Vec<((u64, u64), PathBuf)> = Vec::new();
+        let mut seen = HashSet::new();
+        for pattern in &self.globs {
+            let Ok(paths) = glob::glob(pattern) else {
+                continue;
+            };
+            for path in paths.flatten() {
+                match fs::metadata(&path) {
+                    Ok(meta) if meta.is_file() => {
+                        if seen.insert(id_of(&meta)) {
+                            found.push((id_of(&meta), path));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        // Where each file was before this pass: a new file at one of these paths comes
+        // after the file that left it.
+        let mut previous: HashMap<PathBuf, u64> =
+            self.files.iter().map(|f| (f.path.clone(), f.key)).collect();
+
+        let index: HashMap<(u64, u64), usize> = self
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| ((f.dev, f.ino), i))
+            .collect();
+        let was_matched: Vec<bool> = self.files.iter().map(|f| f.matched).collect();
+        for f in &mut self.files {
+            f.matched = false;
+        }
+        let mut fresh = Vec::new();
+        for (key, path) in found {
+            match index.get(&key) {
+                Some(&i) => {
+                    let f = &mut self.files[i];
+                    f.matched = true;
+                    if f.path != path {
+                        info!(from = %f.shown, to = %path.display(), "followed file was renamed");
+                        f.set_path(path);
+                    }
+                }
+                None => fresh.push(path),
+            }
+        }
+        for (f, was) in self.files.iter_mut().zip(was_matched) {
+            if was && !f.matched {
+                // Rotated away or deleted: look for its new name next to the old one.
+                let dir = f.path.parent().unwrap_or(Path::new("."));
+                match find_in_dir(dir, &HashSet::from([(f.dev, f.ino)])).pop() {
+                    Some((_, new)) => {
+                        info!(from = %f.shown, to = %new.display(), "followed file was rotated; reading it to its end");
+                        f.set_path(new);
+                    }
+                    None => {
+                        info!(path = %f.shown, "followed file is gone; reading it to its end")
+                    }
+                }
+            }
+        }
+
+        // Open the new files first, so the resume positions they claim are settled
+        // before looking elsewhere for the rest.
+        let mut opened: Vec<Opened> = Vec::new();
+        for path in fresh {
+            let file = match File::open(&path) {
+                Ok(file) => {
+                    self.unreadable.remove(&path);
+                    file
+                }
+                Err(e) => {
+                    if self.unreadable.insert(path.clone()) {
+                        warn!(path = %path.display(), error = %e, "cannot open file; will retry");
+                    }
+                    continue;
+                }
+            };
+            let Ok(meta) = file.metadata() else { continue };
+            let id = id_of(&meta);
+            if self.files.iter().any(|f| (f.dev, f.ino) == id) || opened.iter().any(|o| o.id == id)
+            {
+                continue; // raced with a rename: already ours
+            }
+            let key = self.next_key;
+            self.next_key += 1;
+            let resume = self.take_resume(id, &file, meta.len());
+            if let Resume::At(p) = &resume {
+                let was = PathBuf::from(&p.path);
+                if was != path {
+                    previous.entry(was).or_insert(key);
+                }
+            }
+            opened.push(Opened {
+                key,
+                path,
+                file,
+                id,
+                len: meta.len(),
+                resume,
+            });
+        }
+
+        if self.first_poll {
+            self.resume_rotated_while_stopped(now, &mut previous);
+        }
+
+        for o in opened {
+            let (start, how) = match &o.resume {
+                Resume::At(p) => (p.offset, "resuming from checkpoint"),
+                Resume::Stale => (
+                    0,
+                    "checkpoint does not match the content (inode reused, or truncated \
+                     while stopped); reading from the start",
+                ),
+                Resume::Unknown
+                    if self.first_poll
+                        && !self.resumed_from_checkpoint
+                        && self.opts.start_at_end_for_new_files =>
+                {
+                    match last_line_end(&o.file, o.len, self.opts.max_line_bytes) {
+                        Ok(end) => (end, "starting at the end"),
+                        Err(_) => (0, "new file"),
+                    }
+                }
+                Resume::Unknown => (0, "new file"),
+            };
+            let after = previous.get(&o.path).copied().filter(|&k| k != o.key);
+            match self.follow(o.key, o.path, o.file, o.id, start, true, after, now) {
+                Ok(f) => {
+                    info!(path = %f.shown, offset = start, "{how}");
+                    self.files.push(f);
+                }
+                Err(e) => warn!(error = %e, "cannot read the start of a new file; will retry"),
+            }
+        }
+    }
+
+    /// First poll only: checkpointed files that no glob matches any more were probably
+    /// rotated while we were stopped. Look for them by inode in the folder they were in,
+    /// and read their rest (vectordotdev/vector#22954).
+    fn resume_rotated_while_stopped(&mut self, now: Instant, previous: &mut HashMap<PathBuf, u64>) {
+        let mut by_dir: HashMap<PathBuf, HashSet<(u64, u64)>> = HashMap::new();
+        for (key, positions) in &self.pending {
+            for p in positions {
+                let dir = Path::new(&p.path).parent().unwrap_or(Path::new("."));
+                by_dir.entry(dir.to_path_buf()).or_default().insert(*key);
+            }
+        }
+        let mut dirs: Vec<_> = by_dir.into_iter().collect();
+        dirs.sort_by(|a, b| a.0.cmp(&b.0));
+        for (dir, wanted) in dirs {
+            for (key, path) in find_in_dir(&dir, &wanted) {
+                if !self.pending.contains_key(&key) {
+                    continue;
+                }
+                let Ok(file) = File::open(&path) else {
+                    continue;
+                };
+                let Ok(meta) = file.metadata() else { continue };
+                if id_of(&meta) != key {
+                    continue;
+                }
+                // A reused inode that fails the check is not ours: leave it alone.
+                let Resume::At(p) = self.take_resume(key, &file, meta.len()) else {
+                    continue;
+                };
+                let k = self.next_key;
+                self.next_key += 1;
+                match self.follow(k, path, file, key, p.offset, false, None, now) {
+                    Ok(f) => {
+                        info!(path = %f.shown, was = %p.path, offset = p.offset, "resuming a file rotated while stopped");
+                        previous.insert(PathBuf::from(&p.path), k);
+                        self.files.push(f);
+                    }
+                    Err(e) => {
+                        warn!(path = %p.path, error = %e, "cannot read a file rotated while stopped")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Matches an opened file against the resume positions naming its inode.
+    fn take_resume(&mut self, key: (u64, u64), file: &File, len: u64) -> Resume {
+        let Some(candidates) = self.pending.remove(&key) else {
+            return Resume::Unknown;
+        };
+        let n = self.opts.fingerprint_bytes;
+        let mut best: Option<Position> = None;
+        for p in candidates {
+            if p.offset > len {
+                continue;
+            }
+            let matches = Prefix::read(file, n, p.offset)
+                .map(|prefix| prefix.fingerprint_at(p.offset) == p.id.fingerprint)
+                .unwrap_or(false);
+            // Offsets only grow over a file's life: of two matching positions for the
+            // same file (a mixed-up checkpoint), the larger one is the newer.
+            if matches && best.as_ref().is_none_or(|b| p.offset > b.offset) {
+                best = Some(p);
+            }
+        }
+        match best {
+            Some(p) => Resume::At(p),
+            None => Resume::Stale,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn follow(
+        &self,
+        key: u64,
+        path: PathBuf,
+        file: File,
+        (dev, ino): (u64, u64),
+        start: u64,
+        matched: bool,
+        after: Option<u64>,
+        now: Instant,
+    ) -> io::Result<Followed> {
+        let prefix = Prefix::read(&file, self.opts.fingerprint_bytes, start)?;
+        Ok(Followed {
+            key,
+            shown: shown(&path),
+            path,
+            file,
+            dev,
+            ino,
+            prefix,
+            split: Splitter::new(start, self.opts.max_line_bytes),
+            acked: start,
+            header_pending: self.opts.header,
+            matched,
+            after,
+            drained: false,
+            last_growth: now,
+            done: false,
+            failing: false,
+        })
+    }
+}
+
+/// One poll turn for one file: notice truncation, deliver the header if owed, read new
+/// lines within `budget`, and decide whether a file that left the globs is finished.
+fn service(
+    f: &mut Followed,
+    opts: &TailOptions,
+    budget: &mut usize,
+    out: &mut Vec<TailLine>,
+    now: Instant,
+) -> Fate {
+    match read_turn(f, opts, budget, out, now) {
+        Ok(()) => {
+            if f.failing {
+                info!(path = %f.shown, "file readable again");
+                f.failing = false;
+            }
+        }
+        Err(e) => {
+            if !f.matched {
+                warn!(path = %f.shown, error = %e, "cannot read a file that left the globs; giving it up");
+                return Fate::Forget;
+            }
+            if !f.failing {
+                warn!(path = %f.shown, error = %e, "cannot read file; will retry");
+                f.failing = true;
+            }
+            return Fate::Keep;
+        }
+    }
+    if f.matched || !f.drained || now.duration_since(f.last_growth) < opts.rotated_quiet {
+        return Fate::Keep;
+    }
+    if !f.done {
+        if *budget == 0 {
+            return Fate::Keep;
+        }
+        // Nobody will finish its last line now: hand it out as it is.
+        if let Some(raw) = f.split.finish() {
+            out.push(f.hand_out(raw, opts));
+            *budget -= 1;
+        }
+        f.done = true;
+    }
+    if opts.explicit_acks && f.acked < f.split.line_start() {
+        return Fate::Keep;
+    }
+    Fate::Forget
+}
+
+fn read_turn(
+    f: &mut Followed,
+    opts: &TailOptions,
+    budget: &mut usize,
+    out: &mut Vec<TailLine>,
+    now: Instant,
+) -> io::Result<()> {
+    if f.done && !f.matched {
+        return Ok(());
+    }
+    let len = f.file.metadata()?.len();
+    let read = f.split.end();
+    if len < read || (len > read && !f.prefix_intact()?) {
+        info!(path = %f.shown, "file was truncated or rewritten in place; reading it again from the start");
+        f.restart(opts, now);
+    }
+
+    if f.header_pending && f.split.line_start() > 0 && *budget > 0 {
+        match first_line(&f.file, opts.max_line_bytes)? {
+            Some(raw) => {
+                out.push(f.hand_out_header(raw));
+                *budget -= 1;
+            }
+            None => return Ok(()), // no first line yet: truncated under us; next poll
+        }
+    }
+
+    let mut chunks = 0;
+    loop {
+        while *budget > 0 {
+            match f.split.next_line() {
+                Some(raw) => {
+                    out.push(f.hand_out(raw, opts));
+                    *budget -= 1;
+                }
+                None => break,
+            }
+        }
+        if *budget == 0 || chunks == MAX_CHUNKS_PER_TURN {
+            f.drained = false;
+            return Ok(());
+        }
+        let at = f.split.end();
+        let file = &f.file;
+        let n = f.split.fill(|buf| read_at_retry(file, buf, at))?;
+        if n == 0 {
+            f.drained = true;
+            return Ok(());
+        }
+        chunks += 1;
+        f.prefix.extend(at, f.split.tail(n));
+        f.last_growth = now;
+    }
+}
+
+impl Followed {
+    /// The header re-read from byte 0 while the position stays where it is.
+    fn hand_out_header(&mut self, raw: RawLine) -> TailLine {
+        self.header_pending = false;
+        TailLine {
+            path: self.shown.clone(),
+            id: self.id_at(raw.end),
+            offset: raw.offset,
+            end: raw.end,
+            kind: if raw.oversized {
+                LineKind::Oversized
+            } else {
+                LineKind::Header
+            },
+            text: raw.text,
+        }
+    }
+}
+
+/// The first line of `file`, read from byte 0 (`None` if it has no complete first line).
+fn first_line(file: &File, max: usize) -> io::Result<Option<RawLine>> {
+    let mut split = Splitter::new(0, max);
+    loop {
+        if let Some(raw) = split.next_line() {
+            return Ok(Some(raw));
+        }
+        let at = split.end();
+        if split.fill(|buf| read_at_retry(file, buf, at))? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+/// Where the last complete line of a file of length `len` ends: the start for a reader
+/// that skips existing content. Looks back at most `max + 2` bytes; past that the line
+/// under way is oversized anyway, and starting inside it hands it out as oversized.
+fn last_line_end(file: &File, len: u64, max: usize) -> io::Result<u64> {
+    let limit = len.saturating_sub(max as u64 + 2);
+    let mut buf = vec![0u8; CHUNK];
+    let mut end = len;
+    while end > limit {
+        let start = end.saturating_sub(CHUNK as u64).max(limit);
+        let n = (end - start) as usize;
+        file.read_exact_at(&mut buf[..n], start)?;
+        if let Some(i) = memchr::memrchr(b'\n', &buf[..n]) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(limit)
+}
+
+/// Entries of `dir` whose (device, inode) is in `wanted`, without stat-ing the others.
+fn find_in_dir(dir: &Path, wanted: &HashSet<(u64, u64)>) -> Vec<((u64, u64), PathBuf)> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        debug!(dir = %dir.display(), "cannot list folder");
+        return Vec::new();
+    };
+    let inodes: HashSet<u64> = wanted.iter().map(|(_, ino)| *ino).collect();
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        if !inodes.contains(&entry.ino()) {
+            continue;
+        }
+        if let Ok(meta) = entry.metadata() {
+            let key = id_of(&meta);
+            if meta.is_file() && wanted.contains(&key) {
+                out.push((key, entry.path()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split_all(chunks: &[&[u8]], max: usize) -> (Vec<RawLine>, Option<RawLine>) {
+        let mut s = Splitter::new(0, max);
+        let mut lines = Vec::new();
+        for c in chunks {
+            s.fill(|buf| {
+                buf[..c.len()].copy_from_slice(c);
+                Ok(c.len())
+            })
+            .unwrap();
+            while let Some(l) = s.next_line() {
+                lines.push(l);
+            }
+        }
+        (lines, s.finish())
+    }
+
+    fn raw(offset: u64, end: u64, text: &str, oversized: bool) -> RawLine {
+        RawLine {
+            offset,
+            end,
+            text: text.into(),
+            oversized,
+        }
+    }
+
+    #[test]
+    fn splits_across_chunks_and_strips_crlf() {
+        let (lines, rest) = split_all(&[b"ab", b"c\r\nde\n", b"\nf"], 10);
+        assert_eq!(
+            lines,
+            vec![
+                raw(0, 5, "abc", false),
+                raw(5, 8, "de", false),
+                raw(8, 9, "", false)
+            ]
+        );
+        assert_eq!(rest, Some(raw(9, 10, "f", false)));
+    }
+
+    #[test]
+    fn oversized_line_is_cut_and_skipped_to_its_newline() {
+        let (lines, rest) = split_all(&[b"0123", b"456789", b"abc\nok\n"], 4);
+        assert_eq!(
+            lines,
+            vec![raw(0, 14, "0123", true), raw(14, 17, "ok", false)]
+        );
+        assert_eq!(rest, None);
+    }
+
+    #[test]
+    fn limit_applies_without_the_terminator() {
+        let (lines, _) = split_all(&[b"abcd\r\n", b"abcde\n"], 4);
+        assert_eq!(
+            lines,
+            vec![raw(0, 6, "abcd", false), raw(6, 12, "abcd", true)]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced() {
+        let (lines, _) = split_all(&[b"a\xffb\n"], 10);
+        assert_eq!(lines[0].text, "a\u{fffd}b");
+    }
+
+    #[test]
+    fn unfinished_oversized_line_holds_its_position() {
+        let mut s = Splitter::new(100, 3);
+        s.fill(|b| {
+            b[..8].copy_from_slice(b"x\nabcdef");
+            Ok(8)
+        })
+        .unwrap();
+        assert_eq!(s.next_line(), Some(raw(100, 102, "x", false)));
+        assert_eq!(s.next_line(), None);
+        assert_eq!(s.line_start(), 102);
+        assert_eq!(s.end(), 108);
+        assert_eq!(s.finish(), Some(raw(102, 108, "abc", true)));
+    }
+
+    #[test]
+    fn prefix_fingerprint_depends_only_on_covered_bytes() {
+        let mut p = Prefix::new(4);
+        p.extend(0, b"ab");
+        let short = p.fingerprint_at(2);
+        p.extend(2, b"cdef");
+        assert_eq!(p.fingerprint_at(2), short);
+        assert_eq!(p.fingerprint_at(100), FileId::fingerprint_of(b"abcd"));
+        assert_eq!(p.fingerprint_at(0), FileId::fingerprint_of(b""));
+    }
+
+    #[test]
+    fn last_line_end_finds_the_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, b"one\ntwo\nthr").unwrap();
+        let f = File::open(&path).unwrap();
+        assert_eq!(last_line_end(&f, 11, 100).unwrap(), 8);
+        assert_eq!(last_line_end(&f, 8, 100).unwrap(), 8);
+        assert_eq!(last_line_end(&f, 3, 100).unwrap(), 0);
+        assert_eq!(last_line_end(&f, 0, 100).unwrap(), 0);
+    }
+}
