@@ -6,5 +6,8 @@
 pub mod alert;
 pub mod config;
 pub mod event;
+pub mod format;
 pub mod parse;
+pub mod pseudonym;
+pub mod sink;
 pub mod source;
