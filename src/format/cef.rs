@@ -1,0 +1,143 @@
+//! `cef`: ArcSight Common Event Format, version 0.
+//!
+//! ```text
+//! CEF:0|phiwatch|phiwatch|<version>|<detector>|<summary>|<severity 0-10>|<extension>
+//! ```
+//!
+//! Escaping (CEF implementation guide, as the logstash CEF codec applies it):
+//! - header fields: `\` -> `\\`, `|` -> `\|`; CR, LF and other control characters become
+//!   a space (they are not allowed in the header);
+//! - extension values: `\` -> `\\`, `=` -> `\=`, LF -> `\n`, CR -> `\r`, other control
+//!   characters become a space; `|` is left alone. Keys are fixed alphanumeric names.
+//!
+//! Extension keys, in this order:
+//!
+//! | key | value |
+//! |---|---|
+//! | `rt` | alert `ts`, epoch ms |
+//! | `start`, `end` | `first_seen`, `last_seen`, epoch ms |
+//! | `suser` | the staff account |
+//! | `duser` | the patients, comma-joined (absent when there are none or they are omitted) |
+//! | `act` | the detector |
+//! | `cnt` | number of evidence events |
+//! | `msg` | the summary |
+//! | `externalId` | the alert id |
+//! | `cs1Label=detector cs1` | the detector |
+//! | `cs2Label=reasons cs2` | the reasons, joined with `; ` |
+//! | `cs3Label=patients cs3` | the patients, comma-joined (absent like `duser`) |
+//! | `cn1Label=score cn1` | the score, 0-100 |
+
+use super::{epoch_ms, severity_0_10, PRODUCT, VENDOR, VERSION};
+use crate::alert::Alert;
+use std::fmt::Write;
+
+pub fn render(alert: &Alert) -> String {
+    let mut s = String::with_capacity(512);
+    s.push_str("CEF:0|");
+    for field in [VENDOR, PRODUCT, VERSION, &alert.detector, &alert.summary] {
+        push_header(&mut s, field);
+        s.push('|');
+    }
+    let _ = write!(s, "{}|", severity_0_10(alert.severity));
+
+    let patients = alert.patients.join(",");
+    let reasons = alert.reasons.join("; ");
+    let mut ext = Ext(&mut s, true);
+    ext.num("rt", epoch_ms(&alert.ts));
+    ext.num("start", epoch_ms(&alert.first_seen));
+    ext.num("end", epoch_ms(&alert.last_seen));
+    ext.str("suser", &alert.user);
+    if !patients.is_empty() {
+        ext.str("duser", &patients);
+    }
+    ext.str("act", &alert.detector);
+    ext.num("cnt", alert.events as i64);
+    ext.str("msg", &alert.summary);
+    ext.str("externalId", &alert.id);
+    ext.str("cs1Label", "detector");
+    ext.str("cs1", &alert.detector);
+    ext.str("cs2Label", "reasons");
+    ext.str("cs2", &reasons);
+    if !patients.is_empty() {
+        ext.str("cs3Label", "patients");
+        ext.str("cs3", &patients);
+    }
+    ext.str("cn1Label", "score");
+    ext.num("cn1", i64::from(alert.score));
+    s
+}
+
+struct Ext<'a>(&'a mut String, bool);
+
+impl Ext<'_> {
+    fn key(&mut self, k: &str) {
+        if !self.1 {
+            self.0.push(' ');
+        }
+        self.1 = false;
+        self.0.push_str(k);
+        self.0.push('=');
+    }
+
+    fn num(&mut self, k: &str, v: i64) {
+        self.key(k);
+        let _ = write!(self.0, "{v}");
+    }
+
+    fn str(&mut self, k: &str, v: &str) {
+        self.key(k);
+        push_ext_value(self.0, v);
+    }
+}
+
+/// Appends a header field, escaped.
+pub fn push_header(out: &mut String, field: &str) {
+    for c in field.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '|' => out.push_str("\\|"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Appends an extension value, escaped.
+pub fn push_ext_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '=' => out.push_str("\\="),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A header field, escaped.
+pub fn escape_header(field: &str) -> String {
+    let mut s = String::with_capacity(field.len());
+    push_header(&mut s, field);
+    s
+}
+
+/// An extension value, escaped.
+pub fn escape_ext_value(value: &str) -> String {
+    let mut s = String::with_capacity(value.len());
+    push_ext_value(&mut s, value);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes() {
+        assert_eq!(escape_header(r"a|b\c=d"), r"a\|b\\c=d");
+        assert_eq!(escape_header("a\r\nb"), "a  b");
+        assert_eq!(escape_ext_value("a=b|c\\d\ne\rf"), r"a\=b|c\\d\ne\rf");
+    }
+}

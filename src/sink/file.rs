@@ -1,0 +1,241 @@
+//! `file`: appends one line per alert to `path`, rotating by size.
+//!
+//! Delivery: at least once up to the last fsync. Each line goes out in one `write`; a
+//! failed write is cut off again (the file is truncated back to its last whole line) and
+//! retried, so the file only ever holds whole lines. The file is fsynced at most
+//! `fsync_secs` after a write (`0`: after every alert), on flush and at close.
+//!
+//! | key | default | |
+//! |---|---|---|
+//! | `path` | required | relative to the config file's folder; parent folders are created |
+//! | `max_bytes` | 104857600 (100 MiB) | rotate before a line would make the file larger; `0`: never rotate |
+//! | `max_files` | 5 | rotated files kept: `path.1` (newest) to `path.N`; `0`: keep none |
+//! | `fsync_secs` | 1 | longest time between a write and its fsync |
+//!
+//! New files get mode 0640. When something else moves or deletes the file (logrotate),
+//! the sink notices and opens a new one at `path`. Patient ids default to `plain`.
+
+use super::{Keys, Sink};
+use crate::config::SinkConfig;
+use anyhow::{Context, Result};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileConfig {
+    pub path: PathBuf,
+    /// 0: never rotate.
+    pub max_bytes: u64,
+    pub max_files: u32,
+    /// Zero: fsync after every alert.
+    pub fsync_every: Duration,
+}
+
+impl FileConfig {
+    pub fn new(path: impl Into<PathBuf>) -> FileConfig {
+        FileConfig {
+            path: path.into(),
+            max_bytes: 100 * 1024 * 1024,
+            max_files: 5,
+            fsync_every: Duration::from_secs(1),
+        }
+    }
+
+    pub fn from_keys(sc: &SinkConfig, keys: &mut Keys) -> Result<FileConfig> {
+        let Some(path) = &sc.path else {
+            anyhow::bail!(
+                "{}: a file sink needs `path`, e.g. path = \"alerts.ndjson\"",
+                keys.at
+            );
+        };
+        let mut c = FileConfig::new(path);
+        if let Some(n) = keys.u64("max_bytes")? {
+            c.max_bytes = n;
+        }
+        if let Some(n) = keys.u64("max_files")? {
+            c.max_files = u32::try_from(n)
+                .ok()
+                .filter(|n| *n <= 1000)
+                .with_context(|| {
+                    format!("{}: max_files = {n} is too many; use 0 to 1000", keys.at)
+                })?;
+        }
+        if let Some(n) = keys.u64("fsync_secs")? {
+            c.fsync_every = Duration::from_secs(n);
+        }
+        Ok(c)
+    }
+}
+
+pub struct FileSink {
+    cfg: FileConfig,
+    file: Option<File>,
+    /// Bytes in the open file.
+    size: u64,
+    /// (device, inode) of the open file, to notice it being moved away.
+    id: (u64, u64),
+    dirty: bool,
+    last_sync: Instant,
+    buf: Vec<u8>,
+}
+
+impl FileSink {
+    /// Opens (creating) the file now, so a wrong path or permission fails at start.
+    pub fn open(cfg: FileConfig) -> Result<FileSink> {
+        let mut s = FileSink {
+            cfg,
+            file: None,
+            size: 0,
+            id: (0, 0),
+            dirty: false,
+            last_sync: Instant::now(),
+            buf: Vec::with_capacity(1024),
+        };
+        s.reopen()?;
+        Ok(s)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.cfg.path
+    }
+
+    fn reopen(&mut self) -> Result<()> {
+        self.file = None;
+        let path = &self.cfg.path;
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!(
+                        "cannot create the folder {} of the alert file; create it or fix `path`",
+                        dir.display()
+                    )
+                })?;
+            }
+        }
+        let mut opts = OpenOptions::new();
+        opts.append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o640);
+        }
+        let f = opts.open(path).with_context(|| {
+            format!(
+                "cannot open the alert file {} for appending; check the folder's permissions or fix `path`",
+                path.display()
+            )
+        })?;
+        let meta = f.metadata()?;
+        self.size = meta.len();
+        self.id = file_id(&meta);
+        self.file = Some(f);
+        Ok(())
+    }
+
+    /// True when `path` no longer names the open file (moved, deleted, replaced).
+    fn moved_away(&self) -> bool {
+        match std::fs::metadata(&self.cfg.path) {
+            Ok(m) => file_id(&m) != self.id,
+            Err(_) => true,
+        }
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        if let Some(f) = &self.file {
+            if self.dirty {
+                f.sync_data()
+                    .with_context(|| format!("fsync of {} failed", self.cfg.path.display()))?;
+            }
+        }
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<()> {
+        self.sync()?;
+        self.file = None;
+        let path = &self.cfg.path;
+        let numbered = |i: u32| {
+            let mut s = path.as_os_str().to_owned();
+            s.push(format!(".{i}"));
+            PathBuf::from(s)
+        };
+        if self.cfg.max_files == 0 {
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove {} to rotate it", path.display()))?;
+        } else {
+            for i in (1..self.cfg.max_files).rev() {
+                match std::fs::rename(numbered(i), numbered(i + 1)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e)
+                            .with_context(|| format!("cannot rotate {}", numbered(i).display()))
+                    }
+                    _ => {}
+                }
+            }
+            std::fs::rename(path, numbered(1))
+                .with_context(|| format!("cannot rotate {}", path.display()))?;
+        }
+        tracing::info!(path = %path.display(), "rotated the alert file");
+        self.reopen()
+    }
+}
+
+fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (m.dev(), m.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = m;
+        (0, 0)
+    }
+}
+
+impl Sink for FileSink {
+    fn send(&mut self, line: &str) -> Result<()> {
+        if self.file.is_none() || self.moved_away() {
+            if self.file.is_some() {
+                tracing::info!(path = %self.cfg.path.display(), "alert file was moved away; opening a new one");
+                self.sync()?;
+            }
+            self.reopen()?;
+        }
+        let len = line.len() as u64 + 1;
+        if self.cfg.max_bytes > 0 && self.size > 0 && self.size + len > self.cfg.max_bytes {
+            self.rotate()?;
+        }
+        self.buf.clear();
+        self.buf.extend_from_slice(line.as_bytes());
+        self.buf.push(b'\n');
+        let f = self.file.as_mut().expect("file is open");
+        if let Err(e) = f.write_all(&self.buf) {
+            // Cut off a partial line so that the retry writes a whole one.
+            let _ = f.set_len(self.size);
+            self.file = None;
+            return Err(e).with_context(|| format!("cannot write to {}", self.cfg.path.display()));
+        }
+        self.size += len;
+        self.dirty = true;
+        if self.last_sync.elapsed() >= self.cfg.fsync_every {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.sync()
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        if self.dirty && self.last_sync.elapsed() >= self.cfg.fsync_every {
+            self.sync()?;
+        }
+        Ok(())
+    }
+}

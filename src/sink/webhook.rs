@@ -1,0 +1,179 @@
+//! `webhook`: an HTTP(S) POST of each alert to `url`.
+//!
+//! The body is the rendered alert (`format`, `json` by default: exactly the contract alert
+//! JSON), with `Content-Type: application/json` for json/ecs/ocsf and `text/plain` for
+//! cef/leef.
+//!
+//! Delivery: at least once. A 2xx answer is success. Connection errors, timeouts, 408,
+//! 429 and 5xx are retried with exponential backoff (capped at 30 s) without losing the
+//! alert; any other answer (4xx, or a 3xx: redirects are not followed for a POST) is
+//! logged with its status and the alert counted as `failed`, since sending it again
+//! would get the same answer. Response bodies are not read into logs.
+//!
+//! | key | default | |
+//! |---|---|---|
+//! | `url` | required | `http://` or `https://` |
+//! | `headers` | none | table of extra headers, e.g. `headers = { Authorization = "Bearer ..." }` |
+//! | `timeout_secs` | 10 | for the whole request |
+//! | `ca_file` | system CAs (webpki roots) | PEM CA certificates for an `https` url |
+//! | `cert_file`, `key_file` | none | PEM client certificate and key for mutual TLS |
+//!
+//! Patient ids default to `pseudonymised`. The url's query string (which may hold a
+//! token) is never logged.
+
+use super::{Keys, Permanent, Sink};
+use crate::config::SinkConfig;
+use crate::format::Formatter;
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::PathBuf;
+use std::time::Duration;
+use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl WebhookConfig {
+    pub fn new(url: &str) -> WebhookConfig {
+        WebhookConfig {
+            url: url.to_string(),
+            headers: Vec::new(),
+            timeout: Duration::from_secs(10),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        }
+    }
+
+    pub fn from_keys(sc: &SinkConfig, keys: &mut Keys) -> Result<WebhookConfig> {
+        let at = keys.at.clone();
+        let url = match keys.string("url")? {
+            Some(u) => u,
+            None => bail!(
+                "{at}: a webhook sink needs `url`, e.g. url = \"https://siem.example/alerts\""
+            ),
+        };
+        let _ = sc;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("{at}: url must start with http:// or https://");
+        }
+        let mut c = WebhookConfig::new(&url);
+        c.headers = keys.string_table("headers")?;
+        if let Some(n) = keys.u64("timeout_secs")? {
+            c.timeout = Duration::from_secs(n.max(1));
+        }
+        c.ca_file = keys.path("ca_file")?;
+        c.cert_file = keys.path("cert_file")?;
+        c.key_file = keys.path("key_file")?;
+        if c.cert_file.is_some() != c.key_file.is_some() {
+            bail!("{at}: a client certificate needs both `cert_file` and `key_file`");
+        }
+        Ok(c)
+    }
+
+    /// The url without its query string, for logs.
+    pub fn url_for_logs(&self) -> &str {
+        self.url.split(['?', '#']).next().unwrap_or("")
+    }
+}
+
+pub struct WebhookSink {
+    cfg: WebhookConfig,
+    agent: ureq::Agent,
+    content_type: &'static str,
+}
+
+impl WebhookSink {
+    pub fn new(cfg: WebhookConfig, formatter: &Formatter) -> Result<WebhookSink> {
+        let mut tls = TlsConfig::builder();
+        if let Some(ca) = &cfg.ca_file {
+            let certs: Vec<Certificate<'static>> = read_pem(ca, "ca_file")?
+                .into_iter()
+                .filter_map(|i| match i {
+                    PemItem::Certificate(c) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                bail!("ca_file {} holds no PEM certificate", ca.display());
+            }
+            tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+        }
+        if let (Some(cert), Some(key)) = (&cfg.cert_file, &cfg.key_file) {
+            let chain: Vec<Certificate<'static>> = read_pem(cert, "cert_file")?
+                .into_iter()
+                .filter_map(|i| match i {
+                    PemItem::Certificate(c) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            let key: PrivateKey<'static> = read_pem(key, "key_file")?
+                .into_iter()
+                .find_map(|i| match i {
+                    PemItem::PrivateKey(k) => Some(k),
+                    _ => None,
+                })
+                .with_context(|| format!("key_file {} holds no PEM private key", key.display()))?;
+            tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+        }
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(cfg.timeout))
+            .user_agent(format!("phiwatch/{}", crate::format::VERSION))
+            .tls_config(tls.build())
+            .build();
+        Ok(WebhookSink {
+            agent: ureq::Agent::new_with_config(config),
+            content_type: formatter.content_type(),
+            cfg,
+        })
+    }
+}
+
+fn read_pem(path: &std::path::Path, key: &str) -> Result<Vec<PemItem<'static>>> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read {key} {}; fix the path", path.display()))?;
+    ureq::tls::parse_pem(&bytes)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("{key} {}: not valid PEM ({e})", path.display()))
+}
+
+impl Sink for WebhookSink {
+    fn send(&mut self, line: &str) -> Result<()> {
+        let mut req = self
+            .agent
+            .post(&self.cfg.url)
+            .header("Content-Type", self.content_type);
+        for (k, v) in &self.cfg.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let resp = req
+            .send(line)
+            .map_err(|e| anyhow!("cannot POST to webhook {}: {e}", self.cfg.url_for_logs()))?;
+        let status = resp.status().as_u16();
+        match status {
+            200..=299 => Ok(()),
+            408 | 429 | 500..=599 => Err(anyhow!(
+                "webhook {} answered HTTP {status}",
+                self.cfg.url_for_logs()
+            )),
+            _ => Err(Permanent(format!(
+                "webhook {} answered HTTP {status}; check `url` and `headers` (a 4xx will not \
+                 change by sending the same alert again)",
+                self.cfg.url_for_logs()
+            ))
+            .into()),
+        }
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
