@@ -158,12 +158,11 @@ impl Engine {
         self.release(out);
     }
 
-    /// Applies an event that is already in total order (`replay`'s merged input).
-    pub fn apply_in_order(&mut self, ev: Event, out: &mut Vec<Alert>) {
-        self.counters.events += 1;
-        self.state.buffer.note_applied(&ev);
-        self.apply(&ev, out);
-        self.sweep(ev.ts, out);
+    /// Tells the engine its input is one stream merged in event-time order (`replay`):
+    /// events still wait for the allowed lateness, which absorbs small disorder within a
+    /// file, but no longer for every source to speak.
+    pub fn set_merged_input(&mut self) {
+        self.state.buffer.set_merged(true);
     }
 
     /// Releases every buffered event and closes every open finding: end of input, or

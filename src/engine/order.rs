@@ -58,11 +58,18 @@ pub struct ReorderBuffer {
     seq: u64,
     /// Event time (ms) of the last event applied.
     applied_to: Option<i64>,
+    /// Input is one stream already merged in event-time order (`replay`): the watermark
+    /// follows the latest event seen, whatever source it came from.
+    merged: bool,
 }
 
 impl ReorderBuffer {
     pub fn add_source(&mut self, name: &str) {
         self.sources.entry(name.to_string()).or_default();
+    }
+
+    pub fn set_merged(&mut self, merged: bool) {
+        self.merged = merged;
     }
 
     pub fn set_idle(&mut self, name: &str, idle: bool) {
@@ -99,13 +106,13 @@ impl ReorderBuffer {
         });
     }
 
-    pub fn note_applied(&mut self, e: &Event) {
-        self.applied_to = Some(e.ts.timestamp_millis());
-    }
-
     /// The slowest active source's latest event time, less the allowed lateness. Sources
     /// that have sent nothing yet hold it at the beginning of time unless idle.
     pub fn watermark(&self, lateness_secs: i64) -> i64 {
+        if self.merged {
+            let max = self.sources.values().filter_map(|c| c.max_ts).max();
+            return max.map_or(i64::MIN, |m| m.saturating_sub(lateness_secs * 1000));
+        }
         let active: Vec<Option<i64>> = self
             .sources
             .values()

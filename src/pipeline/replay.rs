@@ -185,6 +185,7 @@ pub fn expand(globs: &[String]) -> Result<Vec<PathBuf>> {
 pub fn replay(cfg: &Config, mut emit: impl FnMut(&Alert) -> Result<()>) -> Result<Summary> {
     let started = Instant::now();
     let mut engine = build_engine(cfg)?;
+    engine.set_merged_input();
     let tz = cfg.timezone()?;
     let mut summary = Summary::default();
     let mut dl = DeadLetter::new(&cfg.dead_letter_path());
@@ -227,7 +228,7 @@ pub fn replay(cfg: &Config, mut emit: impl FnMut(&Alert) -> Result<()>) -> Resul
             });
         }
         summary.events += 1;
-        engine.apply_in_order(event, &mut alerts);
+        engine.push(event, &mut alerts);
         for a in alerts.drain(..) {
             emit(&a)?;
         }

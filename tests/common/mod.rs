@@ -40,7 +40,12 @@ fn day(d: i64) -> NaiveDate {
 /// RFC 3339 UTC of a local Chicago time.
 fn at(d: i64, h: u32, m: u32, s: u32) -> String {
     let naive = day(d).and_hms_opt(h, m, s).unwrap();
-    let t = Chicago.from_local_datetime(&naive).earliest().unwrap();
+    // Times skipped by the spring-forward change move an hour later, as clocks do.
+    let t = Chicago
+        .from_local_datetime(&naive)
+        .earliest()
+        .or_else(|| Chicago.from_local_datetime(&(naive + Duration::hours(1))).earliest())
+        .unwrap();
     t.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -200,7 +205,10 @@ pub fn write_hospital(dir: &Path) -> PathBuf {
     }
     // bulk export by HIM.
     canon.push_str(&canonical(&at(12, 16, 0, 0), "h_gina", "export", None, 900));
-    w("events/canonical.jsonl", &canon);
+    // Logs are written in time order, as EHRs write them.
+    let mut lines: Vec<&str> = canon.lines().collect();
+    lines.sort_by_key(|l| l[7..27].to_string());
+    w("events/canonical.jsonl", &(lines.join("\n") + "\n"));
 
     // family, via ATNA syslog: alice opens her household member.
     let mut atna = atna_read(&at(11, 9, 30, 0), "n_alice", "P001");
