@@ -380,6 +380,13 @@ fn config_errors_say_what_to_do() {
     assert!(e.contains("ca_file") && e.contains("nope.pem"), "{e}");
     let e = err("[[sinks]]\ntype = \"webhook\"\n");
     assert!(e.contains("needs `url`"), "{e}");
+    let e = err("[[sinks]]\ntype = \"webhook\"\naddress = \"http://x\"\n");
+    assert!(
+        e.contains("`address` is not used by a webhook sink") && e.contains("`url`"),
+        "{e}"
+    );
+    let e = err("[[sinks]]\ntype = \"stdout\"\npath = \"x\"\n");
+    assert!(e.contains("`path` is not used by a stdout sink"), "{e}");
     let e = err("[[sinks]]\ntype = \"file\"\npath = \"a\"\nqueue_size = \"big\"\n");
     assert!(
         e.contains("queue_size") && e.contains("whole number"),
@@ -392,6 +399,12 @@ fn config_errors_say_what_to_do() {
     );
     let problems = sink::check(&cfg);
     assert_eq!(problems.len(), 1, "{problems:?}");
+}
+
+#[test]
+fn sink_set_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<SinkSet>();
 }
 
 #[test]
