@@ -33,7 +33,11 @@ fn lines(path: &Path) -> Vec<String> {
 fn ids(path: &Path) -> Vec<String> {
     lines(path)
         .iter()
-        .map(|l| serde_json::from_str::<Alert>(l).expect("whole JSON line").id)
+        .map(|l| {
+            serde_json::from_str::<Alert>(l)
+                .expect("whole JSON line")
+                .id
+        })
         .collect()
 }
 
@@ -59,7 +63,10 @@ fsync_secs = 0
     let base = dir.path().join("out/alerts.ndjson");
     let f1 = dir.path().join("out/alerts.ndjson.1");
     let f2 = dir.path().join("out/alerts.ndjson.2");
-    assert!(!dir.path().join("out/alerts.ndjson.3").exists(), "only 2 rotations kept");
+    assert!(
+        !dir.path().join("out/alerts.ndjson.3").exists(),
+        "only 2 rotations kept"
+    );
     for f in [&base, &f1, &f2] {
         let len = std::fs::metadata(f).unwrap().len();
         assert!(len > 0 && len <= 2000, "{} is {len} bytes", f.display());
@@ -68,7 +75,9 @@ fsync_secs = 0
     let mut kept = ids(&f2);
     kept.extend(ids(&f1));
     kept.extend(ids(&base));
-    let want: Vec<String> = (20 - kept.len()..20).map(|n| format!("pw-test-{n:04}")).collect();
+    let want: Vec<String> = (20 - kept.len()..20)
+        .map(|n| format!("pw-test-{n:04}"))
+        .collect();
     assert_eq!(kept, want);
     assert!(kept.len() >= 6);
 }
@@ -105,10 +114,17 @@ patient_ids = "omitted"
     assert_eq!(ids(&dir.path().join("alerts.ndjson")).len(), 8);
     let cef = lines(&dir.path().join("alerts.cef"));
     assert_eq!(cef.len(), 8);
-    assert!(cef.iter().all(|l| l.starts_with("CEF:0|") && !l.contains("MRN")));
+    assert!(cef
+        .iter()
+        .all(|l| l.starts_with("CEF:0|") && !l.contains("MRN")));
     for s in stats {
         let snap = s.stats.snapshot();
-        assert_eq!((snap.sent, snap.queued, snap.errors), (8, 0, 0), "{}", s.name);
+        assert_eq!(
+            (snap.sent, snap.queued, snap.errors),
+            (8, 0, 0),
+            "{}",
+            s.name
+        );
     }
     #[cfg(unix)]
     {
@@ -124,7 +140,10 @@ patient_ids = "omitted"
 #[test]
 fn reopens_after_the_file_is_moved_away() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "[[sinks]]\ntype = \"file\"\npath = \"a.ndjson\"\n");
+    let cfg = config(
+        dir.path(),
+        "[[sinks]]\ntype = \"file\"\npath = \"a.ndjson\"\n",
+    );
     let set = sink::build(&cfg).unwrap();
     set.send(&sample_n(1));
     set.flush(Duration::from_secs(10)).unwrap();
@@ -167,7 +186,10 @@ path = "alerts.ndjson"
     }
     let file = dir.path().join("alerts.ndjson");
     while ids(&file).len() < 50 {
-        assert!(start.elapsed() < Duration::from_secs(10), "file sink stalled");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "file sink stalled"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let stats = set.stats();
@@ -175,14 +197,24 @@ path = "alerts.ndjson"
     let snap = dead.stats.snapshot();
     assert_eq!(snap.sent, 0);
     assert!(snap.errors >= 1, "{snap:?}");
-    assert!(snap.queued >= 48, "the dead sink keeps the alerts queued: {snap:?}");
+    assert!(
+        snap.queued >= 48,
+        "the dead sink keeps the alerts queued: {snap:?}"
+    );
     // The default pseudonym key was created for the syslog sink.
     assert!(dir.path().join("state/pseudonym.key").exists());
 
     let closing = Instant::now();
     let err = set.close().unwrap_err().to_string();
-    assert!(closing.elapsed() < Duration::from_secs(8), "close took {:?}", closing.elapsed());
-    assert!(err.contains("dead-siem") && err.contains("50 alerts not delivered"), "{err}");
+    assert!(
+        closing.elapsed() < Duration::from_secs(8),
+        "close took {:?}",
+        closing.elapsed()
+    );
+    assert!(
+        err.contains("dead-siem") && err.contains("50 alerts not delivered"),
+        "{err}"
+    );
     let snap = dead.stats.snapshot();
     assert_eq!((snap.failed, snap.queued), (50, 0), "{snap:?}");
     assert_eq!(ids(&file).len(), 50);
@@ -308,9 +340,17 @@ fn retries_keep_the_alert_and_permanent_errors_give_up() {
     assert_eq!(got.len(), 2);
     assert!(got[0].contains("pw-test-0001") && got[1].contains("pw-test-0002"));
     let s = stats[0].stats.snapshot();
-    assert_eq!((s.sent, s.errors, s.retries, s.failed), (2, 2, 2, 0), "{s:?}");
+    assert_eq!(
+        (s.sent, s.errors, s.retries, s.failed),
+        (2, 2, 2, 0),
+        "{s:?}"
+    );
     let s = stats[1].stats.snapshot();
-    assert_eq!((s.sent, s.errors, s.retries, s.failed), (0, 2, 0, 2), "{s:?}");
+    assert_eq!(
+        (s.sent, s.errors, s.retries, s.failed),
+        (0, 2, 0, 2),
+        "{s:?}"
+    );
 }
 
 #[test]
@@ -324,7 +364,10 @@ fn config_errors_say_what_to_do() {
         }
     };
     let e = err("[[sinks]]\ntype = \"file\"\npath = \"a\"\nmax_byte = 5\n");
-    assert!(e.contains("unknown key `max_byte`") && e.contains("max_bytes"), "{e}");
+    assert!(
+        e.contains("unknown key `max_byte`") && e.contains("max_bytes"),
+        "{e}"
+    );
     let e = err("[[sinks]]\ntype = \"kafka\"\n");
     assert!(e.contains("kafka sink is not available yet"), "{e}");
     let e = err("[[sinks]]\ntype = \"file\"\n");
@@ -337,12 +380,31 @@ fn config_errors_say_what_to_do() {
     assert!(e.contains("ca_file") && e.contains("nope.pem"), "{e}");
     let e = err("[[sinks]]\ntype = \"webhook\"\n");
     assert!(e.contains("needs `url`"), "{e}");
+    let e = err("[[sinks]]\ntype = \"webhook\"\naddress = \"http://x\"\n");
+    assert!(
+        e.contains("`address` is not used by a webhook sink") && e.contains("`url`"),
+        "{e}"
+    );
+    let e = err("[[sinks]]\ntype = \"stdout\"\npath = \"x\"\n");
+    assert!(e.contains("`path` is not used by a stdout sink"), "{e}");
     let e = err("[[sinks]]\ntype = \"file\"\npath = \"a\"\nqueue_size = \"big\"\n");
-    assert!(e.contains("queue_size") && e.contains("whole number"), "{e}");
+    assert!(
+        e.contains("queue_size") && e.contains("whole number"),
+        "{e}"
+    );
 
-    let cfg = config(dir.path(), "[[sinks]]\ntype = \"kafka\"\n[[sinks]]\ntype = \"file\"\npath = \"x\"\n");
+    let cfg = config(
+        dir.path(),
+        "[[sinks]]\ntype = \"kafka\"\n[[sinks]]\ntype = \"file\"\npath = \"x\"\n",
+    );
     let problems = sink::check(&cfg);
     assert_eq!(problems.len(), 1, "{problems:?}");
+}
+
+#[test]
+fn sink_set_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<SinkSet>();
 }
 
 #[test]
@@ -370,14 +432,28 @@ patient_ids = "omitted"
         .sinks
         .iter()
         .enumerate()
-        .map(|(i, s)| SinkSpec::from_config(i, s, &cfg, false).unwrap().policy.name())
+        .map(|(i, s)| {
+            SinkSpec::from_config(i, s, &cfg, false)
+                .unwrap()
+                .policy
+                .name()
+        })
         .collect();
-    assert_eq!(names, ["plain", "pseudonymised", "pseudonymised", "omitted"]);
-    assert!(!dir.path().join("state/pseudonym.key").exists(), "check creates nothing");
+    assert_eq!(
+        names,
+        ["plain", "pseudonymised", "pseudonymised", "omitted"]
+    );
+    assert!(
+        !dir.path().join("state/pseudonym.key").exists(),
+        "check creates nothing"
+    );
 
     let set = sink::build(&config(dir.path(), "")).unwrap();
     let stats = set.stats();
     assert_eq!(stats.len(), 1);
-    assert_eq!((stats[0].name.as_str(), stats[0].kind), ("stdout", "stdout"));
+    assert_eq!(
+        (stats[0].name.as_str(), stats[0].kind),
+        ("stdout", "stdout")
+    );
     set.close().unwrap();
 }

@@ -157,6 +157,30 @@ impl SinkSpec {
             .unwrap_or_else(|| format!("{kind}-{}", index + 1));
         let at = format!("[[sinks]] #{} ({name:?}, type = \"{kind}\")", index + 1);
         keys.at = at.clone();
+        if sc.kind == SinkType::Kafka {
+            bail!(
+                "{at}: the kafka sink is not available yet (it comes with Kafka support); \
+                 for now send alerts to a file, syslog, webhook or stdout sink"
+            );
+        }
+        let unused = [
+            ("path", sc.path.is_some() && sc.kind != SinkType::File),
+            (
+                "address",
+                sc.address.is_some() && sc.kind != SinkType::Syslog,
+            ),
+            (
+                "protocol",
+                sc.protocol.is_some() && sc.kind != SinkType::Syslog,
+            ),
+        ];
+        if let Some((key, _)) = unused.iter().find(|(_, set)| *set) {
+            let hint = match sc.kind {
+                SinkType::Webhook => "; a webhook sink takes `url`",
+                _ => "",
+            };
+            bail!("{at}: `{key}` is not used by a {kind} sink; remove it{hint}");
+        }
 
         let queue = QueueOptions {
             size: keys.u64("queue_size")?.unwrap_or(10_000).max(1) as usize,
@@ -212,10 +236,7 @@ impl SinkSpec {
             SinkType::File => Target::File(file::FileConfig::from_keys(sc, &mut keys)?),
             SinkType::Syslog => Target::Syslog(syslog::SyslogConfig::from_keys(sc, &mut keys)?),
             SinkType::Webhook => Target::Webhook(webhook::WebhookConfig::from_keys(sc, &mut keys)?),
-            SinkType::Kafka => bail!(
-                "{at}: the kafka sink is not available yet (it comes with Kafka support); \
-                 for now send alerts to a file, syslog, webhook or stdout sink"
-            ),
+            SinkType::Kafka => unreachable!("rejected above"),
         };
         keys.finish(sc.kind)?;
         Ok(SinkSpec {
