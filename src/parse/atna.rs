@@ -163,7 +163,8 @@ fn read_message(xml: &str) -> Result<Message, Reject> {
                 }
             }
             Xml::End(_) => {
-                if stack.pop() == Some(Ctx::Root) {
+                let closed = stack.pop();
+                if closed == Some(Ctx::Root) {
                     break;
                 }
             }

@@ -241,10 +241,10 @@ fn action(v: &Value) -> Result<Action, Reject> {
 
     match kind {
         EventKind::Export => return Ok(Action::Export),
-        EventKind::SecurityAlert => {
-            if subtypes().any(|c| dicom::is_emergency_override(Some(c), None)) {
-                return Ok(Action::BreakGlass);
-            }
+        EventKind::SecurityAlert
+            if subtypes().any(|c| dicom::is_emergency_override(Some(c), None)) =>
+        {
+            return Ok(Action::BreakGlass);
         }
         EventKind::UserAuthentication | EventKind::Login | EventKind::Logout => {
             let logout =
