@@ -22,6 +22,7 @@ use super::time::parse_ts;
 use super::{ident, prepare, quote_label, reason, Parser, Reject};
 use crate::event::{Action, Event, Outcome};
 use chrono_tz::Tz;
+use quick_xml::escape::EscapeError;
 use quick_xml::events::BytesStart;
 use quick_xml::events::Event as Xml;
 use quick_xml::Reader;
@@ -162,7 +163,8 @@ fn read_message(xml: &str) -> Result<Message, Reject> {
                 }
             }
             Xml::End(_) => {
-                if stack.pop() == Some(Ctx::Root) {
+                let closed = stack.pop();
+                if closed == Some(Ctx::Root) {
                     break;
                 }
             }
@@ -256,14 +258,27 @@ fn element(msg: &mut Message, parent: Ctx, e: &BytesStart) -> Result<Ctx, Reject
 }
 
 /// Calls `f` with each attribute's local name and unescaped value. Duplicate attributes
-/// are not an error (the first and later ones are all passed on; later ones win).
+/// are not an error (all are passed on; later ones win).
+///
+/// A bare `&` is kept as written: senders routinely put HL7 CX ids such as
+/// `MRN^^^&1.2.3&ISO` into `ParticipantObjectID` without escaping them. An undefined
+/// entity is still an error, and its name stays out of the detail since it comes from
+/// an attribute value, which may be a patient id.
 fn for_attrs(e: &BytesStart, mut f: impl FnMut(&[u8], String)) -> Result<(), Reject> {
     for attr in e.attributes().with_checks(false) {
         let attr = attr.map_err(|err| bad_xml(format!("malformed attribute: {err}")))?;
-        let value = attr
-            .unescape_value()
-            .map_err(|err| bad_xml(format!("bad attribute value: {err}")))?;
-        f(attr.key.local_name().as_ref(), value.into_owned());
+        let value = match attr.unescape_value() {
+            Ok(v) => v.into_owned(),
+            Err(quick_xml::Error::Escape(EscapeError::UnterminatedEntity(_))) => {
+                String::from_utf8_lossy(&attr.value).into_owned()
+            }
+            Err(_) => {
+                return Err(bad_xml(
+                    "an attribute value uses an undefined entity or a bad character reference",
+                ))
+            }
+        };
+        f(attr.key.local_name().as_ref(), value);
     }
     Ok(())
 }
@@ -326,7 +341,9 @@ fn to_event(
     let user = user.ok_or_else(|| {
         Reject::new(
             reason::MISSING_USER,
-            if requestor.is_some() {
+            if openemr {
+                "OpenEMR message without a User (role 6) participant object id"
+            } else if requestor.is_some() {
                 "the requestor ActiveParticipant has no UserID"
             } else {
                 "no ActiveParticipant has UserIsRequestor=\"true\""
@@ -530,6 +547,17 @@ mod tests {
         for (line, want) in cases {
             assert_eq!(parse(line).unwrap_err().reason, want, "{line}");
         }
+    }
+
+    #[test]
+    fn bare_ampersand_in_a_cx_id_is_kept() {
+        let obj = r#"<ParticipantObjectIdentification ParticipantObjectID="MRN7^^^&1.2.3&ISO" ParticipantObjectTypeCode="1" ParticipantObjectTypeCodeRole="1"/>"#;
+        let e = parse(&xml(READ, "R", obj)).unwrap().unwrap();
+        assert_eq!(e.patient.as_deref(), Some("MRN7"));
+        let undefined = obj.replace("&1.2.3&ISO", "&secret;");
+        let r = parse(&xml(READ, "R", &undefined)).unwrap_err();
+        assert_eq!(r.reason, reason::BAD_XML);
+        assert!(!r.detail.contains("secret"), "{}", r.detail);
     }
 
     #[test]

@@ -121,11 +121,9 @@ fn timestamp(v: &Value, tz: Tz) -> Result<DateTime<Utc>, Reject> {
     ];
     let mut present = false;
     for c in candidates {
-        if let Some(s) = c.as_str() {
-            present = true;
-            if let Some(ts) = parse_ts(s, tz) {
-                return Ok(ts);
-            }
+        present |= !c.is_null();
+        if let Some(ts) = c.as_str().and_then(|s| parse_ts(s, tz)) {
+            return Ok(ts);
         }
     }
     Err(if present {
@@ -243,10 +241,10 @@ fn action(v: &Value) -> Result<Action, Reject> {
 
     match kind {
         EventKind::Export => return Ok(Action::Export),
-        EventKind::SecurityAlert => {
-            if subtypes().any(|c| dicom::is_emergency_override(Some(c), None)) {
-                return Ok(Action::BreakGlass);
-            }
+        EventKind::SecurityAlert
+            if subtypes().any(|c| dicom::is_emergency_override(Some(c), None)) =>
+        {
+            return Ok(Action::BreakGlass);
         }
         EventKind::UserAuthentication | EventKind::Login | EventKind::Logout => {
             let logout =
