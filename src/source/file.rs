@@ -765,13 +765,12 @@ impl Tailer {
                 continue;
             };
             for path in paths.flatten() {
-                match fs::metadata(&path) {
-                    Ok(meta) if meta.is_file() => {
-                        if seen.insert(id_of(&meta)) {
-                            found.push((id_of(&meta), path));
-                        }
-                    }
-                    _ => {}
+                // A file under two names (hard link, symlink) is followed once.
+                let Ok(meta) = fs::metadata(&path) else {
+                    continue;
+                };
+                if meta.is_file() && seen.insert(id_of(&meta)) {
+                    found.push((id_of(&meta), path));
                 }
             }
         }
@@ -886,7 +885,10 @@ impl Tailer {
                 }
                 Resume::Unknown => (0, "new file"),
             };
-            let after = previous.get(&o.path).copied().filter(|&k| k != o.key);
+            let after = previous
+                .get(&o.path)
+                .copied()
+                .filter(|&before| !self.waits_for(before, o.key));
             match self.follow(o.key, o.path, o.file, o.id, start, true, after, now) {
                 Ok(f) => {
                     info!(path = %f.shown, offset = start, "{how}");
@@ -895,6 +897,22 @@ impl Tailer {
                 Err(e) => warn!(error = %e, "cannot read the start of a new file; will retry"),
             }
         }
+    }
+
+    /// True when `file` is `target` or waits, through its predecessors, for `target`.
+    /// Path hints from a mixed-up checkpoint could otherwise make two files wait for each
+    /// other forever.
+    fn waits_for(&self, file: u64, target: u64) -> bool {
+        let mut at = Some(file);
+        let mut steps = 0;
+        while let Some(k) = at {
+            if k == target || steps > self.files.len() {
+                return true;
+            }
+            steps += 1;
+            at = self.files.iter().find(|f| f.key == k).and_then(|f| f.after);
+        }
+        false
     }
 
     /// First poll only: checkpointed files that no glob matches any more were probably
@@ -1060,9 +1078,11 @@ fn read_turn(
     if f.done && !f.matched {
         return Ok(());
     }
+    // fstat plus a read of at most `fingerprint_bytes`: cheap enough for every poll, and
+    // it also catches a rewrite to exactly the old size (mtimes are too coarse for that).
     let len = f.file.metadata()?.len();
     let read = f.split.end();
-    if len < read || (len > read && !f.prefix_intact()?) {
+    if len < read || !f.prefix_intact()? {
         info!(path = %f.shown, "file was truncated or rewritten in place; reading it again from the start");
         f.restart(opts, now);
     }
