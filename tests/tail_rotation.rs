@@ -310,3 +310,29 @@ fn a_file_moved_out_of_the_glob_and_a_new_one_in_keeps_both() {
     // A limit worth stating: a file that lived under the glob only between two polls
     // is never seen. Here it is app.log.2, not matched by `app.log`.
 }
+
+#[test]
+fn the_new_file_waits_for_the_old_one_even_when_it_appears_polls_later() {
+    let d = Dir::new();
+    let live = d.path("app.log");
+    let mut old = writer(&live);
+    let mut t = Tailer::new(d.glob("app.log"), opts(), &[]);
+    assert!(t.poll(100).unwrap().is_empty());
+    fs::rename(&live, d.path("app.log.1")).unwrap();
+    assert!(t.poll(100).unwrap().is_empty(), "rotation noticed, nothing new");
+    assert!(t.poll(100).unwrap().is_empty());
+    write(&mut old, &lines("o", 1..=10));
+    append(&live, &lines("n", 1..=3));
+
+    let mut all = Vec::new();
+    loop {
+        let got = t.poll(4).unwrap();
+        if got.is_empty() {
+            break;
+        }
+        all.extend(texts(&got));
+    }
+    let mut want = names("o", 1..=10);
+    want.extend(names("n", 1..=3));
+    assert_eq!(all, want);
+}

@@ -197,18 +197,31 @@ impl Splitter {
     /// Appends up to one chunk with `read`, which fills the slice it gets. Returns what
     /// `read` returned; the bytes are then `self.buf[self.buf.len() - n..]`.
     fn fill(&mut self, read: impl FnOnce(&mut [u8]) -> io::Result<usize>) -> io::Result<usize> {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.base += self.start as u64;
-            self.scanned -= self.start;
-            self.start = 0;
-        }
+        self.compact();
         let old = self.buf.len();
         self.buf.resize(old + CHUNK, 0);
         let result = read(&mut self.buf[old..]);
         let n = *result.as_ref().unwrap_or(&0);
         self.buf.truncate(old + n.min(CHUNK));
         result
+    }
+
+    /// Gives back the read buffer's spare room: between polls a file holds only its
+    /// unfinished line, not a whole chunk.
+    fn release(&mut self) {
+        self.compact();
+        if self.buf.capacity() > self.buf.len() + 4096 {
+            self.buf.shrink_to(self.buf.len());
+        }
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.base += self.start as u64;
+            self.scanned -= self.start;
+            self.start = 0;
+        }
     }
 
     /// The last `n` bytes read.
@@ -484,7 +497,11 @@ impl Iterator for ReadOnce {
 struct Followed {
     /// Unique within this tailer; orders and links files.
     key: u64,
+    /// Where the file is now (as far as we know).
     path: PathBuf,
+    /// The path the globs last matched it under: the path a newer file takes over after
+    /// a rotation, possibly polls after this file left it.
+    glob_path: PathBuf,
     shown: Arc<str>,
     file: File,
     dev: u64,
@@ -775,10 +792,13 @@ impl Tailer {
             }
         }
 
-        // Where each file was before this pass: a new file at one of these paths comes
-        // after the file that left it.
-        let mut previous: HashMap<PathBuf, u64> =
-            self.files.iter().map(|f| (f.path.clone(), f.key)).collect();
+        // Where the globs last saw each file: a new file at one of these paths comes
+        // after the file that left it (the newest one, if several did).
+        let mut previous: HashMap<PathBuf, u64> = self
+            .files
+            .iter()
+            .map(|f| (f.glob_path.clone(), f.key))
+            .collect();
 
         let index: HashMap<(u64, u64), usize> = self
             .files
@@ -798,8 +818,9 @@ impl Tailer {
                     f.matched = true;
                     if f.path != path {
                         info!(from = %f.shown, to = %path.display(), "followed file was renamed");
-                        f.set_path(path);
+                        f.set_path(path.clone());
                     }
+                    f.glob_path = path;
                 }
                 None => fresh.push(path),
             }
@@ -823,16 +844,15 @@ impl Tailer {
         // Open the new files first, so the resume positions they claim are settled
         // before looking elsewhere for the rest.
         let mut opened: Vec<Opened> = Vec::new();
+        let mut unreadable = HashSet::new();
         for path in fresh {
             let file = match File::open(&path) {
-                Ok(file) => {
-                    self.unreadable.remove(&path);
-                    file
-                }
+                Ok(file) => file,
                 Err(e) => {
-                    if self.unreadable.insert(path.clone()) {
+                    if !self.unreadable.contains(&path) {
                         warn!(path = %path.display(), error = %e, "cannot open file; will retry");
                     }
+                    unreadable.insert(path);
                     continue;
                 }
             };
@@ -860,6 +880,8 @@ impl Tailer {
                 resume,
             });
         }
+
+        self.unreadable = unreadable;
 
         if self.first_poll {
             self.resume_rotated_while_stopped(now, &mut previous);
@@ -889,7 +911,10 @@ impl Tailer {
                 .get(&o.path)
                 .copied()
                 .filter(|&before| !self.waits_for(before, o.key));
-            match self.follow(o.key, o.path, o.file, o.id, start, true, after, now) {
+            let glob_path = o.path.clone();
+            match self.follow(
+                o.key, o.path, glob_path, o.file, o.id, start, true, after, now,
+            ) {
                 Ok(f) => {
                     info!(path = %f.shown, offset = start, "{how}");
                     self.files.push(f);
@@ -946,7 +971,8 @@ impl Tailer {
                 };
                 let k = self.next_key;
                 self.next_key += 1;
-                match self.follow(k, path, file, key, p.offset, false, None, now) {
+                let was = PathBuf::from(&p.path);
+                match self.follow(k, path, was, file, key, p.offset, false, None, now) {
                     Ok(f) => {
                         info!(path = %f.shown, was = %p.path, offset = p.offset, "resuming a file rotated while stopped");
                         previous.insert(PathBuf::from(&p.path), k);
@@ -991,6 +1017,7 @@ impl Tailer {
         &self,
         key: u64,
         path: PathBuf,
+        glob_path: PathBuf,
         file: File,
         (dev, ino): (u64, u64),
         start: u64,
@@ -1003,6 +1030,7 @@ impl Tailer {
             key,
             shown: shown(&path),
             path,
+            glob_path,
             file,
             dev,
             ino,
@@ -1112,11 +1140,18 @@ fn read_turn(
             f.drained = false;
             return Ok(());
         }
+        // Read up to the size seen at the start of the turn: what is appended meanwhile
+        // waits for the next poll, and an idle file costs no read at all.
         let at = f.split.end();
-        let file = &f.file;
-        let n = f.split.fill(|buf| read_at_retry(file, buf, at))?;
+        let n = if at < len {
+            let file = &f.file;
+            f.split.fill(|buf| read_at_retry(file, buf, at))?
+        } else {
+            0
+        };
         if n == 0 {
             f.drained = true;
+            f.split.release();
             return Ok(());
         }
         chunks += 1;
