@@ -5,7 +5,9 @@ mod tail_support;
 
 use phiwatch::source::{LineKind, TailOptions, Tailer};
 use std::fs;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tail_support::*;
 
 fn count(all: &[String], s: &str) -> usize {
@@ -319,7 +321,10 @@ fn the_new_file_waits_for_the_old_one_even_when_it_appears_polls_later() {
     let mut t = Tailer::new(d.glob("app.log"), opts(), &[]);
     assert!(t.poll(100).unwrap().is_empty());
     fs::rename(&live, d.path("app.log.1")).unwrap();
-    assert!(t.poll(100).unwrap().is_empty(), "rotation noticed, nothing new");
+    assert!(
+        t.poll(100).unwrap().is_empty(),
+        "rotation noticed, nothing new"
+    );
     assert!(t.poll(100).unwrap().is_empty());
     write(&mut old, &lines("o", 1..=10));
     append(&live, &lines("n", 1..=3));
@@ -335,4 +340,67 @@ fn the_new_file_waits_for_the_old_one_even_when_it_appears_polls_later() {
     let mut want = names("o", 1..=10);
     want.extend(names("n", 1..=3));
     assert_eq!(all, want);
+}
+
+#[test]
+fn concurrent_writer_with_rotations_loses_and_repeats_nothing() {
+    // The writer renames every PER_FILE lines and keeps writing LATE lines to the old
+    // handle before it opens the new file. It only waits for the tailer to have seen a
+    // line of the current file before rotating it (a file that lives under the glob only
+    // between two polls is never seen; real rotations are hours apart).
+    const LINES: usize = 3000;
+    const PER_FILE: usize = 250;
+    const LATE: usize = 3;
+    let d = Dir::new();
+    let mut t = Tailer::new(d.glob("app.log"), opts(), &[]);
+    let seen = Arc::new(AtomicUsize::new(0));
+    let dir = d.tmp.path().to_path_buf();
+    let writer_thread = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let live = dir.join("app.log");
+            let mut f = writer(&live);
+            let mut i = 1;
+            let mut file_start = 1;
+            while i <= LINES {
+                write(&mut f, &format!("line{i}\n"));
+                i += 1;
+                if i - file_start == PER_FILE && i + LATE <= LINES {
+                    let deadline = Instant::now() + Duration::from_secs(20);
+                    while seen.load(Ordering::SeqCst) < file_start && Instant::now() < deadline {
+                        std::thread::yield_now();
+                    }
+                    fs::rename(&live, dir.join(format!("app.log.{i}"))).unwrap();
+                    for _ in 0..LATE {
+                        write(&mut f, &format!("line{i}\n"));
+                        i += 1;
+                    }
+                    f = writer(&live);
+                    file_start = i;
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut all = Vec::new();
+    while all.len() < LINES && Instant::now() < deadline {
+        let got = t.poll(7).unwrap();
+        if got.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        all.extend(texts(&got));
+        seen.store(all.len(), Ordering::SeqCst);
+    }
+    writer_thread.join().unwrap();
+    all.extend(texts(&drain(&mut t)));
+    let want = names("line", 1..=LINES as u32);
+    if all != want {
+        let first_bad = all.iter().zip(&want).position(|(a, b)| a != b);
+        panic!(
+            "got {} lines; first difference at {:?}: {:?}",
+            all.len(),
+            first_bad,
+            first_bad.map(|i| &all[i.saturating_sub(2)..(i + 3).min(all.len())])
+        );
+    }
 }

@@ -6,12 +6,19 @@
 //!
 //! **At least once, in order within each file.** Every complete line written to a
 //! followed file is handed out, in file order, at least once, provided the caller
-//! resumes from a checkpoint it wrote after processing the lines it covers (see
+//! resumes from a checkpoint that covers only lines it has processed (see
 //! [`Tailer::acked_positions`]) and the file still exists when we get to it. Lines after
 //! the last checkpoint may be handed out again after a restart (including after a
 //! `kill -9`); each [`TailLine`] carries its file id and byte range, so the caller can
 //! drop repeats. A line is never handed out in pieces: a last line without its newline
-//! waits for it.
+//! waits for it (except in a file that left the globs and went quiet, see below, and in
+//! [`read_once`], where the file is complete).
+//!
+//! Two ways to checkpoint only what was processed:
+//! - poll, process the whole batch, then save [`Tailer::positions`]; or
+//! - with [`TailOptions::explicit_acks`], [`Tailer::ack`] each line (or the last of a
+//!   run of lines of one file) once processed, and save [`Tailer::acked_positions`].
+//!   This suits a pipeline where processing finishes after the next poll.
 //!
 //! # How files are told apart
 //!
@@ -27,7 +34,8 @@
 //!   it has been read to its end *and* has not grown for [`TailOptions::rotated_quiet`]
 //!   (writers often keep writing to the old file for a moment after the rename). A file
 //!   that appears at a path another followed file just left waits until that file has
-//!   been read to its end, so the old file's lines come first.
+//!   been read to its end, so the old file's lines come first. If the old file's last
+//!   line never gets its newline, it is handed out as it is when the file is closed.
 //! - **Copytruncate** (size below what we read, or the first bytes changed): the file is
 //!   read again from its start.
 //! - **While stopped**: on restart a checkpointed file that no longer matches the globs
@@ -44,13 +52,16 @@
 //!
 //! # Limitations
 //!
-//! - A truncation followed by a rewrite that reaches past our offset *and* starts with
-//!   the same `fingerprint_bytes` bytes (e.g. a CSV header longer than that) goes
-//!   unnoticed; reading continues at the old offset.
+//! - A truncation followed, before the next poll, by a rewrite at least as long as what
+//!   we had read *and* starting with the same `fingerprint_bytes` bytes (e.g. a CSV
+//!   header longer than that) goes unnoticed; reading continues at the old offset.
 //! - Lines written between the last checkpoint and a copytruncate that happened while we
 //!   were stopped are in the copy, which we cannot link to the original; they are lost.
 //! - A file rotated while stopped into another folder (logrotate `olddir`) is not found.
 //! - Every matched file stays open; there is no cap on open files.
+//! - A file that exists under the globs only between two polls is never seen.
+//! - A whole poll reads at most `max_lines` lines and, per file, 4 MiB: a poll that
+//!   skips through a giant line may return nothing although more is to come.
 //! - Unix only (device and inode numbers).
 
 use super::{FileId, Position};
@@ -685,23 +696,45 @@ impl Tailer {
         if n == 0 || max_lines == 0 {
             return Ok(out);
         }
+        // Round robin from `cursor`, so a busy file cannot starve the others, except that
+        // a file that took over another's path waits until that one has been read to its
+        // end *in this poll*: its lines come first.
+        let index: HashMap<u64, usize> = self
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.key, i))
+            .collect();
+        let order: Vec<usize> = (0..n).map(|k| (self.cursor + k) % n).collect();
         let mut budget = max_lines;
         let mut forget = vec![false; n];
-        let start = self.cursor % n;
-        for k in 0..n {
-            let i = (start + k) % n;
-            if budget == 0 {
-                break;
-            }
-            if let Some(before) = self.files[i].after {
-                if self.files.iter().any(|f| f.key == before && !f.drained) {
+        let mut serviced = vec![false; n];
+        let mut settled = vec![false; n];
+        let mut progress = true;
+        while progress && budget > 0 {
+            progress = false;
+            for &i in &order {
+                if settled[i] || budget == 0 {
                     continue;
                 }
-            }
-            let fate = service(&mut self.files[i], &self.opts, &mut budget, &mut out, now);
-            forget[i] = fate == Fate::Forget;
-            if budget == 0 {
-                self.cursor = i + 1;
+                if let Some(&p) = self.files[i].after.and_then(|k| index.get(&k)) {
+                    if !settled[p] {
+                        continue; // its predecessor's turn first
+                    }
+                    if !serviced[p] || !self.files[p].drained {
+                        settled[i] = true; // the predecessor still has lines: next poll
+                        progress = true;
+                        continue;
+                    }
+                }
+                let fate = service(&mut self.files[i], &self.opts, &mut budget, &mut out, now);
+                forget[i] = fate == Fate::Forget;
+                serviced[i] = true;
+                settled[i] = true;
+                progress = true;
+                if budget == 0 {
+                    self.cursor = i + 1;
+                }
             }
         }
         let mut i = 0;
@@ -1326,6 +1359,14 @@ mod tests {
         assert_eq!(p.fingerprint_at(2), short);
         assert_eq!(p.fingerprint_at(100), FileId::fingerprint_of(b"abcd"));
         assert_eq!(p.fingerprint_at(0), FileId::fingerprint_of(b""));
+    }
+
+    #[test]
+    fn tailer_can_move_to_the_callers_thread() {
+        fn send<T: Send>() {}
+        send::<Tailer>();
+        send::<ReadOnce>();
+        send::<TailLine>();
     }
 
     #[test]
