@@ -361,3 +361,33 @@ fn read_once_missing_file_is_an_error() {
     let d = Dir::new();
     assert!(read_once(&d.path("nope"), &opts()).is_err());
 }
+
+#[test]
+fn a_file_under_two_matching_names_is_followed_once() {
+    let d = Dir::new();
+    let p = d.path("a.log");
+    append(&p, "once\n");
+    std::fs::hard_link(&p, d.path("b.log")).unwrap();
+    std::os::unix::fs::symlink(&p, d.path("c.log")).unwrap();
+    let mut t = Tailer::new(d.glob("*.log"), opts(), &[]);
+    assert_eq!(texts(&drain(&mut t)), ["once"]);
+    assert_eq!(t.file_count(), 1);
+}
+
+#[test]
+fn an_oversized_first_line_is_not_a_header() {
+    let d = Dir::new();
+    let p = d.path("r.csv");
+    append(&p, &format!("{}\nrow\n", "H".repeat(50)));
+    let o = TailOptions {
+        header: true,
+        max_line_bytes: 10,
+        ..opts()
+    };
+    let mut t = Tailer::new(d.glob("r.csv"), o, &[]);
+    let got = t.poll(10).unwrap();
+    assert_eq!(
+        got.iter().map(|l| l.kind).collect::<Vec<_>>(),
+        [LineKind::Oversized, LineKind::Data]
+    );
+}
