@@ -574,6 +574,23 @@ impl Followed {
         }
     }
 
+    /// The header re-read from byte 0 while the position stays where it is.
+    fn hand_out_header(&mut self, raw: RawLine) -> TailLine {
+        self.header_pending = false;
+        TailLine {
+            path: self.shown.clone(),
+            id: self.id_at(raw.end),
+            offset: raw.offset,
+            end: raw.end,
+            kind: if raw.oversized {
+                LineKind::Oversized
+            } else {
+                LineKind::Header
+            },
+            text: raw.text,
+        }
+    }
+
     /// Starts over from byte 0, as after a copytruncate.
     fn restart(&mut self, opts: &TailOptions, now: Instant) {
         self.split = Splitter::new(0, opts.max_line_bytes);
@@ -1190,25 +1207,6 @@ fn read_turn(
         chunks += 1;
         f.prefix.extend(at, f.split.tail(n));
         f.last_growth = now;
-    }
-}
-
-impl Followed {
-    /// The header re-read from byte 0 while the position stays where it is.
-    fn hand_out_header(&mut self, raw: RawLine) -> TailLine {
-        self.header_pending = false;
-        TailLine {
-            path: self.shown.clone(),
-            id: self.id_at(raw.end),
-            offset: raw.offset,
-            end: raw.end,
-            kind: if raw.oversized {
-                LineKind::Oversized
-            } else {
-                LineKind::Header
-            },
-            text: raw.text,
-        }
     }
 }
 
