@@ -6,12 +6,19 @@
 //!
 //! **At least once, in order within each file.** Every complete line written to a
 //! followed file is handed out, in file order, at least once, provided the caller
-//! resumes from a checkpoint it wrote after processing the lines it covers (see
+//! resumes from a checkpoint that covers only lines it has processed (see
 //! [`Tailer::acked_positions`]) and the file still exists when we get to it. Lines after
 //! the last checkpoint may be handed out again after a restart (including after a
 //! `kill -9`); each [`TailLine`] carries its file id and byte range, so the caller can
 //! drop repeats. A line is never handed out in pieces: a last line without its newline
-//! waits for it.
+//! waits for it (except in a file that left the globs and went quiet, see below, and in
+//! [`read_once`], where the file is complete).
+//!
+//! Two ways to checkpoint only what was processed:
+//! - poll, process the whole batch, then save [`Tailer::positions`]; or
+//! - with [`TailOptions::explicit_acks`], [`Tailer::ack`] each line (or the last of a
+//!   run of lines of one file) once processed, and save [`Tailer::acked_positions`].
+//!   This suits a pipeline where processing finishes after the next poll.
 //!
 //! # How files are told apart
 //!
@@ -27,7 +34,8 @@
 //!   it has been read to its end *and* has not grown for [`TailOptions::rotated_quiet`]
 //!   (writers often keep writing to the old file for a moment after the rename). A file
 //!   that appears at a path another followed file just left waits until that file has
-//!   been read to its end, so the old file's lines come first.
+//!   been read to its end, so the old file's lines come first. If the old file's last
+//!   line never gets its newline, it is handed out as it is when the file is closed.
 //! - **Copytruncate** (size below what we read, or the first bytes changed): the file is
 //!   read again from its start.
 //! - **While stopped**: on restart a checkpointed file that no longer matches the globs
@@ -44,13 +52,16 @@
 //!
 //! # Limitations
 //!
-//! - A truncation followed by a rewrite that reaches past our offset *and* starts with
-//!   the same `fingerprint_bytes` bytes (e.g. a CSV header longer than that) goes
-//!   unnoticed; reading continues at the old offset.
+//! - A truncation followed, before the next poll, by a rewrite at least as long as what
+//!   we had read *and* starting with the same `fingerprint_bytes` bytes (e.g. a CSV
+//!   header longer than that) goes unnoticed; reading continues at the old offset.
 //! - Lines written between the last checkpoint and a copytruncate that happened while we
 //!   were stopped are in the copy, which we cannot link to the original; they are lost.
 //! - A file rotated while stopped into another folder (logrotate `olddir`) is not found.
 //! - Every matched file stays open; there is no cap on open files.
+//! - A file that exists under the globs only between two polls is never seen.
+//! - A whole poll reads at most `max_lines` lines and, per file, 4 MiB: a poll that
+//!   skips through a giant line may return nothing although more is to come.
 //! - Unix only (device and inode numbers).
 
 use super::{FileId, Position};
@@ -197,18 +208,31 @@ impl Splitter {
     /// Appends up to one chunk with `read`, which fills the slice it gets. Returns what
     /// `read` returned; the bytes are then `self.buf[self.buf.len() - n..]`.
     fn fill(&mut self, read: impl FnOnce(&mut [u8]) -> io::Result<usize>) -> io::Result<usize> {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.base += self.start as u64;
-            self.scanned -= self.start;
-            self.start = 0;
-        }
+        self.compact();
         let old = self.buf.len();
         self.buf.resize(old + CHUNK, 0);
         let result = read(&mut self.buf[old..]);
         let n = *result.as_ref().unwrap_or(&0);
         self.buf.truncate(old + n.min(CHUNK));
         result
+    }
+
+    /// Gives back the read buffer's spare room: between polls a file holds only its
+    /// unfinished line, not a whole chunk.
+    fn release(&mut self) {
+        self.compact();
+        if self.buf.capacity() > self.buf.len() + 4096 {
+            self.buf.shrink_to(self.buf.len());
+        }
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.base += self.start as u64;
+            self.scanned -= self.start;
+            self.start = 0;
+        }
     }
 
     /// The last `n` bytes read.
@@ -484,7 +508,11 @@ impl Iterator for ReadOnce {
 struct Followed {
     /// Unique within this tailer; orders and links files.
     key: u64,
+    /// Where the file is now (as far as we know).
     path: PathBuf,
+    /// The path the globs last matched it under: the path a newer file takes over after
+    /// a rotation, possibly polls after this file left it.
+    glob_path: PathBuf,
     shown: Arc<str>,
     file: File,
     dev: u64,
@@ -542,6 +570,23 @@ impl Followed {
             offset: raw.offset,
             end: raw.end,
             kind,
+            text: raw.text,
+        }
+    }
+
+    /// The header re-read from byte 0 while the position stays where it is.
+    fn hand_out_header(&mut self, raw: RawLine) -> TailLine {
+        self.header_pending = false;
+        TailLine {
+            path: self.shown.clone(),
+            id: self.id_at(raw.end),
+            offset: raw.offset,
+            end: raw.end,
+            kind: if raw.oversized {
+                LineKind::Oversized
+            } else {
+                LineKind::Header
+            },
             text: raw.text,
         }
     }
@@ -668,23 +713,45 @@ impl Tailer {
         if n == 0 || max_lines == 0 {
             return Ok(out);
         }
+        // Round robin from `cursor`, so a busy file cannot starve the others, except that
+        // a file that took over another's path waits until that one has been read to its
+        // end *in this poll*: its lines come first.
+        let index: HashMap<u64, usize> = self
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.key, i))
+            .collect();
+        let order: Vec<usize> = (0..n).map(|k| (self.cursor + k) % n).collect();
         let mut budget = max_lines;
         let mut forget = vec![false; n];
-        let start = self.cursor % n;
-        for k in 0..n {
-            let i = (start + k) % n;
-            if budget == 0 {
-                break;
-            }
-            if let Some(before) = self.files[i].after {
-                if self.files.iter().any(|f| f.key == before && !f.drained) {
+        let mut serviced = vec![false; n];
+        let mut settled = vec![false; n];
+        let mut progress = true;
+        while progress && budget > 0 {
+            progress = false;
+            for &i in &order {
+                if settled[i] || budget == 0 {
                     continue;
                 }
-            }
-            let fate = service(&mut self.files[i], &self.opts, &mut budget, &mut out, now);
-            forget[i] = fate == Fate::Forget;
-            if budget == 0 {
-                self.cursor = i + 1;
+                if let Some(&p) = self.files[i].after.and_then(|k| index.get(&k)) {
+                    if !settled[p] {
+                        continue; // its predecessor's turn first
+                    }
+                    if !serviced[p] || !self.files[p].drained {
+                        settled[i] = true; // the predecessor still has lines: next poll
+                        progress = true;
+                        continue;
+                    }
+                }
+                let fate = service(&mut self.files[i], &self.opts, &mut budget, &mut out, now);
+                forget[i] = fate == Fate::Forget;
+                serviced[i] = true;
+                settled[i] = true;
+                progress = true;
+                if budget == 0 {
+                    self.cursor = i + 1;
+                }
             }
         }
         let mut i = 0;
@@ -765,21 +832,23 @@ impl Tailer {
                 continue;
             };
             for path in paths.flatten() {
-                match fs::metadata(&path) {
-                    Ok(meta) if meta.is_file() => {
-                        if seen.insert(id_of(&meta)) {
-                            found.push((id_of(&meta), path));
-                        }
-                    }
-                    _ => {}
+                // A file under two names (hard link, symlink) is followed once.
+                let Ok(meta) = fs::metadata(&path) else {
+                    continue;
+                };
+                if meta.is_file() && seen.insert(id_of(&meta)) {
+                    found.push((id_of(&meta), path));
                 }
             }
         }
 
-        // Where each file was before this pass: a new file at one of these paths comes
-        // after the file that left it.
-        let mut previous: HashMap<PathBuf, u64> =
-            self.files.iter().map(|f| (f.path.clone(), f.key)).collect();
+        // Where the globs last saw each file: a new file at one of these paths comes
+        // after the file that left it (the newest one, if several did).
+        let mut previous: HashMap<PathBuf, u64> = self
+            .files
+            .iter()
+            .map(|f| (f.glob_path.clone(), f.key))
+            .collect();
 
         let index: HashMap<(u64, u64), usize> = self
             .files
@@ -799,8 +868,9 @@ impl Tailer {
                     f.matched = true;
                     if f.path != path {
                         info!(from = %f.shown, to = %path.display(), "followed file was renamed");
-                        f.set_path(path);
+                        f.set_path(path.clone());
                     }
+                    f.glob_path = path;
                 }
                 None => fresh.push(path),
             }
@@ -824,16 +894,15 @@ impl Tailer {
         // Open the new files first, so the resume positions they claim are settled
         // before looking elsewhere for the rest.
         let mut opened: Vec<Opened> = Vec::new();
+        let mut unreadable = HashSet::new();
         for path in fresh {
             let file = match File::open(&path) {
-                Ok(file) => {
-                    self.unreadable.remove(&path);
-                    file
-                }
+                Ok(file) => file,
                 Err(e) => {
-                    if self.unreadable.insert(path.clone()) {
+                    if !self.unreadable.contains(&path) {
                         warn!(path = %path.display(), error = %e, "cannot open file; will retry");
                     }
+                    unreadable.insert(path);
                     continue;
                 }
             };
@@ -862,6 +931,8 @@ impl Tailer {
             });
         }
 
+        self.unreadable = unreadable;
+
         if self.first_poll {
             self.resume_rotated_while_stopped(now, &mut previous);
         }
@@ -886,8 +957,14 @@ impl Tailer {
                 }
                 Resume::Unknown => (0, "new file"),
             };
-            let after = previous.get(&o.path).copied().filter(|&k| k != o.key);
-            match self.follow(o.key, o.path, o.file, o.id, start, true, after, now) {
+            let after = previous
+                .get(&o.path)
+                .copied()
+                .filter(|&before| !self.waits_for(before, o.key));
+            let glob_path = o.path.clone();
+            match self.follow(
+                o.key, o.path, glob_path, o.file, o.id, start, true, after, now,
+            ) {
                 Ok(f) => {
                     info!(path = %f.shown, offset = start, "{how}");
                     self.files.push(f);
@@ -895,6 +972,22 @@ impl Tailer {
                 Err(e) => warn!(error = %e, "cannot read the start of a new file; will retry"),
             }
         }
+    }
+
+    /// True when `file` is `target` or waits, through its predecessors, for `target`.
+    /// Path hints from a mixed-up checkpoint could otherwise make two files wait for each
+    /// other forever.
+    fn waits_for(&self, file: u64, target: u64) -> bool {
+        let mut at = Some(file);
+        let mut steps = 0;
+        while let Some(k) = at {
+            if k == target || steps > self.files.len() {
+                return true;
+            }
+            steps += 1;
+            at = self.files.iter().find(|f| f.key == k).and_then(|f| f.after);
+        }
+        false
     }
 
     /// First poll only: checkpointed files that no glob matches any more were probably
@@ -928,7 +1021,8 @@ impl Tailer {
                 };
                 let k = self.next_key;
                 self.next_key += 1;
-                match self.follow(k, path, file, key, p.offset, false, None, now) {
+                let was = PathBuf::from(&p.path);
+                match self.follow(k, path, was, file, key, p.offset, false, None, now) {
                     Ok(f) => {
                         info!(path = %f.shown, was = %p.path, offset = p.offset, "resuming a file rotated while stopped");
                         previous.insert(PathBuf::from(&p.path), k);
@@ -973,6 +1067,7 @@ impl Tailer {
         &self,
         key: u64,
         path: PathBuf,
+        glob_path: PathBuf,
         file: File,
         (dev, ino): (u64, u64),
         start: u64,
@@ -985,6 +1080,7 @@ impl Tailer {
             key,
             shown: shown(&path),
             path,
+            glob_path,
             file,
             dev,
             ino,
@@ -1060,9 +1156,11 @@ fn read_turn(
     if f.done && !f.matched {
         return Ok(());
     }
+    // fstat plus a read of at most `fingerprint_bytes`: cheap enough for every poll, and
+    // it also catches a rewrite to exactly the old size (mtimes are too coarse for that).
     let len = f.file.metadata()?.len();
     let read = f.split.end();
-    if len < read || (len > read && !f.prefix_intact()?) {
+    if len < read || !f.prefix_intact()? {
         info!(path = %f.shown, "file was truncated or rewritten in place; reading it again from the start");
         f.restart(opts, now);
     }
@@ -1092,35 +1190,23 @@ fn read_turn(
             f.drained = false;
             return Ok(());
         }
+        // Read up to the size seen at the start of the turn: what is appended meanwhile
+        // waits for the next poll, and an idle file costs no read at all.
         let at = f.split.end();
-        let file = &f.file;
-        let n = f.split.fill(|buf| read_at_retry(file, buf, at))?;
+        let n = if at < len {
+            let file = &f.file;
+            f.split.fill(|buf| read_at_retry(file, buf, at))?
+        } else {
+            0
+        };
         if n == 0 {
             f.drained = true;
+            f.split.release();
             return Ok(());
         }
         chunks += 1;
         f.prefix.extend(at, f.split.tail(n));
         f.last_growth = now;
-    }
-}
-
-impl Followed {
-    /// The header re-read from byte 0 while the position stays where it is.
-    fn hand_out_header(&mut self, raw: RawLine) -> TailLine {
-        self.header_pending = false;
-        TailLine {
-            path: self.shown.clone(),
-            id: self.id_at(raw.end),
-            offset: raw.offset,
-            end: raw.end,
-            kind: if raw.oversized {
-                LineKind::Oversized
-            } else {
-                LineKind::Header
-            },
-            text: raw.text,
-        }
     }
 }
 
@@ -1271,6 +1357,14 @@ mod tests {
         assert_eq!(p.fingerprint_at(2), short);
         assert_eq!(p.fingerprint_at(100), FileId::fingerprint_of(b"abcd"));
         assert_eq!(p.fingerprint_at(0), FileId::fingerprint_of(b""));
+    }
+
+    #[test]
+    fn tailer_can_move_to_the_callers_thread() {
+        fn send<T: Send>() {}
+        send::<Tailer>();
+        send::<ReadOnce>();
+        send::<TailLine>();
     }
 
     #[test]
