@@ -59,9 +59,15 @@ fn crafted_hospital_gives_exactly_the_expected_alerts() {
     let fam = alerts.iter().find(|a| a["detector"] == "family").unwrap();
     assert_eq!(fam["patients"], serde_json::json!(["P001"]));
     let reasons = fam["reasons"].to_string();
-    assert!(reasons.contains("no care relationship in Cardiology"), "{reasons}");
+    assert!(
+        reasons.contains("no care relationship in Cardiology"),
+        "{reasons}"
+    );
     // The sweep names the 25 patients nobody treats.
-    let sweep = alerts.iter().find(|a| a["detector"] == "unexplained-access").unwrap();
+    let sweep = alerts
+        .iter()
+        .find(|a| a["detector"] == "unexplained-access")
+        .unwrap();
     assert_eq!(sweep["patients"].as_array().unwrap().len(), 25);
     // Replaying again gives byte-identical output (stable ids, stable order).
     let out2 = dir.path().join("replay2.ndjson");

@@ -163,9 +163,7 @@ impl Findings {
     /// Records an id written before a restart. Its window is unknown, so it is kept as
     /// if from today's window of the epoch: pruned with the oldest.
     pub fn mark_emitted(&mut self, id: &str) {
-        self.emitted
-            .entry(id.to_string())
-            .or_insert(NaiveDate::MIN);
+        self.emitted.entry(id.to_string()).or_insert(NaiveDate::MIN);
     }
 
     pub fn was_emitted(&self, id: &str) -> bool {

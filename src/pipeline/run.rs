@@ -293,7 +293,9 @@ fn reload(cfg: &Config, engine: &mut Engine) {
             info!(staff = s, patients = p, care = c, "reference data reloaded");
             engine.set_reference(Arc::new(r));
         }
-        Err(e) => error!(error = %format!("{e:#}"), "reference data reload failed; keeping the previous data"),
+        Err(e) => {
+            error!(error = %format!("{e:#}"), "reference data reload failed; keeping the previous data")
+        }
     }
 }
 
@@ -345,14 +347,17 @@ fn follow(
         let mut ends: HashMap<(u64, u64), Position> = HashMap::new();
         for l in lines {
             let fk = (l.id.dev, l.id.ino);
-            ends.insert(
-                fk,
-                Position {
-                    path: l.path.to_string(),
-                    id: l.id,
-                    offset: l.end,
-                },
-            );
+            // A header is re-delivered on resume without moving the position.
+            if l.kind != LineKind::Header {
+                ends.insert(
+                    fk,
+                    Position {
+                        path: l.path.to_string(),
+                        id: l.id,
+                        offset: l.end,
+                    },
+                );
+            }
             match l.kind {
                 LineKind::Header => {
                     let mut p = match parse::build(&s, tz) {

@@ -28,7 +28,10 @@ pub const EXPECTED: &[(&str, &str)] = &[
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -44,13 +47,20 @@ fn at(d: i64, h: u32, m: u32, s: u32) -> String {
     let t = Chicago
         .from_local_datetime(&naive)
         .earliest()
-        .or_else(|| Chicago.from_local_datetime(&(naive + Duration::hours(1))).earliest())
+        .or_else(|| {
+            Chicago
+                .from_local_datetime(&(naive + Duration::hours(1)))
+                .earliest()
+        })
         .unwrap();
-    t.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    t.with_timezone(&chrono::Utc)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn canonical(ts: &str, user: &str, action: &str, patient: Option<&str>, records: u64) -> String {
-    let p = patient.map(|p| format!(",\"patient\":\"{p}\"")).unwrap_or_default();
+    let p = patient
+        .map(|p| format!(",\"patient\":\"{p}\""))
+        .unwrap_or_default();
     format!("{{\"ts\":\"{ts}\",\"user\":\"{user}\",\"action\":\"{action}\"{p},\"records\":{records},\"host\":\"WS-1\"}}\n")
 }
 
@@ -126,13 +136,25 @@ pub fn write_hospital(dir: &Path) -> PathBuf {
          P006,Cardiology,,2023-12-20T00:00:00Z,2024-01-05T00:00:00Z\n",
     );
     for i in 100..300 {
-        let _ = writeln!(patients, "P{i},Pat,Doe{i},1970-01-01,{i} River Rd,02000,,false,");
-        let dept = if i < 150 { "Cardiology" } else if i < 200 { "ICU" } else { "Oncology" };
+        let _ = writeln!(
+            patients,
+            "P{i},Pat,Doe{i},1970-01-01,{i} River Rd,02000,,false,"
+        );
+        let dept = if i < 150 {
+            "Cardiology"
+        } else if i < 200 {
+            "ICU"
+        } else {
+            "Oncology"
+        };
         let _ = writeln!(care, "P{i},{dept},,2024-02-01T00:00:00Z,");
     }
     for i in 300..340 {
         // Patients with no care anywhere: only the sweep touches them.
-        let _ = writeln!(patients, "P{i},Pat,Roe{i},1970-01-01,{i} Bay Rd,02001,,false,");
+        let _ = writeln!(
+            patients,
+            "P{i},Pat,Roe{i},1970-01-01,{i} Bay Rd,02001,,false,"
+        );
     }
     w("patients.csv", &patients);
     w("care.csv", &care);
@@ -144,7 +166,12 @@ pub fn write_hospital(dir: &Path) -> PathBuf {
         for user in ["n_alice", "n_bob", "d_carol", "n_ivy"] {
             for _ in 0..15 {
                 let p = format!("P{}", 100 + rng.next(50));
-                let ts = at(d, 8 + rng.next(8) as u32, rng.next(60) as u32, rng.next(60) as u32);
+                let ts = at(
+                    d,
+                    8 + rng.next(8) as u32,
+                    rng.next(60) as u32,
+                    rng.next(60) as u32,
+                );
                 canon.push_str(&canonical(&ts, user, "view", Some(&p), 1));
             }
         }
@@ -157,7 +184,12 @@ pub fn write_hospital(dir: &Path) -> PathBuf {
         }
         // Registration: searches and check-ins of patients under care somewhere.
         for _ in 0..20 {
-            let ts = at(d, 8 + rng.next(8) as u32, rng.next(60) as u32, rng.next(60) as u32);
+            let ts = at(
+                d,
+                8 + rng.next(8) as u32,
+                rng.next(60) as u32,
+                rng.next(60) as u32,
+            );
             canon.push_str(&canonical(&ts, "r_dave", "search", None, 1));
             let p = format!("P{}", 100 + rng.next(200));
             canon.push_str(&canonical(&ts, "r_dave", "view", Some(&p), 1));
@@ -177,31 +209,97 @@ pub fn write_hospital(dir: &Path) -> PathBuf {
     // Innocent look-alikes: ivy (a Smith) opens John Smith, under Cardiology's care;
     // alice opens her coworker Bob while he is admitted to Cardiology; carol (the VIP's
     // physician) opens the VIP; gina (HIM) opens the deceased patient in the grace period.
-    canon.push_str(&canonical(&at(9, 10, 0, 0), "n_ivy", "view", Some("P002"), 1));
-    canon.push_str(&canonical(&at(3, 11, 0, 0), "n_alice", "view", Some("P003"), 1));
-    canon.push_str(&canonical(&at(9, 11, 0, 0), "d_carol", "view", Some("P004"), 1));
-    canon.push_str(&canonical(&at(9, 12, 0, 0), "h_gina", "view", Some("P006"), 1));
+    canon.push_str(&canonical(
+        &at(9, 10, 0, 0),
+        "n_ivy",
+        "view",
+        Some("P002"),
+        1,
+    ));
+    canon.push_str(&canonical(
+        &at(3, 11, 0, 0),
+        "n_alice",
+        "view",
+        Some("P003"),
+        1,
+    ));
+    canon.push_str(&canonical(
+        &at(9, 11, 0, 0),
+        "d_carol",
+        "view",
+        Some("P004"),
+        1,
+    ));
+    canon.push_str(&canonical(
+        &at(9, 12, 0, 0),
+        "h_gina",
+        "view",
+        Some("P006"),
+        1,
+    ));
 
     // Insiders.
     // coworker: carol opens Bob after his discharge.
-    canon.push_str(&canonical(&at(10, 14, 0, 0), "d_carol", "view", Some("P003"), 1));
+    canon.push_str(&canonical(
+        &at(10, 14, 0, 0),
+        "d_carol",
+        "view",
+        Some("P003"),
+        1,
+    ));
     // self: alice opens her own chart.
-    canon.push_str(&canonical(&at(11, 13, 0, 0), "n_alice", "view", Some("P007"), 1));
+    canon.push_str(&canonical(
+        &at(11, 13, 0, 0),
+        "n_alice",
+        "view",
+        Some("P007"),
+        1,
+    ));
     // neighbour: dave opens a patient on his street.
-    canon.push_str(&canonical(&at(11, 15, 0, 0), "r_dave", "view", Some("P005"), 1));
+    canon.push_str(&canonical(
+        &at(11, 15, 0, 0),
+        "r_dave",
+        "view",
+        Some("P005"),
+        1,
+    ));
     // deceased: hank opens a patient dead for two months.
-    canon.push_str(&canonical(&at(12, 10, 0, 0), "b_hank", "view", Some("P006"), 1));
+    canon.push_str(&canonical(
+        &at(12, 10, 0, 0),
+        "b_hank",
+        "view",
+        Some("P006"),
+        1,
+    ));
     // after hours: day-shift bob opens six patients at 2am.
     for i in 0..6 {
-        canon.push_str(&canonical(&at(12, 2, 5 * i, 0), "n_bob", "view", Some(&format!("P{}", 200 + i)), 1));
+        canon.push_str(&canonical(
+            &at(12, 2, 5 * i, 0),
+            "n_bob",
+            "view",
+            Some(&format!("P{}", 200 + i)),
+            1,
+        ));
     }
     // curiosity sweep: carol opens 25 patients nobody treats.
     for i in 0..25 {
-        canon.push_str(&canonical(&at(12, 15, i, 0), "d_carol", "view", Some(&format!("P{}", 300 + i)), 1));
+        canon.push_str(&canonical(
+            &at(12, 15, i, 0),
+            "d_carol",
+            "view",
+            Some(&format!("P{}", 300 + i)),
+            1,
+        ));
     }
     // search burst: dave runs 40 searches in five minutes.
     for i in 0..40 {
-        canon.push_str(&canonical(&at(12, 11, i / 8, (i % 8) * 7), "r_dave", "search", None, 1));
+        canon.push_str(&canonical(
+            &at(12, 11, i / 8, (i % 8) * 7),
+            "r_dave",
+            "search",
+            None,
+            1,
+        ));
     }
     // bulk export by HIM.
     canon.push_str(&canonical(&at(12, 16, 0, 0), "h_gina", "export", None, 900));
@@ -215,15 +313,22 @@ pub fn write_hospital(dir: &Path) -> PathBuf {
     atna.push_str(&atna_read(&at(11, 9, 45, 0), "n_ivy", "P105"));
     w("atna/ehr.log", &atna);
     // VIP, via FHIR: dave opens the VIP without care.
-    let fhir = fhir_read(&at(12, 9, 0, 0), "r_dave", "P004") + &fhir_read(&at(12, 9, 1, 0), "n_ivy", "P110");
+    let fhir = fhir_read(&at(12, 9, 0, 0), "r_dave", "P004")
+        + &fhir_read(&at(12, 9, 1, 0), "n_ivy", "P110");
     w("fhir/audit.ndjson", &fhir);
     // terminated, via an Epic-like pipe-delimited export with local times.
     let epic = format!(
         "ACCESS_TIME|METRIC_NAME|WORKSTATION_ID|PAT_MRN_ID|USER_ID\n\
          {}|AN EXISTING PATIENT IS SELECTED FROM PATIENT LOOKUP|WS-9|P111|T_FRANK\n\
          {}|THE PROBLEM LIST IS VIEWED|WS-2|P112|N_IVY\n",
-        day(12).and_hms_opt(8, 30, 0).unwrap().format("%Y-%m-%d %H:%M:%S"),
-        day(12).and_hms_opt(8, 31, 0).unwrap().format("%Y-%m-%d %H:%M:%S"),
+        day(12)
+            .and_hms_opt(8, 30, 0)
+            .unwrap()
+            .format("%Y-%m-%d %H:%M:%S"),
+        day(12)
+            .and_hms_opt(8, 31, 0)
+            .unwrap()
+            .format("%Y-%m-%d %H:%M:%S"),
     );
     w("epic/access.txt", &epic);
 
