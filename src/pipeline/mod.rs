@@ -2,6 +2,7 @@
 //! `replay` reads files once in event-time order; `run` follows them as a daemon.
 
 pub mod check;
+pub mod follow;
 pub mod lines;
 pub mod replay;
 pub mod run;

@@ -9,50 +9,26 @@
 //! same ids; ids are appended to `emitted.log` once the sinks have flushed them, and
 //! that log is consulted at start, so no alert is written twice.
 
+use super::follow::{follow, Item, Msg};
 use super::replay::build_engine;
 use crate::alert::Alert;
-use crate::config::{Config, SourceConfig, SourceType};
+use crate::config::{Config, SourceType};
 use crate::deadletter::DeadLetter;
 use crate::engine::{Engine, State};
-use crate::event::{Event, Provenance};
-use crate::parse::{self, Parser, Reject};
 use crate::reference::Reference;
 use crate::signals::{self, Flags};
 use crate::sink::SinkSet;
-use crate::source::{self, LineKind, Position, TailOptions, Tailer};
+use crate::source::{self, Position};
 use anyhow::{Context, Result};
-use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{BufRead, Write};
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
-
-/// What a source thread hands to the engine.
-enum Msg {
-    Batch {
-        source: String,
-        items: Vec<Item>,
-        /// Where each file stands after this batch.
-        positions: Vec<Position>,
-    },
-    Idle(String),
-    Failed(String, String),
-}
-
-enum Item {
-    Event(Event),
-    Rejected {
-        file: Arc<str>,
-        offset: u64,
-        line: String,
-        reject: Reject,
-    },
-}
 
 /// The snapshot file: engine state and source positions, written atomically together.
 #[derive(Serialize, Deserialize)]
@@ -295,123 +271,6 @@ fn reload(cfg: &Config, engine: &mut Engine) {
         }
         Err(e) => {
             error!(error = %format!("{e:#}"), "reference data reload failed; keeping the previous data")
-        }
-    }
-}
-
-/// A source thread: follows the files, parses lines, hands batches to the engine.
-fn follow(
-    s: SourceConfig,
-    tz: Tz,
-    resume: Vec<Position>,
-    tx: SyncSender<Msg>,
-    flags: Arc<Flags>,
-    idle_after: Duration,
-) {
-    let probe = match parse::build(&s, tz) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = tx.send(Msg::Failed(s.name.clone(), format!("{e:#}")));
-            return;
-        }
-    };
-    let opts = TailOptions {
-        header: probe.wants_header(),
-        ..TailOptions::default()
-    };
-    let mut tailer = Tailer::new(s.paths.clone(), opts, &resume);
-    let mut parsers: HashMap<(u64, u64), Box<dyn Parser>> = HashMap::new();
-    let mut quiet_since = Instant::now();
-    let mut told_idle = false;
-    while !flags.stopping() {
-        let lines = match tailer.poll(2000) {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = tx.send(Msg::Failed(s.name.clone(), e.to_string()));
-                return;
-            }
-        };
-        if lines.is_empty() {
-            if !told_idle && quiet_since.elapsed() >= idle_after {
-                told_idle = true;
-                if tx.send(Msg::Idle(s.name.clone())).is_err() {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            continue;
-        }
-        quiet_since = Instant::now();
-        told_idle = false;
-        let mut items = Vec::with_capacity(lines.len());
-        let mut ends: HashMap<(u64, u64), Position> = HashMap::new();
-        for l in lines {
-            let fk = (l.id.dev, l.id.ino);
-            // A header is re-delivered on resume without moving the position.
-            if l.kind != LineKind::Header {
-                ends.insert(
-                    fk,
-                    Position {
-                        path: l.path.to_string(),
-                        id: l.id,
-                        offset: l.end,
-                    },
-                );
-            }
-            match l.kind {
-                LineKind::Header => {
-                    let mut p = match parse::build(&s, tz) {
-                        Ok(p) => p,
-                        Err(_) => continue,
-                    };
-                    if let Err(reject) = p.parse(&l.text) {
-                        items.push(Item::Rejected {
-                            file: l.path.clone(),
-                            offset: l.offset,
-                            line: l.text,
-                            reject,
-                        });
-                    }
-                    parsers.insert(fk, p);
-                }
-                LineKind::Oversized => items.push(Item::Rejected {
-                    file: l.path.clone(),
-                    offset: l.offset,
-                    line: l.text.chars().take(1024).collect(),
-                    reject: Reject::new("line_too_long", "line longer than the 1 MiB limit"),
-                }),
-                LineKind::Data => {
-                    let p = parsers
-                        .entry(fk)
-                        .or_insert_with(|| parse::build(&s, tz).expect("built above"));
-                    match p.parse(&l.text) {
-                        Ok(Some(mut e)) => {
-                            e.source = s.name.clone();
-                            e.origin = Some(Provenance {
-                                agent: String::new(),
-                                file: l.path.to_string(),
-                                offset: l.offset,
-                            });
-                            items.push(Item::Event(e));
-                        }
-                        Ok(None) => {}
-                        Err(reject) => items.push(Item::Rejected {
-                            file: l.path.clone(),
-                            offset: l.offset,
-                            line: l.text,
-                            reject,
-                        }),
-                    }
-                }
-            }
-        }
-        let msg = Msg::Batch {
-            source: s.name.clone(),
-            items,
-            positions: ends.into_values().collect(),
-        };
-        if tx.send(msg).is_err() {
-            return;
         }
     }
 }
