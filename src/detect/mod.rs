@@ -62,6 +62,14 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "export-hoarding",
         include_str!("../../detectors/export-hoarding.yml"),
     ),
+    (
+        "export-then-copy",
+        include_str!("../../detectors/export-then-copy.yml"),
+    ),
+    (
+        "removable-bulk-copy",
+        include_str!("../../detectors/removable-bulk-copy.yml"),
+    ),
 ];
 
 /// A detector file as written.
@@ -162,6 +170,41 @@ pub struct BurstParams {
     pub user_factor: f64,
 }
 
+/// A first step followed by a second within a window, by the same user or on the same
+/// host: an export, then a copy to removable, cloud or network media.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceParams {
+    /// Name of the selection in `detection` that is the first step.
+    #[serde(default = "first_default")]
+    pub first: String,
+    /// Name of the selection that is the second step.
+    #[serde(default = "then_default")]
+    pub then: String,
+    /// Seconds the second step may follow the first.
+    pub window_secs: u64,
+    /// Link steps by the same `user`, or also by the same `host` (a shared workstation
+    /// where the copy runs under another account).
+    #[serde(default = "same_default")]
+    pub same: String,
+    /// Records (in the export, or estimated in the file) from which the alert is critical.
+    #[serde(default = "critical_default")]
+    pub critical_records: u64,
+}
+
+fn first_default() -> String {
+    "first".into()
+}
+fn then_default() -> String {
+    "then".into()
+}
+fn same_default() -> String {
+    "user_or_host".into()
+}
+fn critical_default() -> u64 {
+    100
+}
+
 fn metric_default() -> String {
     "distinct_patients".into()
 }
@@ -203,6 +246,8 @@ pub enum Kind {
     Baseline(BaselineParams, Metric),
     AfterHours(AfterHoursParams),
     Burst(BurstParams),
+    /// Sequence with the indexes of its two step selections.
+    Sequence(SequenceParams, usize, usize),
 }
 
 /// A compiled detector.
@@ -282,7 +327,29 @@ impl Detector {
                 serde_norway::from_value(params(&spec.params))
                     .context("in `params` of a burst detector")?,
             ),
-            other => bail!("kind {other:?} is not known; use rule, baseline, after_hours or burst"),
+            "sequence" => {
+                let p: SequenceParams = serde_norway::from_value(params(&spec.params))
+                    .context("in `params` of a sequence detector")?;
+                let first = matcher.selection_index(&p.first).ok_or_else(|| {
+                    anyhow!(
+                        "params.first names selection {:?}, which `detection` does not define",
+                        p.first
+                    )
+                })?;
+                let then = matcher.selection_index(&p.then).ok_or_else(|| {
+                    anyhow!(
+                        "params.then names selection {:?}, which `detection` does not define",
+                        p.then
+                    )
+                })?;
+                if !matches!(p.same.as_str(), "user" | "user_or_host") {
+                    bail!("params.same must be `user` or `user_or_host`");
+                }
+                Kind::Sequence(p, first, then)
+            }
+            other => bail!(
+                "kind {other:?} is not known; use rule, baseline, after_hours, burst or sequence"
+            ),
         };
         for t in std::iter::once(&spec.summary).chain(&spec.reasons) {
             template::check(t).with_context(|| format!("in template {t:?}"))?;

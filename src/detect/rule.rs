@@ -122,6 +122,16 @@ impl Matcher {
         }
     }
 
+    /// The index of a named selection, for detectors that use selections as steps.
+    pub fn selection_index(&self, name: &str) -> Option<usize> {
+        self.selections.iter().position(|s| s.name == name)
+    }
+
+    /// Whether one selection (by index) matches, regardless of the condition.
+    pub fn selection_matches(&self, i: usize, e: &Enriched) -> bool {
+        self.sel(i, e)
+    }
+
     fn sel(&self, i: usize, e: &Enriched) -> bool {
         self.selections[i]
             .groups

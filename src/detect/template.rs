@@ -24,6 +24,10 @@ pub const NAMES: &[&str] = &[
     "period",
     "hours",
     "window",
+    "minutes",
+    "media",
+    "bytes",
+    "phi",
 ];
 
 /// Checks that every placeholder is known and braces balance.

@@ -28,6 +28,8 @@ pub struct Context {
     /// Only extend an open finding; never open a new one (a stateful detector that has
     /// already alerted in this window).
     pub extend_only: bool,
+    /// Raise the alert to critical (a sequence moving many records).
+    pub critical: bool,
 }
 
 impl Context {
@@ -142,6 +144,8 @@ pub struct Finding {
     pub patients: BTreeMap<String, String>,
     pub events: u64,
     pub values: BTreeMap<String, String>,
+    #[serde(default)]
+    pub critical: bool,
 }
 
 /// Open findings and the ids of alerts already written.
@@ -200,7 +204,9 @@ impl Findings {
             patients: BTreeMap::new(),
             events: 0,
             values: BTreeMap::new(),
+            critical: false,
         });
+        f.critical |= ctx.critical;
         f.last = ts;
         if let Some(fs) = ctx.first_seen {
             f.first = f.first.min(fs);
@@ -296,8 +302,12 @@ impl Findings {
             id,
             ts: ts(f.last),
             detector: d.id.clone(),
-            severity: d.severity,
-            score: d.score,
+            severity: if f.critical {
+                crate::alert::Severity::Critical
+            } else {
+                d.severity
+            },
+            score: if f.critical { d.score.max(90) } else { d.score },
             user: f
                 .values
                 .get("user")

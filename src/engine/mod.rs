@@ -59,6 +59,9 @@ pub struct State {
     /// Peer-group daily values per detector: key "detector\u{1f}group".
     pub peers: FxHashMap<String, stats::DayValues>,
     pub findings: Findings,
+    /// Sequence first steps by workstation: key "detector\u{1f}host".
+    #[serde(default)]
+    pub hosts: FxHashMap<String, users::Step>,
     pub buffer: ReorderBuffer,
     /// Events applied so far.
     pub applied: u64,
@@ -243,6 +246,15 @@ impl Engine {
                 }
                 Kind::AfterHours(p) => users::after_hours(user, &d.id, p, &e, learned),
                 Kind::Burst(p) => users::burst(user, &d.id, p, &e, learned),
+                Kind::Sequence(p, first, then) => users::sequence(
+                    user,
+                    &mut self.state.hosts,
+                    &d.id,
+                    p,
+                    d.matcher.selection_matches(*first, &e),
+                    d.matcher.selection_matches(*then, &e),
+                    &e,
+                ),
             };
             if let Some(ctx) = hit {
                 self.state.findings.update(d, &e, ctx, &self.detectors, out);

@@ -3,7 +3,7 @@
 
 use super::findings::Context;
 use super::stats::{quantile, DayValues, HISTORY_DAYS};
-use crate::detect::{AfterHoursParams, BaselineParams, BurstParams, Metric};
+use crate::detect::{AfterHoursParams, BaselineParams, BurstParams, Metric, SequenceParams};
 use crate::enrich::Enriched;
 use chrono::{Duration, NaiveDate};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -42,6 +42,19 @@ pub struct DetectorState {
     /// Burst: times (ms) of events in the sliding window.
     pub window: VecDeque<i64>,
     pub set: FxHashSet<String>,
+    /// Sequence: the latest first step (epoch ms, records, host).
+    #[serde(default)]
+    pub step: Option<Step>,
+}
+
+/// A first step of a sequence, remembered until its window passes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Step {
+    pub ms: i64,
+    pub records: u64,
+    pub user: String,
+    pub action: String,
+    pub patients: Vec<(String, String)>,
 }
 
 impl DetectorState {
@@ -370,6 +383,113 @@ pub fn burst(
     c.first_seen = st.window.front().copied();
     c.patients.extend(patient(e));
     Some(c)
+}
+
+/// A first step followed by a second: an export, then a file written to removable,
+/// cloud or network media by the same user (or on the same workstation).
+#[allow(clippy::too_many_arguments)]
+pub fn sequence(
+    user: &mut UserState,
+    hosts: &mut FxHashMap<String, Step>,
+    id: &str,
+    p: &SequenceParams,
+    is_first: bool,
+    is_then: bool,
+    e: &Enriched,
+) -> Option<Context> {
+    let ms = e.event.ts.timestamp_millis();
+    let window = p.window_secs as i64 * 1000;
+    let st = user.detectors.entry(id.to_string()).or_default();
+    if is_first {
+        let step = Step {
+            ms,
+            records: e.event.records,
+            user: e.user_display().to_string(),
+            action: e.event.action.as_str().to_string(),
+            patients: patient(e).into_iter().collect(),
+        };
+        if p.same == "user_or_host" {
+            if let Some(h) = &e.event.host {
+                hosts.retain(|k, s| !k.starts_with(id) || ms - s.ms <= window);
+                hosts.insert(format!("{id}\u{1f}{}", crate::event::key(h)), step.clone());
+            }
+        }
+        st.step = Some(step);
+        return None;
+    }
+    if !is_then {
+        return None;
+    }
+    let by_user = st
+        .step
+        .clone()
+        .filter(|s| ms >= s.ms && ms - s.ms <= window);
+    let by_host = || {
+        let h = format!("{id}\u{1f}{}", crate::event::key(e.event.host.as_deref()?));
+        hosts
+            .get(&h)
+            .cloned()
+            .filter(|s| ms >= s.ms && ms - s.ms <= window)
+    };
+    let first = by_user.or_else(|| {
+        if p.same == "user_or_host" {
+            by_host()
+        } else {
+            None
+        }
+    })?;
+    let mut c = Context::default();
+    c.describe(e);
+    c.first_seen = Some(first.ms);
+    c.events = Some(2);
+    c.patients = first.patients.clone();
+    let phi = e.event.phi.as_ref();
+    let records = first.records.max(phi.map_or(0, |m| m.records));
+    c.values.insert("records", records.to_string());
+    c.values
+        .insert("minutes", ((ms - first.ms) / 60_000).to_string());
+    c.values.insert(
+        "action",
+        if first.action == "print" {
+            "printed"
+        } else {
+            "exported"
+        }
+        .to_string(),
+    );
+    if let Some(m) = e.event.media {
+        c.values.insert("media", m.as_str().to_string());
+    }
+    if let Some(b) = e.event.bytes {
+        c.values.insert("bytes", human_bytes(b));
+    }
+    if let Some(m) = phi.filter(|m| m.keywords + m.patterns > 0) {
+        c.values.insert(
+            "phi",
+            format!(
+                "{} PHI keyword and {} pattern hits, about {} patient rows",
+                m.keywords, m.patterns, m.records
+            ),
+        );
+    }
+    if first.user != e.user_display() {
+        c.values.insert(
+            "user",
+            format!("{} (export) and {} (copy)", first.user, e.user_display()),
+        );
+    }
+    c.critical = records >= p.critical_records;
+    Some(c)
+}
+
+fn human_bytes(b: u64) -> String {
+    if b >= 1 << 20 {
+        format!("{:.1} MB", b as f64 / (1 << 20) as f64)
+    } else if b >= 1 << 10 {
+        format!("{:.1} KB", b as f64 / 1024.0)
+    } else {
+        format!("{b} bytes")
+    }
 }
 
 /// Drops the least recently active users until `max` remain; returns how many went.

@@ -16,6 +16,7 @@ pub const EXPECTED: &[(&str, &str)] = &[
     ("coworker", "d_carol"),
     ("deceased-patient", "b_hank"),
     ("export-hoarding", "h_gina"),
+    ("export-then-copy", "h_gina"),
     ("family", "n_alice"),
     ("neighbour", "r_dave"),
     ("search-burst", "r_dave"),
@@ -301,8 +302,17 @@ pub fn write_hospital(dir: &Path) -> PathBuf {
             1,
         ));
     }
-    // bulk export by HIM.
+    // bulk export by HIM, copied to a USB stick twenty minutes later.
     canon.push_str(&canonical(&at(12, 16, 0, 0), "h_gina", "export", None, 900));
+    canon.push_str(&format!(
+        "{{\"ts\":\"{}\",\"user\":\"h_gina\",\"action\":\"file_write\",\"path\":\"/media/gina/USB/export.csv\",\"bytes\":5242880,\"media\":\"removable\",\"host\":\"WS-1\",\"records\":900}}\n",
+        at(12, 16, 20, 0)
+    ));
+    // Innocent: routine USB use by a technician, no export before it.
+    canon.push_str(&format!(
+        "{{\"ts\":\"{}\",\"user\":\"t_frank\",\"action\":\"file_write\",\"path\":\"/media/frank/USB/scan.dcm\",\"bytes\":1048576,\"media\":\"removable\",\"host\":\"WS-7\"}}\n",
+        at(5, 13, 0, 0)
+    ));
     // Logs are written in time order, as EHRs write them.
     let mut lines: Vec<&str> = canon.lines().collect();
     lines.sort_by_key(|l| l[7..27].to_string());
