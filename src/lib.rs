@@ -7,4 +7,7 @@ pub mod alert;
 pub mod config;
 pub mod event;
 pub mod parse;
+pub mod report;
+pub mod score;
+pub mod simulate;
 pub mod source;
