@@ -135,6 +135,12 @@ fn reference_csvs_have_contract_columns() {
     assert!((1.8..3.0).contains(&per), "{per} patients per address");
 }
 
+/// How many written lines have each (source, user, ts in ms).
+type LineCounts = BTreeMap<(String, String, i64), usize>;
+
+/// department, user_id, start, end (None = ongoing).
+type CareRow<'a> = (&'a str, &'a str, DateTime<Utc>, Option<DateTime<Utc>>);
+
 fn parse_rfc3339(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
@@ -150,12 +156,7 @@ fn parse_local(s: &str) -> DateTime<Utc> {
 
 /// (source, lower-case user, ts) of every valid line, read back from the files with
 /// simple per-format extraction; and the number of lines that are not valid.
-fn read_logs(
-    root: &Path,
-) -> (
-    BTreeMap<(String, String, i64), usize>,
-    BTreeMap<String, u64>,
-) {
+fn read_logs(root: &Path) -> (LineCounts, BTreeMap<String, u64>) {
     let mut seen: BTreeMap<(String, String, i64), usize> = BTreeMap::new();
     let mut bad: BTreeMap<String, u64> = BTreeMap::new();
     for (dir, source) in [
@@ -275,7 +276,26 @@ fn trace_and_labels_match_the_written_logs() {
 
 #[test]
 fn every_innocent_access_is_explained() {
-    let s = shared();
+    check_explained(shared());
+    // A second hospital, other seed and size, so the invariant is not one seed's luck.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SimOptions {
+        seed: 3,
+        staff: 90,
+        days: 12,
+        ..SimOptions::default()
+    };
+    let (summary, trace) = simulate_with_trace(&opts, dir.path()).unwrap();
+    let labels = Labels::load(&dir.path().join("labels.json")).unwrap();
+    check_explained(&Sim {
+        dir,
+        summary,
+        trace,
+        labels,
+    });
+}
+
+fn check_explained(s: &Sim) {
     let (_, staff) = read_csv(&s.dir.path().join("staff.csv"));
     let dept: HashMap<String, String> = staff
         .iter()
@@ -287,8 +307,7 @@ fn every_innocent_access_is_explained() {
         .map(|r| (r["user_id"].clone(), r["termination_date"].parse().unwrap()))
         .collect();
     let (_, care) = read_csv(&s.dir.path().join("care.csv"));
-    let mut rows: HashMap<&str, Vec<(&str, &str, DateTime<Utc>, Option<DateTime<Utc>>)>> =
-        HashMap::new();
+    let mut rows: HashMap<&str, Vec<CareRow>> = HashMap::new();
     for r in &care {
         let end = (!r["end"].is_empty()).then(|| parse_rfc3339(&r["end"]));
         rows.entry(r["patient_id"].as_str()).or_default().push((
@@ -502,8 +521,11 @@ fn fhir_and_atna_lines_follow_their_profiles() {
 #[ignore]
 fn default_month_size_and_time() {
     let dir = tempfile::tempdir().unwrap();
+    // PHIWATCH_SIM_OUT keeps the output for a look.
+    let out = std::env::var_os("PHIWATCH_SIM_OUT")
+        .map_or_else(|| dir.path().to_path_buf(), PathBuf::from);
     let t = std::time::Instant::now();
-    let s = simulate(&SimOptions::default(), dir.path()).unwrap();
+    let s = simulate(&SimOptions::default(), &out).unwrap();
     println!("{s}\ngenerated in {:.2?}", t.elapsed());
     assert!(
         (400_000..=700_000).contains(&s.total_events),

@@ -60,6 +60,7 @@ impl Ctx<'_> {
         });
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn file(
         &mut self,
         user: u32,
@@ -153,7 +154,7 @@ impl Ctx<'_> {
             return;
         }
         let (n, k) = match role {
-            Role::Nurse => (self.opens(20, 60, sh, 12.5), self.rng.gen_range(4..=7)),
+            Role::Nurse => (self.opens(20, 50, sh, 12.5), self.rng.gen_range(4..=7)),
             Role::Physician => (self.opens(15, 40, sh, 10.5), self.rng.gen_range(6..=14)),
             _ => (self.opens(20, 45, sh, 12.0), self.rng.gen_range(5..=10)),
         };
@@ -175,12 +176,12 @@ impl Ctx<'_> {
             let Some(ts) = self.time_in(sh, row) else {
                 continue;
             };
-            if self.rng.gen_bool(0.08) {
+            if self.rng.gen_bool(0.05) {
                 let back = self.rng.gen_range(10..60) * SECOND;
                 self.push(user, ts - back, NONE, Kind::Search, Why::Lookup, 1, NONE);
             }
             self.push(user, ts, p, Kind::Open, Why::Care, 1, NONE);
-            let note = if role == Role::Nurse { 0.35 } else { 0.25 };
+            let note = if role == Role::Nurse { 0.12 } else { 0.08 };
             self.follow_ups(
                 user,
                 ts,
@@ -188,10 +189,10 @@ impl Ctx<'_> {
                 p,
                 Why::Care,
                 &[
-                    (Kind::Results, 0.3),
-                    (Kind::ProblemList, 0.15),
+                    (Kind::Results, 0.08),
+                    (Kind::ProblemList, 0.03),
                     (Kind::Note, note),
-                    (Kind::Update, 0.1),
+                    (Kind::Update, 0.02),
                 ],
             );
         }
@@ -202,7 +203,7 @@ impl Ctx<'_> {
         let (role, dept) = (st.role, st.dept);
         let (all, _) = self.candidates(user, dept, sh);
         let n = match role {
-            Role::Pharmacist => self.opens(40, 80, sh, 8.5),
+            Role::Pharmacist => self.opens(30, 60, sh, 8.5),
             Role::Physician => self.opens(20, 40, sh, 10.0),
             _ => self.opens(25, 50, sh, 8.5),
         };
@@ -230,7 +231,7 @@ impl Ctx<'_> {
                 limit,
                 p,
                 Why::Care,
-                &[(Kind::Results, 0.3), (follow, 0.35)],
+                &[(Kind::Results, 0.1), (follow, 0.15)],
             );
         }
         // Routine removable media: image CDs/USB sticks for outside consults. No export.
@@ -297,8 +298,8 @@ impl Ctx<'_> {
             let Some(ts) = self.time_in(sh, row) else {
                 continue;
             };
-            if self.rng.gen_bool(0.6) {
-                let k = self.rng.gen_range(1..=3);
+            if self.rng.gen_bool(0.4) {
+                let k = self.rng.gen_range(1..=2);
                 for j in 0..k {
                     let back = (k - j) as i64 * self.rng.gen_range(8..40) * SECOND;
                     self.push(user, ts - back, NONE, Kind::Search, Why::Lookup, 1, NONE);
@@ -311,7 +312,7 @@ impl Ctx<'_> {
                 limit,
                 p,
                 Why::Care,
-                &[(Kind::Demographics, 0.5), (Kind::Update, 0.15)],
+                &[(Kind::Demographics, 0.3), (Kind::Update, 0.08)],
             );
         }
     }
@@ -363,7 +364,7 @@ impl Ctx<'_> {
             let ts = self.rng.gen_range(lo..sh.end);
             self.push(user, ts, p, Kind::Open, why, 1, NONE);
             let limit = sh.end;
-            self.follow_ups(user, ts, limit, p, why, &[(Kind::ChartReview, 0.7)]);
+            self.follow_ups(user, ts, limit, p, why, &[(Kind::ChartReview, 0.5)]);
             if him && enc.kind != EncKind::Clinic && self.rng.gen_bool(0.3) {
                 // Release of information: the requested records printed or sent as PDF.
                 let kind = if self.rng.gen_bool(0.7) {

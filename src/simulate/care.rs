@@ -313,8 +313,8 @@ pub fn build(h: &mut Hospital, rng: &mut ChaCha8Rng, start: NaiveDate, days: u32
     for d in -LEAD_DAYS..days as i64 {
         let date = start + Duration::days(d);
         let weekend = clock::is_weekend(date);
-        for dept in 0..DEPTS.len() {
-            if let DeptKind::Ward { clinic } = DEPTS[dept].kind {
+        for (dept, info) in DEPTS.iter().enumerate() {
+            if let DeptKind::Ward { clinic } = info.kind {
                 let n = g.count(admissions_per_day(dept), weekend);
                 for _ in 0..n {
                     let secs = g.arrival_secs();
@@ -401,8 +401,8 @@ pub fn build(h: &mut Hospital, rng: &mut ChaCha8Rng, start: NaiveDate, days: u32
         }
         // Days d with bounds[d] <= r.end and r.start < bounds[d + 1].
         let first = bounds[1..].partition_point(|&de| de <= r.start);
-        for d in first..days as usize {
-            if bounds[d] > r.end {
+        for (d, &ds) in bounds.iter().enumerate().take(days as usize).skip(first) {
+            if ds > r.end {
                 break;
             }
             care.by_dept_day[r.dept][d].push(i as u32);

@@ -150,7 +150,10 @@ impl ShiftKind {
 }
 
 /// Staff mix per 1,000 staff: (department, role, share, shift kinds with weights).
-const MIX: &[(usize, Role, u32, &[(ShiftKind, u32)])] = &[
+/// (department, role, share per 1,000 staff, shift kinds with weights).
+type MixRow = (usize, Role, u32, &'static [(ShiftKind, u32)]);
+
+const MIX: &[MixRow] = &[
     (
         0,
         Role::Physician,
@@ -200,7 +203,7 @@ const MIX: &[(usize, Role, u32, &[(ShiftKind, u32)])] = &[
     (
         10,
         Role::RegistrationClerk,
-        75,
+        36,
         &[
             (ShiftKind::Office, 50),
             (ShiftKind::Day, 25),

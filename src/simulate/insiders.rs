@@ -18,7 +18,8 @@ use rand_chacha::ChaCha8Rng;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
-    Family,
+    /// A member of the user's own household.
+    Household,
     Neighbour,
     Coworker,
     Vip,
@@ -34,7 +35,7 @@ pub enum Family {
 
 impl Family {
     pub const ALL: [Family; 12] = [
-        Family::Family,
+        Family::Household,
         Family::Neighbour,
         Family::Coworker,
         Family::Vip,
@@ -50,7 +51,7 @@ impl Family {
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Family::Family => "family",
+            Family::Household => "family",
             Family::Neighbour => "neighbour",
             Family::Coworker => "coworker",
             Family::Vip => "vip",
@@ -76,6 +77,7 @@ impl Family {
     }
 
     fn systems(self) -> &'static [System] {
+        // Rotated through per instance, so each family shows up in several formats.
         match self {
             Family::BulkExportUsb | Family::SlowHoarding => &[System::Fhir, System::Epic],
             _ => &[System::Fhir, System::Epic, System::Atna],
@@ -177,7 +179,7 @@ fn eligible(h: &Hospital, rel: &Relations, opts: &SimOptions, fam: Family, u: u3
     }
     match fam {
         Family::AfterHoursSpree => st.shift.is_daytime(),
-        Family::Family => !rel.household(h, u).is_empty(),
+        Family::Household => !rel.household(h, u).is_empty(),
         Family::Neighbour => !rel.neighbours(h, u).is_empty(),
         Family::Coworker => !rel.coworkers(h, u).is_empty(),
         Family::SelfAccess => st.patient.is_some(),
@@ -193,12 +195,11 @@ pub fn choose(h: &mut Hospital, _care: &Care, rng: &mut ChaCha8Rng, opts: &SimOp
     let mut order: Vec<u32> = (0..h.staff.len() as u32).collect();
     order.shuffle(rng);
     let mut used = vec![false; h.staff.len()];
-    let rotation = [System::Fhir, System::Epic, System::Atna];
     let mut scenarios = Vec::new();
     for (fi, &fam) in Family::ALL.iter().enumerate() {
         for i in 0..per_family(opts.staff) {
-            let pref = rotation[(fi + i) % 3];
             let allowed = fam.systems();
+            let pref = allowed[(fi + i) % allowed.len()];
             let sys_of = |u: u32| DEPTS[h.staff[u as usize].dept].system;
             let ok = |u: u32, want: Option<System>| {
                 !used[u as usize]
@@ -352,7 +353,7 @@ pub fn inject(w: &mut World, plan: &mut Plan, shifts: &[Vec<Shift>], rng: &mut C
         let role = inj.w.h.staff[sc.user as usize].role.as_str();
         let my_shifts = &shifts[sc.user as usize];
         sc.variant = match sc.family {
-            Family::Family
+            Family::Household
             | Family::Neighbour
             | Family::Coworker
             | Family::Vip
@@ -392,7 +393,7 @@ fn targeted(
     };
     let h = &inj.w.h;
     let mut pool: Vec<u32> = match sc.family {
-        Family::Family => rel.household(h, u),
+        Family::Household => rel.household(h, u),
         Family::Neighbour => rel.neighbours(h, u),
         Family::Coworker => rel.coworkers(h, u),
         Family::SelfAccess => h.staff[u as usize].patient.into_iter().collect(),
@@ -437,7 +438,7 @@ fn targeted(
         "during a shift"
     };
     let what = match sc.family {
-        Family::Family => "household member(s)",
+        Family::Household => "household member(s)",
         Family::Neighbour => "neighbour(s) on the same street",
         Family::Coworker => "coworker(s) in the same department",
         Family::SelfAccess => "own chart",

@@ -59,7 +59,7 @@ fn shape(
             (18 * h, 12 * h + 30 * 60)
         }
         (Role::Resident, _) => {
-            p_work = 6.0 / 7.0;
+            p_work = 5.0 / 7.0;
             (6 * h, 12 * h)
         }
         (_, ShiftKind::Office) => {
@@ -117,7 +117,12 @@ pub fn build(
             }
             if let Some((s, len)) = shape(rng, st.role, st.dept, st.shift, weekend) {
                 let start_ms = clock::local_ms(date, s);
-                let end_ms = clock::local_ms(date, s + len) + rng.gen_range(0..20) * MINUTE;
+                let mut end_ms = clock::local_ms(date, s + len) + rng.gen_range(0..20) * MINUTE;
+                // The termination date is the first day not worked: a night shift before
+                // it ends at midnight.
+                if let Some(t) = st.termination {
+                    end_ms = end_ms.min(clock::local_ms(t, 0));
+                }
                 if admitted(care, i, start_ms, end_ms) {
                     continue;
                 }
@@ -158,9 +163,13 @@ pub fn build(
             }
             let i = night[rng.gen_range(0..night.len())];
             let start_ms = clock::local_ms(date, 18 * 3600 + 45 * 60);
+            let mut end_ms = start_ms + 12 * HOUR + 30 * MINUTE;
+            if let Some(t) = h.staff[i].termination {
+                end_ms = end_ms.min(clock::local_ms(t, 0));
+            }
             shifts[i].push(Shift {
                 start: start_ms,
-                end: start_ms + 12 * HOUR + 30 * MINUTE,
+                end: end_ms,
             });
         }
     }

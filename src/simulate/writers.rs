@@ -145,7 +145,9 @@ pub fn write_all(w: &World, out: &Path, rng: &mut ChaCha8Rng) -> Result<Written>
         // A chosen position past the day's last line: append at the end.
         for sys in System::ALL {
             let si = sys as usize;
-            if let (Some(&(at, variant)), Some(a)) = (bad.get(&(sys, d)), last[si]) {
+            // A day without a line of this system borrows one from the month to garble.
+            let sample = last[si].or_else(|| w.accesses.iter().find(|a| a.sys == sys));
+            if let (Some(&(at, variant)), Some(a)) = (bad.get(&(sys, d)), sample) {
                 if seen[si] <= at {
                     line.clear();
                     malformed(w, a, variant, rng, &mut line);
