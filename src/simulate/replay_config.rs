@@ -45,7 +45,7 @@ pub fn source(sys: System) -> String {
     };
     let _ = writeln!(
         s,
-        "{comment}\n[[sources]]\nname = \"{}\"\ntype = \"file\"\npaths = [\"{}/*.{}\"]\nformat = \"{}\"",
+        "[[sources]]\n{comment}\nname = \"{}\"\ntype = \"file\"\npaths = [\"{}/*.{}\"]\nformat = \"{}\"",
         sys.source_name(),
         sys.dir(),
         sys.ext(),
