@@ -1,0 +1,500 @@
+//! Normal work: the accesses every shift produces, each tagged with why it happened.
+//!
+//! Clinicians open the charts of patients in their department's care (a handful assigned
+//! to them, reopened many times, plus others on the unit); ancillary staff work on their
+//! orders; registration checks patients in and verifies upcoming visits; HIM and billing
+//! work on recently discharged patients; billing exports a weekly report. A few percent of
+//! ancillary work has no care row (the consult was never written into care): legitimate,
+//! and exactly what trips a naive "no care relationship" rule.
+
+use super::care::{Care, CareRow, EncKind, LEAD_DAYS};
+use super::clock::{self, HOUR, MINUTE, SECOND};
+use super::hospital::{self as hosp, DeptKind, Hospital, Role, DEPTS};
+use super::schedule::Shift;
+use super::{Access, Aux, Kind, System, Why, World, NONE};
+use crate::event::Media;
+use chrono::{Datelike, Weekday};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+struct Ctx<'a> {
+    h: &'a Hospital,
+    care: &'a Care,
+    out: &'a mut Vec<Access>,
+    aux: &'a mut Vec<Aux>,
+    rng: &'a mut ChaCha8Rng,
+    month_end: i64,
+}
+
+impl Ctx<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        user: u32,
+        ts: i64,
+        patient: u32,
+        kind: Kind,
+        why: Why,
+        records: u32,
+        aux: u32,
+    ) {
+        if ts >= self.month_end || ts < self.care.month_start {
+            return;
+        }
+        let st = &self.h.staff[user as usize];
+        let sys = match kind {
+            Kind::File(_) => System::Files,
+            _ => DEPTS[st.dept].system,
+        };
+        self.out.push(Access {
+            ts,
+            user,
+            patient,
+            aux,
+            records,
+            host: st.host,
+            kind,
+            why,
+            sys,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn file(
+        &mut self,
+        user: u32,
+        ts: i64,
+        media: Media,
+        path: String,
+        bytes: u64,
+        records: u32,
+        why: Why,
+    ) {
+        self.aux.push(Aux::File { path, bytes });
+        let aux = (self.aux.len() - 1) as u32;
+        self.push(user, ts, NONE, Kind::File(media), why, records, aux);
+    }
+
+    /// Care rows of a department (and rows naming the user) overlapping the shift,
+    /// without the user's own household (nobody is assigned their own family).
+    fn candidates(&self, user: u32, dept: usize, sh: &Shift) -> (Vec<u32>, Vec<u32>) {
+        let st = &self.h.staff[user as usize];
+        let d0 = self
+            .care
+            .day_index(sh.start.max(self.care.month_start))
+            .unwrap_or(0);
+        let d1 = self
+            .care
+            .day_index((sh.end - 1).min(self.month_end - 1))
+            .unwrap_or(d0);
+        let ok = |r: &CareRow| {
+            r.start < sh.end
+                && r.end > sh.start
+                && self.h.patients[r.patient as usize].household != st.household
+        };
+        let mut all: Vec<u32> = Vec::new();
+        for d in d0..=d1 {
+            all.extend(
+                self.care.by_dept_day[dept][d]
+                    .iter()
+                    .copied()
+                    .filter(|&r| ok(&self.care.rows[r as usize])),
+            );
+        }
+        all.sort_unstable();
+        all.dedup();
+        let own: Vec<u32> = self.care.by_user[user as usize]
+            .iter()
+            .copied()
+            .filter(|&r| ok(&self.care.rows[r as usize]))
+            .collect();
+        (all, own)
+    }
+
+    /// A time inside both the shift and the care row, if they overlap.
+    fn time_in(&mut self, sh: &Shift, r: &CareRow) -> Option<i64> {
+        let a = sh.start.max(r.start);
+        let b = sh.end.min(r.end).min(self.month_end - 1);
+        (a < b).then(|| self.rng.gen_range(a..b))
+    }
+
+    /// Follow-up clicks after opening a chart, kept inside the care row and the shift.
+    fn follow_ups(
+        &mut self,
+        user: u32,
+        ts: i64,
+        limit: i64,
+        patient: u32,
+        why: Why,
+        kinds: &[(Kind, f64)],
+    ) {
+        let mut t = ts;
+        for &(k, p) in kinds {
+            if self.rng.gen_bool(p) {
+                t += self.rng.gen_range(5 * SECOND..4 * MINUTE);
+                if t > limit {
+                    return;
+                }
+                self.push(user, t, patient, k, why, 1, NONE);
+            }
+        }
+    }
+
+    fn opens(&mut self, lo: u32, hi: u32, sh: &Shift, nominal_hours: f64) -> u32 {
+        let f = ((sh.end - sh.start) as f64 / HOUR as f64 / nominal_hours).clamp(0.4, 1.2);
+        (self.rng.gen_range(lo..=hi) as f64 * f).round() as u32
+    }
+
+    fn clinical(&mut self, user: u32, sh: &Shift) {
+        let st = &self.h.staff[user as usize];
+        let (role, dept) = (st.role, st.dept);
+        let (all, own) = self.candidates(user, dept, sh);
+        if all.is_empty() && own.is_empty() {
+            return;
+        }
+        let (n, k) = match role {
+            Role::Nurse => (self.opens(20, 50, sh, 12.5), self.rng.gen_range(4..=7)),
+            Role::Physician => (self.opens(15, 40, sh, 10.5), self.rng.gen_range(6..=14)),
+            _ => (self.opens(20, 45, sh, 12.0), self.rng.gen_range(5..=10)),
+        };
+        let mut assigned: Vec<u32> = own.clone();
+        assigned.shuffle(self.rng);
+        assigned.truncate(k);
+        while assigned.len() < k && !all.is_empty() {
+            assigned.push(*all.choose(self.rng).expect("non-empty"));
+        }
+        for _ in 0..n {
+            let pool = if self.rng.gen_bool(0.7) || all.is_empty() {
+                &assigned
+            } else {
+                &all
+            };
+            let r = *pool.choose(self.rng).expect("non-empty");
+            let row = &self.care.rows[r as usize];
+            let (p, limit) = (row.patient, sh.end.min(row.end));
+            let Some(ts) = self.time_in(sh, row) else {
+                continue;
+            };
+            if self.rng.gen_bool(0.05) {
+                let back = self.rng.gen_range(10..60) * SECOND;
+                self.push(user, ts - back, NONE, Kind::Search, Why::Lookup, 1, NONE);
+            }
+            self.push(user, ts, p, Kind::Open, Why::Care, 1, NONE);
+            let note = if role == Role::Nurse { 0.12 } else { 0.08 };
+            self.follow_ups(
+                user,
+                ts,
+                limit,
+                p,
+                Why::Care,
+                &[
+                    (Kind::Results, 0.08),
+                    (Kind::ProblemList, 0.03),
+                    (Kind::Note, note),
+                    (Kind::Update, 0.02),
+                ],
+            );
+        }
+    }
+
+    fn ancillary(&mut self, user: u32, sh: &Shift) {
+        let st = &self.h.staff[user as usize];
+        let (role, dept) = (st.role, st.dept);
+        let (all, _) = self.candidates(user, dept, sh);
+        let n = match role {
+            Role::Pharmacist => self.opens(30, 60, sh, 8.5),
+            Role::Physician => self.opens(20, 40, sh, 10.0),
+            _ => self.opens(25, 50, sh, 8.5),
+        };
+        let follow = match dept {
+            hosp::PHARMACY => Kind::Update,
+            _ => Kind::Note,
+        };
+        for _ in 0..n {
+            if self.rng.gen_bool(0.03) {
+                self.unrecorded_consult(user, dept, sh, follow);
+                continue;
+            }
+            let Some(&r) = all.choose(self.rng) else {
+                continue;
+            };
+            let row = &self.care.rows[r as usize];
+            let (p, limit) = (row.patient, sh.end.min(row.end));
+            let Some(ts) = self.time_in(sh, row) else {
+                continue;
+            };
+            self.push(user, ts, p, Kind::Open, Why::Care, 1, NONE);
+            self.follow_ups(
+                user,
+                ts,
+                limit,
+                p,
+                Why::Care,
+                &[(Kind::Results, 0.1), (follow, 0.15)],
+            );
+        }
+        // Routine removable media: image CDs/USB sticks for outside consults. No export.
+        if dept == hosp::RADIOLOGY && role == Role::Technician && self.rng.gen_bool(0.15) {
+            let ts = self.rng.gen_range(sh.start..sh.end);
+            let n = self.rng.gen_range(100_000..999_999);
+            let bytes = self.rng.gen_range(50_000_000..700_000_000);
+            self.file(
+                user,
+                ts,
+                Media::Removable,
+                format!("E:\\DICOM\\ST{n}.iso"),
+                bytes,
+                1,
+                Why::RoutineFile,
+            );
+        }
+    }
+
+    /// A consult the ordering unit never wrote into care: a patient in care elsewhere.
+    fn unrecorded_consult(&mut self, user: u32, dept: usize, sh: &Shift, follow: Kind) {
+        let Some(day) = self.care.day_index(sh.start.max(self.care.month_start)) else {
+            return;
+        };
+        for _ in 0..6 {
+            let other = self.rng.gen_range(0..hosp::RADIOLOGY);
+            let Some(&r) = self.care.by_dept_day[other][day].choose(self.rng) else {
+                continue;
+            };
+            let row = &self.care.rows[r as usize];
+            let p = row.patient;
+            if self.h.patients[p as usize].household == self.h.staff[user as usize].household {
+                continue;
+            }
+            let Some(ts) = self.time_in(sh, row) else {
+                continue;
+            };
+            if self.care.covered(p, dept, user, ts) {
+                continue;
+            }
+            self.push(user, ts, p, Kind::Open, Why::UnrecordedConsult, 1, NONE);
+            let t = ts + self.rng.gen_range(10 * SECOND..4 * MINUTE);
+            // Only while the order is still unrecorded and the patient still in care.
+            if self.rng.gen_bool(0.4)
+                && t <= sh.end.min(row.end)
+                && !self.care.covered(p, dept, user, t)
+            {
+                self.push(user, t, p, follow, Why::UnrecordedConsult, 1, NONE);
+            }
+            return;
+        }
+    }
+
+    fn registration(&mut self, user: u32, sh: &Shift) {
+        let (all, _) = self.candidates(user, hosp::REGISTRATION, sh);
+        if all.is_empty() {
+            return;
+        }
+        let n = self.opens(60, 120, sh, 8.5);
+        for _ in 0..n {
+            let r = *all.choose(self.rng).expect("non-empty");
+            let row = &self.care.rows[r as usize];
+            let (p, limit) = (row.patient, sh.end.min(row.end));
+            let Some(ts) = self.time_in(sh, row) else {
+                continue;
+            };
+            if self.rng.gen_bool(0.4) {
+                let k = self.rng.gen_range(1..=2);
+                for j in 0..k {
+                    let back = (k - j) as i64 * self.rng.gen_range(8..40) * SECOND;
+                    self.push(user, ts - back, NONE, Kind::Search, Why::Lookup, 1, NONE);
+                }
+            }
+            self.push(user, ts, p, Kind::Open, Why::Care, 1, NONE);
+            self.follow_ups(
+                user,
+                ts,
+                limit,
+                p,
+                Why::Care,
+                &[(Kind::Demographics, 0.3), (Kind::Update, 0.08)],
+            );
+        }
+    }
+
+    /// Encounters (admissions and ED visits) that ended between `from` and `to` days
+    /// before the shift's day.
+    fn ended_pool(&self, sh: &Shift, from: i64, to: i64) -> Vec<u32> {
+        let Some(day) = self.care.day_index(sh.start) else {
+            return Vec::new();
+        };
+        let mut pool = Vec::new();
+        for back in from..=to {
+            let i = day as i64 + LEAD_DAYS - back;
+            if i >= 0 && (i as usize) < self.care.ended_by_day.len() {
+                pool.extend_from_slice(&self.care.ended_by_day[i as usize]);
+            }
+        }
+        pool
+    }
+
+    fn back_office(&mut self, user: u32, sh: &Shift, him: bool) {
+        let (pool, why, n) = if him {
+            (
+                self.ended_pool(sh, 1, 21),
+                Why::HimRelease,
+                self.opens(20, 40, sh, 8.5),
+            )
+        } else {
+            (
+                self.ended_pool(sh, 0, 30),
+                Why::BillingFollowup,
+                self.opens(15, 35, sh, 8.5),
+            )
+        };
+        let hh = self.h.staff[user as usize].household;
+        for _ in 0..n {
+            let Some(&e) = pool.choose(self.rng) else {
+                return;
+            };
+            let enc = &self.care.encounters[e as usize];
+            let p = enc.patient;
+            if self.h.patients[p as usize].household == hh {
+                continue;
+            }
+            let lo = sh.start.max(enc.end + HOUR);
+            if lo >= sh.end {
+                continue;
+            }
+            let ts = self.rng.gen_range(lo..sh.end);
+            self.push(user, ts, p, Kind::Open, why, 1, NONE);
+            let limit = sh.end;
+            self.follow_ups(user, ts, limit, p, why, &[(Kind::ChartReview, 0.5)]);
+            if him && enc.kind != EncKind::Clinic && self.rng.gen_bool(0.3) {
+                // Release of information: the requested records printed or sent as PDF.
+                let kind = if self.rng.gen_bool(0.7) {
+                    Kind::Print
+                } else {
+                    Kind::Export
+                };
+                let t = (ts + self.rng.gen_range(MINUTE..6 * MINUTE)).min(limit - 1);
+                self.push(user, t, p, kind, why, 1, NONE);
+            }
+        }
+        if self.rng.gen_bool(0.3) {
+            self.office_file(user, sh);
+        }
+    }
+
+    /// Documents saved to the department share: file activity without patient records.
+    fn office_file(&mut self, user: u32, sh: &Shift) {
+        let st = &self.h.staff[user as usize];
+        let ts = self.rng.gen_range(sh.start..sh.end);
+        let n: u32 = self.rng.gen_range(1000..9999);
+        let path = format!(
+            "\\\\fs01\\{}\\documents\\memo_{n}.docx",
+            DEPTS[st.dept].code.to_lowercase()
+        );
+        let bytes = self.rng.gen_range(20_000..2_000_000);
+        self.file(user, ts, Media::Network, path, bytes, 0, Why::RoutineFile);
+    }
+
+    fn it(&mut self, user: u32, sh: &Shift) {
+        if self.rng.gen_bool(0.3) {
+            let ts = self.rng.gen_range(sh.start..sh.end);
+            let tool = [
+                "drivers_x64.zip",
+                "bios_update.bin",
+                "imaging_tool.iso",
+                "win11_patch.msu",
+            ]
+            .choose(self.rng)
+            .expect("non-empty");
+            let uid = &self.h.staff[user as usize].user_id;
+            let path = format!("/media/{uid}/TOOLS/{tool}");
+            let bytes = self.rng.gen_range(10_000_000..900_000_000);
+            self.file(user, ts, Media::Removable, path, bytes, 0, Why::RoutineFile);
+        }
+        if self.rng.gen_bool(0.5) {
+            self.office_file(user, sh);
+        }
+    }
+
+    /// Billing's weekly report: hundreds of records exported on the same weekday each
+    /// week, then saved to the billing share (network, never removable media).
+    fn weekly_report(&mut self, user: u32, sh: &Shift, which: usize) {
+        let ts = sh.start + self.rng.gen_range(30..100) * MINUTE;
+        let records = self.rng.gen_range(300..=700);
+        self.push(
+            user,
+            ts,
+            NONE,
+            Kind::Export,
+            Why::BillingReport,
+            records,
+            NONE,
+        );
+        let date = clock::local_date(ts);
+        let name = ["AR_aging", "denials_worklist", "payer_mix"][which % 3];
+        let path = format!("\\\\fs01\\billing\\reports\\{name}_{date}.xlsx");
+        let bytes = records as u64 * self.rng.gen_range(180..420);
+        let t2 = ts + self.rng.gen_range(2..12) * MINUTE;
+        self.file(
+            user,
+            t2,
+            Media::Network,
+            path,
+            bytes,
+            records,
+            Why::ReportCopy,
+        );
+    }
+}
+
+/// Generates every shift's work. `insiders` are left out of the billing-report rota so
+/// that the weekly report stays an innocent look-alike.
+pub fn generate(w: &mut World, shifts: &[Vec<Shift>], insiders: &[u32], rng: &mut ChaCha8Rng) {
+    let World {
+        h,
+        care,
+        accesses,
+        aux,
+        ..
+    } = w;
+    let mut ctx = Ctx {
+        h,
+        care,
+        out: accesses,
+        aux,
+        rng,
+        month_end: care.month_end,
+    };
+    // Billing reporters: one per 400 staff (at least one), each with a fixed weekday.
+    let n_reporters = (h.staff.len() / 400).max(1);
+    let reporters: Vec<u32> = h.by_dept[hosp::BILLING]
+        .iter()
+        .copied()
+        .filter(|&i| h.staff[i as usize].termination.is_none() && !insiders.contains(&i))
+        .take(n_reporters)
+        .collect();
+    let weekdays = [Weekday::Mon, Weekday::Thu, Weekday::Tue];
+    for (si, list) in shifts.iter().enumerate() {
+        let user = si as u32;
+        let st = &h.staff[si];
+        for sh in list {
+            match DEPTS[st.dept].kind {
+                DeptKind::Ward { .. } | DeptKind::Emergency => ctx.clinical(user, sh),
+                DeptKind::Ancillary => ctx.ancillary(user, sh),
+                DeptKind::Registration => ctx.registration(user, sh),
+                DeptKind::Him => ctx.back_office(user, sh, true),
+                DeptKind::Billing => {
+                    ctx.back_office(user, sh, false);
+                    if let Some(k) = reporters.iter().position(|&r| r == user) {
+                        if clock::local_date(sh.start).weekday() == weekdays[k % 3] {
+                            ctx.weekly_report(user, sh, k);
+                        }
+                    }
+                }
+                DeptKind::It => ctx.it(user, sh),
+            }
+            if st.role == Role::Physician && ctx.rng.gen_bool(0.1) {
+                ctx.office_file(user, sh);
+            }
+        }
+    }
+}
