@@ -41,6 +41,38 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Writes a synthetic hospital: reference CSVs, logs in several formats, a config and labels.
+    Simulate {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 800)]
+        staff: usize,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// Simulates a hospital into a temporary folder, replays it, prints the alerts and the scorecard.
+    Demo {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 800)]
+        staff: usize,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Keep the simulated hospital in this folder instead of a temporary one.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+    /// Scores alerts (JSON lines) against a simulator's labels.json.
+    Score {
+        #[arg(long)]
+        labels: PathBuf,
+        alerts: PathBuf,
+        /// Print the scorecard as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Entry point used by `main`: returns the process exit code.
@@ -53,6 +85,23 @@ pub fn main() -> i32 {
         }
         Command::Replay { config, out } => replay(&config, out.as_deref()),
         Command::Check { config } => check(&config.unwrap_or_else(config::default_path)),
+        Command::Simulate {
+            out,
+            seed,
+            staff,
+            days,
+        } => simulate(&out, seed, staff, days),
+        Command::Demo {
+            seed,
+            staff,
+            days,
+            keep,
+        } => demo(seed, staff, days, keep.as_deref()),
+        Command::Score {
+            labels,
+            alerts,
+            json,
+        } => score(&labels, &alerts, json),
     };
     match result {
         Ok(code) => code,
@@ -99,4 +148,98 @@ fn check(config: &Path) -> Result<i32> {
         println!("{}: {} problem(s)", config.display(), report.problems.len());
         Ok(1)
     }
+}
+
+fn sim_options(seed: u64, staff: usize, days: u32) -> Result<crate::simulate::SimOptions> {
+    if staff < crate::simulate::MIN_STAFF {
+        anyhow::bail!(
+            "--staff {staff} is too small: a hospital needs at least {} staff",
+            crate::simulate::MIN_STAFF
+        );
+    }
+    if days == 0 {
+        anyhow::bail!("--days must be at least 1");
+    }
+    Ok(crate::simulate::SimOptions {
+        seed,
+        staff,
+        days,
+        ..Default::default()
+    })
+}
+
+fn simulate(out: &Path, seed: u64, staff: usize, days: u32) -> Result<i32> {
+    let summary = crate::simulate::simulate(&sim_options(seed, staff, days)?, out)?;
+    eprint!("{summary}");
+    Ok(0)
+}
+
+fn read_alerts(path: &Path) -> Result<Vec<crate::alert::Alert>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read alerts from {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: not an alert JSON line", path.display(), i + 1))
+        })
+        .collect()
+}
+
+fn score(labels: &Path, alerts: &Path, json: bool) -> Result<i32> {
+    let labels = crate::score::Labels::load(labels)?;
+    let alerts = read_alerts(alerts)?;
+    let card = crate::score::score(&labels, &alerts);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&card)?);
+    } else {
+        print!("{card}");
+    }
+    Ok(0)
+}
+
+fn demo(seed: u64, staff: usize, days: u32, keep: Option<&Path>) -> Result<i32> {
+    use std::io::IsTerminal;
+    let started = std::time::Instant::now();
+    let tmp;
+    let dir = match keep {
+        Some(d) => d.to_path_buf(),
+        None => {
+            tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let opts = sim_options(seed, staff, days)?;
+    eprintln!(
+        "Simulating {} staff over {} days (seed {}) into {} ...",
+        opts.staff,
+        opts.days,
+        opts.seed,
+        dir.display()
+    );
+    let summary = crate::simulate::simulate(&opts, &dir)?;
+    eprint!("{summary}");
+    let cfg = Config::load(&dir.join("phiwatch.toml"))?;
+    let mut alerts = Vec::new();
+    let replayed = crate::pipeline::replay::replay(&cfg, |a| {
+        alerts.push(a.clone());
+        Ok(())
+    })?;
+    eprint!("{}", replayed.render());
+    let stdout = std::io::stdout();
+    let color = stdout.is_terminal();
+    let mut out = stdout.lock();
+    writeln!(out)?;
+    crate::report::print_alerts(&alerts, &mut out, color)?;
+    let labels = crate::score::Labels::load(&dir.join("labels.json"))?;
+    let card = crate::score::score(&labels, &alerts);
+    writeln!(out)?;
+    write!(out, "{card}")?;
+    writeln!(
+        out,
+        "\ndemo finished in {:.1} s",
+        started.elapsed().as_secs_f64()
+    )?;
+    Ok(0)
 }

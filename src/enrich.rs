@@ -79,6 +79,8 @@ fields! {
     CarePatientAny => "care.patient_any": "the patient was under care of any department at the time",
     CareDaysSinceEnd => "care.days_since_end": "whole days since the patient's last care episode ended (any department)",
     CareKnown => "care.known": "care relationships are loaded",
+    CareWorkflow => "care.workflow": "the user's peer group routinely opens charts outside care (billing, release of information) and the patient was under care now or in the last 30 days",
+    CareConsult => "care.consult": "the user's peer group is a consulting service (radiology, laboratory, pharmacy) and the patient was under another department's care at the time",
     PhiKeywords => "phi.keywords": "PHI keyword hits in a file's first bytes",
     PhiPatterns => "phi.patterns": "PHI pattern hits in a file's first bytes",
     PhiRecords => "phi.records": "estimated patient rows in a file",
@@ -107,6 +109,9 @@ pub struct Enriched<'a> {
     pub relations: Relations,
     pub care: Option<CareFacts>,
     pub care_loaded: bool,
+    /// Set by the engine from what it learned about the user's peer group.
+    pub workflow: bool,
+    pub consult: bool,
 }
 
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -148,6 +153,8 @@ impl<'a> Enriched<'a> {
             relations,
             care,
             care_loaded: reference.care.is_some(),
+            workflow: false,
+            consult: false,
         }
     }
 
@@ -217,6 +224,8 @@ impl<'a> Enriched<'a> {
             Field::CarePatientAny => Bool(self.care.is_some_and(|c| c.any_department)),
             Field::CareDaysSinceEnd => self.days_since_care_end().map_or(Null, Int),
             Field::CareKnown => Bool(self.care_loaded),
+            Field::CareWorkflow => Bool(self.workflow),
+            Field::CareConsult => Bool(self.consult),
             Field::PhiKeywords => e.phi.as_ref().map_or(Null, |p| Int(p.keywords as i64)),
             Field::PhiPatterns => e.phi.as_ref().map_or(Null, |p| Int(p.patterns as i64)),
             Field::PhiRecords => e.phi.as_ref().map_or(Null, |p| Int(p.records as i64)),

@@ -105,6 +105,10 @@ pub struct Spec {
     /// Minutes of quiet after which a finding is closed and its alert written.
     #[serde(default)]
     pub gap_minutes: Option<u32>,
+    /// Days after an alert during which the same detector does not alert on the same
+    /// user again (one incident, one alert: a leaver's account used day after day).
+    #[serde(default)]
+    pub suppress_days: u32,
 }
 
 fn default_score() -> u8 {
@@ -263,6 +267,7 @@ pub struct Detector {
     pub summary: String,
     pub reasons: Vec<String>,
     pub gap_secs: i64,
+    pub suppress_days: u32,
 }
 
 impl Detector {
@@ -365,6 +370,7 @@ impl Detector {
             summary: spec.summary,
             reasons: spec.reasons,
             gap_secs: spec.gap_minutes.unwrap_or(30) as i64 * 60,
+            suppress_days: spec.suppress_days,
         })
     }
 }

@@ -28,6 +28,7 @@ pub const NAMES: &[&str] = &[
     "media",
     "bytes",
     "phi",
+    "exporter",
 ];
 
 /// Checks that every placeholder is known and braces balance.

@@ -157,6 +157,9 @@ pub struct Findings {
     emitted: FxHashMap<String, NaiveDate>,
     /// Last event time a sweep for quiet findings ran at.
     swept_at: i64,
+    /// Window of the last alert per "user\u{1f}detector", for `suppress_days`.
+    #[serde(default)]
+    last_alert: FxHashMap<String, NaiveDate>,
 }
 
 impl Findings {
@@ -194,6 +197,13 @@ impl Findings {
         }
         if ctx.extend_only && !self.open.contains_key(&key) {
             return;
+        }
+        if d.suppress_days > 0 && !self.open.contains_key(&key) {
+            if let Some(last) = self.last_alert.get(&key) {
+                if (e.local_day - *last).num_days() < d.suppress_days as i64 {
+                    return;
+                }
+            }
         }
         let f = self.open.entry(key).or_insert_with(|| Finding {
             detector: d.id.clone(),
@@ -276,6 +286,10 @@ impl Findings {
             return;
         }
         self.emitted.insert(id.clone(), f.window);
+        if d.suppress_days > 0 {
+            self.last_alert
+                .insert(format!("{}\u{1f}{}", f.user_key, d.id), f.window);
+        }
         let n = f.patients.len();
         let lookup = |name: &str| -> Option<String> {
             match name {

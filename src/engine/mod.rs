@@ -12,6 +12,7 @@
 
 mod findings;
 pub mod order;
+mod peers;
 mod stats;
 mod users;
 
@@ -59,6 +60,9 @@ pub struct State {
     /// Peer-group daily values per detector: key "detector\u{1f}group".
     pub peers: FxHashMap<String, stats::DayValues>,
     pub findings: Findings,
+    /// Working habits per peer group (role/department).
+    #[serde(default)]
+    pub habits: FxHashMap<String, peers::Habits>,
     /// Sequence first steps by workstation: key "detector\u{1f}host".
     #[serde(default)]
     pub hosts: FxHashMap<String, users::Step>,
@@ -139,6 +143,28 @@ impl Engine {
         )
     }
 
+    /// Peer groups learned as workflow-driven and as consulting services, with their
+    /// shares of accesses outside own care and to patients under other departments' care.
+    pub fn habits(&self) -> Vec<(String, bool, bool, f64, f64)> {
+        let mut v: Vec<_> = self
+            .state
+            .habits
+            .iter()
+            .map(|(g, h)| {
+                let n = h.accesses.max(1) as f64;
+                (
+                    g.clone(),
+                    h.workflow_driven(),
+                    h.consulting(),
+                    h.without_care as f64 / n,
+                    h.elsewhere as f64 / n,
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// Registers a source, so the watermark waits for it.
     pub fn add_source(&mut self, name: &str) {
         self.state.buffer.add_source(name);
@@ -215,7 +241,14 @@ impl Engine {
     /// Runs every detector on one event, in total order.
     fn apply(&mut self, ev: &Event, out: &mut Vec<Alert>) {
         let reference = Arc::clone(&self.reference);
-        let e = Enriched::new(ev, &reference, self.settings.timezone);
+        let mut e = Enriched::new(ev, &reference, self.settings.timezone);
+        if let Some(g) = e.staff.map(|s| s.peer_group()) {
+            self.state
+                .habits
+                .entry(g)
+                .or_default()
+                .judge_and_learn(&mut e);
+        }
         if self.state.first_day.is_none() {
             self.state.first_day = Some(e.local_day);
         }

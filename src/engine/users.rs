@@ -473,10 +473,7 @@ pub fn sequence(
         );
     }
     if first.user != e.user_display() {
-        c.values.insert(
-            "user",
-            format!("{} (export) and {} (copy)", first.user, e.user_display()),
-        );
+        c.values.insert("exporter", first.user.clone());
     }
     c.critical = records >= p.critical_records;
     Some(c)

@@ -30,6 +30,9 @@ pub struct Summary {
     pub dead_letter: Option<PathBuf>,
     pub state_bytes: usize,
     pub users: usize,
+    /// Peer groups learned as workflow-driven or consulting.
+    pub workflow_groups: Vec<String>,
+    pub consulting_groups: Vec<String>,
 }
 
 impl Summary {
@@ -65,6 +68,18 @@ impl Summary {
             "state: {} users, about {} bytes\n",
             self.users, self.state_bytes
         ));
+        if !self.workflow_groups.is_empty() {
+            s.push_str(&format!(
+                "peer groups that work outside care (workflow): {}\n",
+                self.workflow_groups.join(", ")
+            ));
+        }
+        if !self.consulting_groups.is_empty() {
+            s.push_str(&format!(
+                "peer groups that consult on other departments' patients: {}\n",
+                self.consulting_groups.join(", ")
+            ));
+        }
         s
     }
 }
@@ -248,6 +263,19 @@ pub fn replay(cfg: &Config, mut emit: impl FnMut(&Alert) -> Result<()>) -> Resul
     let (bytes, users) = engine.state_size();
     summary.state_bytes = bytes;
     summary.users = users;
+    for (g, workflow, consulting, _, _) in engine.habits() {
+        if workflow {
+            summary.workflow_groups.push(g.clone());
+        }
+        if consulting {
+            summary.consulting_groups.push(g);
+        }
+    }
+    if std::env::var_os("PHIWATCH_DEBUG_HABITS").is_some() {
+        for (g, w, c, out, elsewhere) in engine.habits() {
+            eprintln!("habits {g}: workflow={w} consult={c} outside_care={out:.3} elsewhere={elsewhere:.3}");
+        }
+    }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
