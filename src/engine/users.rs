@@ -58,8 +58,9 @@ pub struct Step {
 }
 
 impl DetectorState {
-    /// Starts a new day, moving the finished one into history (and to the peer group).
-    fn roll(&mut self, today: NaiveDate, peers: Option<&mut DayValues>) {
+    /// Starts a new day, moving the finished one into history. The peer group gets the
+    /// user's total over the `period` days ending with the finished day.
+    fn roll(&mut self, today: NaiveDate, peers: Option<&mut DayValues>, period: u32) {
         if self.day == Some(today) {
             return;
         }
@@ -69,7 +70,7 @@ impl DetectorState {
                 self.history.pop_front();
             }
             if let Some(p) = peers {
-                p.add(d, self.value);
+                p.add(d, self.sum_window(d, period));
             }
         }
         self.day = Some(today);
@@ -79,12 +80,32 @@ impl DetectorState {
         self.set.clear();
     }
 
-    fn usual(&self, min_days: u32) -> Option<u64> {
-        if self.history.len() < min_days as usize {
+    /// Sum of history values in the `period` days ending with `end`.
+    fn sum_window(&self, end: NaiveDate, period: u32) -> u64 {
+        let from = end - Duration::days(period as i64 - 1);
+        self.history
+            .iter()
+            .filter(|(d, _)| *d >= from && *d <= end)
+            .map(|h| h.1)
+            .sum()
+    }
+
+    /// The user's usual total over `period` days: the 90th percentile of their past
+    /// rolling totals, counting only windows that ended before the current one began, so
+    /// that what is happening now (a slow hoard) never becomes its own baseline.
+    fn usual(&self, min_days: u32, today: NaiveDate, period: u32) -> Option<u64> {
+        let cutoff = today - Duration::days(period as i64);
+        let past: Vec<NaiveDate> = self
+            .history
+            .iter()
+            .map(|h| h.0)
+            .filter(|d| *d <= cutoff)
+            .collect();
+        if past.len() < min_days as usize {
             return None;
         }
-        let mut v: Vec<u64> = self.history.iter().map(|h| h.1).collect();
-        quantile(&mut v, 0.9)
+        let mut sums: Vec<u64> = past.iter().map(|d| self.sum_window(*d, period)).collect();
+        quantile(&mut sums, 0.9)
     }
 
     fn sum_since(&self, from: NaiveDate) -> u64 {
@@ -165,7 +186,7 @@ pub fn baseline(
     let today = e.local_day;
     let peer = peer_key.map(|k| peers.entry(k).or_default());
     let mut peer = peer;
-    st.roll(today, peer.as_deref_mut());
+    st.roll(today, peer.as_deref_mut(), p.period_days.max(1));
     let ts = e.event.ts.timestamp_millis();
     if st.events == 0 {
         st.first_ms = ts;
@@ -209,10 +230,8 @@ pub fn baseline(
             return Some(c);
         }
     }
-    let user_usual = st.usual(p.min_history_days).map(|u| u * period);
-    let peer_usual = peer
-        .and_then(|pv| pv.usual_before(today, 0.9, 20))
-        .map(|u| u * period);
+    let user_usual = st.usual(p.min_history_days, today, period as u32);
+    let peer_usual = peer.and_then(|pv| pv.usual_before(today, 0.9, 20));
     let mut threshold = p.min as f64;
     if let Some(u) = user_usual {
         threshold = threshold.max(u as f64 * p.user_factor);
@@ -341,7 +360,7 @@ pub fn burst(
 ) -> Option<Context> {
     let st = user.detectors.entry(id.to_string()).or_default();
     let today = e.local_day;
-    st.roll(today, None);
+    st.roll(today, None, 1);
     let ts = e.event.ts.timestamp_millis();
     st.window.push_back(ts);
     let from = ts - p.window_secs as i64 * 1000;
@@ -370,7 +389,7 @@ pub fn burst(
         c.patients.extend(patient(e));
         return Some(c);
     }
-    let usual = st.usual(5);
+    let usual = st.usual(5, today, 1);
     let mut threshold = p.min_count as f64;
     if let Some(u) = usual {
         threshold = threshold.max(u as f64 * p.user_factor);
