@@ -76,10 +76,28 @@ impl Ctx<'_> {
         self.push(user, ts, NONE, Kind::File(media), why, records, aux);
     }
 
-    /// Care rows of a department (and rows naming the user) overlapping the shift,
-    /// without the user's own household (nobody is assigned their own family).
-    fn candidates(&self, user: u32, dept: usize, sh: &Shift) -> (Vec<u32>, Vec<u32>) {
-        let st = &self.h.staff[user as usize];
+    /// Care rows naming the user that overlap the shift, without the user's own
+    /// household (nobody is assigned their own family).
+    fn own_rows(&self, user: u32, sh: &Shift) -> Vec<u32> {
+        self.care.by_user[user as usize]
+            .iter()
+            .copied()
+            .filter(|&r| self.fits(user, sh, r))
+            .collect()
+    }
+
+    fn fits(&self, user: u32, sh: &Shift, r: u32) -> bool {
+        let r = &self.care.rows[r as usize];
+        r.start < sh.end
+            && r.end > sh.start
+            && self.h.patients[r.patient as usize].household
+                != self.h.staff[user as usize].household
+    }
+
+    /// A random care row of the department overlapping the shift (same household
+    /// excluded). Sampled from the per-day index rather than listed, so a shift costs
+    /// the same however big the hospital is.
+    fn sample_row(&mut self, user: u32, dept: usize, sh: &Shift) -> Option<u32> {
         let d0 = self
             .care
             .day_index(sh.start.max(self.care.month_start))
@@ -88,28 +106,16 @@ impl Ctx<'_> {
             .care
             .day_index((sh.end - 1).min(self.month_end - 1))
             .unwrap_or(d0);
-        let ok = |r: &CareRow| {
-            r.start < sh.end
-                && r.end > sh.start
-                && self.h.patients[r.patient as usize].household != st.household
-        };
-        let mut all: Vec<u32> = Vec::new();
-        for d in d0..=d1 {
-            all.extend(
-                self.care.by_dept_day[dept][d]
-                    .iter()
-                    .copied()
-                    .filter(|&r| ok(&self.care.rows[r as usize])),
-            );
+        for _ in 0..30 {
+            let d = self.rng.gen_range(d0..=d1);
+            let Some(&r) = self.care.by_dept_day[dept][d].choose(self.rng) else {
+                continue;
+            };
+            if self.fits(user, sh, r) {
+                return Some(r);
+            }
         }
-        all.sort_unstable();
-        all.dedup();
-        let own: Vec<u32> = self.care.by_user[user as usize]
-            .iter()
-            .copied()
-            .filter(|&r| ok(&self.care.rows[r as usize]))
-            .collect();
-        (all, own)
+        None
     }
 
     /// A time inside both the shift and the care row, if they overlap.
@@ -149,28 +155,31 @@ impl Ctx<'_> {
     fn clinical(&mut self, user: u32, sh: &Shift) {
         let st = &self.h.staff[user as usize];
         let (role, dept) = (st.role, st.dept);
-        let (all, own) = self.candidates(user, dept, sh);
-        if all.is_empty() && own.is_empty() {
-            return;
-        }
+        let own = self.own_rows(user, sh);
         let (n, k) = match role {
             Role::Nurse => (self.opens(20, 50, sh, 12.5), self.rng.gen_range(4..=7)),
             Role::Physician => (self.opens(15, 40, sh, 10.5), self.rng.gen_range(6..=14)),
             _ => (self.opens(20, 45, sh, 12.0), self.rng.gen_range(5..=10)),
         };
-        let mut assigned: Vec<u32> = own.clone();
+        let mut assigned: Vec<u32> = own;
         assigned.shuffle(self.rng);
         assigned.truncate(k);
-        while assigned.len() < k && !all.is_empty() {
-            assigned.push(*all.choose(self.rng).expect("non-empty"));
+        while assigned.len() < k {
+            let Some(r) = self.sample_row(user, dept, sh) else {
+                break;
+            };
+            assigned.push(r);
+        }
+        if assigned.is_empty() {
+            return;
         }
         for _ in 0..n {
-            let pool = if self.rng.gen_bool(0.7) || all.is_empty() {
-                &assigned
+            let other = if self.rng.gen_bool(0.3) {
+                self.sample_row(user, dept, sh)
             } else {
-                &all
+                None
             };
-            let r = *pool.choose(self.rng).expect("non-empty");
+            let r = other.unwrap_or_else(|| *assigned.choose(self.rng).expect("non-empty"));
             let row = &self.care.rows[r as usize];
             let (p, limit) = (row.patient, sh.end.min(row.end));
             let Some(ts) = self.time_in(sh, row) else {
@@ -201,7 +210,6 @@ impl Ctx<'_> {
     fn ancillary(&mut self, user: u32, sh: &Shift) {
         let st = &self.h.staff[user as usize];
         let (role, dept) = (st.role, st.dept);
-        let (all, _) = self.candidates(user, dept, sh);
         let n = match role {
             Role::Pharmacist => self.opens(30, 60, sh, 8.5),
             Role::Physician => self.opens(20, 40, sh, 10.0),
@@ -216,7 +224,7 @@ impl Ctx<'_> {
                 self.unrecorded_consult(user, dept, sh, follow);
                 continue;
             }
-            let Some(&r) = all.choose(self.rng) else {
+            let Some(r) = self.sample_row(user, dept, sh) else {
                 continue;
             };
             let row = &self.care.rows[r as usize];
@@ -286,13 +294,11 @@ impl Ctx<'_> {
     }
 
     fn registration(&mut self, user: u32, sh: &Shift) {
-        let (all, _) = self.candidates(user, hosp::REGISTRATION, sh);
-        if all.is_empty() {
-            return;
-        }
         let n = self.opens(60, 120, sh, 8.5);
         for _ in 0..n {
-            let r = *all.choose(self.rng).expect("non-empty");
+            let Some(r) = self.sample_row(user, hosp::REGISTRATION, sh) else {
+                continue;
+            };
             let row = &self.care.rows[r as usize];
             let (p, limit) = (row.patient, sh.end.min(row.end));
             let Some(ts) = self.time_in(sh, row) else {
