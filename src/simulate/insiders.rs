@@ -385,33 +385,43 @@ fn targeted(
 ) -> String {
     let u = sc.user;
     let home = inj.rng.gen_bool(0.3);
-    let (t0, _, on_shift) = if home {
-        let t = day_ms(opts, sc.day, 20 * 3600) + inj.rng.gen_range(0..2 * HOUR);
-        (t, t, false)
-    } else {
-        moment(inj, shifts, sc.day, opts)
+    // The relative, neighbour or coworker may be under the user's own care on the
+    // chosen day; then look on the following days, so every labelled insider acts.
+    let mut attempt = 0;
+    let (t0, on_shift, mut pool) = loop {
+        let day = (sc.day + attempt).min(opts.days.saturating_sub(1));
+        let (t0, _, on_shift) = if home {
+            let t = day_ms(opts, day, 20 * 3600) + inj.rng.gen_range(0..2 * HOUR);
+            (t, t, false)
+        } else {
+            moment(inj, shifts, day, opts)
+        };
+        let h = &inj.w.h;
+        let mut pool: Vec<u32> = match sc.family {
+            Family::Household => rel.household(h, u),
+            Family::Neighbour => rel.neighbours(h, u),
+            Family::Coworker => rel.coworkers(h, u),
+            Family::SelfAccess => h.staff[u as usize].patient.into_iter().collect(),
+            Family::Vip => (0..h.patients.len() as u32)
+                .filter(|&p| h.patients[p as usize].vip)
+                .collect(),
+            _ => (0..h.patients.len() as u32)
+                .filter(|&p| {
+                    h.patients[p as usize]
+                        .deceased
+                        .is_some_and(|d| d < t0 - 21 * DAY)
+                })
+                .collect(),
+        };
+        if sc.family != Family::Deceased {
+            pool.retain(|&p| alive_at(&inj.w.h, p, t0));
+        }
+        pool.retain(|&p| inj.uncovered(p, t0));
+        attempt += 1;
+        if !pool.is_empty() || attempt >= 14 {
+            break (t0, on_shift, pool);
+        }
     };
-    let h = &inj.w.h;
-    let mut pool: Vec<u32> = match sc.family {
-        Family::Household => rel.household(h, u),
-        Family::Neighbour => rel.neighbours(h, u),
-        Family::Coworker => rel.coworkers(h, u),
-        Family::SelfAccess => h.staff[u as usize].patient.into_iter().collect(),
-        Family::Vip => (0..h.patients.len() as u32)
-            .filter(|&p| h.patients[p as usize].vip)
-            .collect(),
-        _ => (0..h.patients.len() as u32)
-            .filter(|&p| {
-                h.patients[p as usize]
-                    .deceased
-                    .is_some_and(|d| d < t0 - 21 * DAY)
-            })
-            .collect(),
-    };
-    if sc.family != Family::Deceased {
-        pool.retain(|&p| alive_at(&inj.w.h, p, t0));
-    }
-    pool.retain(|&p| inj.uncovered(p, t0));
     pool.shuffle(inj.rng);
     let max = match sc.family {
         Family::SelfAccess => 1,

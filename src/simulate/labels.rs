@@ -29,6 +29,9 @@ pub fn build(w: &World, plan: &Plan, written: &Written) -> Labels {
     let insiders: Vec<InsiderLabel> = plan
         .scenarios
         .iter()
+        // A scenario that found nobody to act on (no relative, no VIP free of the
+        // user's care) did not happen: it is not labelled.
+        .filter(|s| s.events > 0)
         .enumerate()
         .map(|(i, s)| {
             let st = &h.staff[s.user as usize];
