@@ -26,6 +26,9 @@ pub fn check(path: &Path) -> Report {
     for p in cfg.validate() {
         r.problems.push(format!("{at}: {p}"));
     }
+    for p in crate::sink::check(&cfg) {
+        r.problems.push(format!("{at}: {p}"));
+    }
     match detect::load(cfg.engine.detectors.as_deref()) {
         Ok(ds) => r.ok.push(format!("{} detectors compiled", ds.len())),
         Err(errs) => r.problems.extend(errs),

@@ -23,7 +23,7 @@ pub const EXPECTED: &[(&str, &str)] = &[
     ("self-access", "n_alice"),
     ("terminated-account", "t_frank"),
     ("unexplained-access", "d_carol"),
-    ("vip-without-care", "r_dave"),
+    ("vip-without-care", "n_erin"),
 ];
 
 struct Lcg(u64);
@@ -322,8 +322,8 @@ pub fn write_hospital(dir: &Path) -> PathBuf {
     let mut atna = atna_read(&at(11, 9, 30, 0), "n_alice", "P001");
     atna.push_str(&atna_read(&at(11, 9, 45, 0), "n_ivy", "P105"));
     w("atna/ehr.log", &atna);
-    // VIP, via FHIR: dave opens the VIP without care.
-    let fhir = fhir_read(&at(12, 9, 0, 0), "r_dave", "P004")
+    // VIP, via FHIR: the ICU night nurse opens the VIP, treated in Cardiology.
+    let fhir = fhir_read(&at(12, 3, 0, 0), "n_erin", "P004")
         + &fhir_read(&at(12, 9, 1, 0), "n_ivy", "P110");
     w("fhir/audit.ndjson", &fhir);
     // terminated, via an Epic-like pipe-delimited export with local times.
