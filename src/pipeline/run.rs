@@ -140,9 +140,13 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
             Err(RecvTimeoutError::Disconnected) => break,
         }
         deliver(&sinks, &mut alerts, &mut emitted_log)?;
-        if flags.take_reload() || last_ref_check.elapsed() > Duration::from_secs(2) {
+        if flags.take_reload() {
+            info!("SIGHUP: reloading detectors and reference data");
+            reload_detectors(cfg, &mut engine);
+            reload(cfg, &mut engine, true);
+        } else if last_ref_check.elapsed() > Duration::from_secs(2) {
             last_ref_check = Instant::now();
-            reload(cfg, &mut engine);
+            reload(cfg, &mut engine, false);
         }
         if last_snapshot.elapsed() >= every {
             snapshot(&snapshot_path, &engine, &positions, &mut dl, &sinks)?;
@@ -259,8 +263,24 @@ fn snapshot(
     Ok(())
 }
 
-fn reload(cfg: &Config, engine: &mut Engine) {
-    if !engine.reference_changed(&cfg.reference) {
+/// Re-reads the detector files; on any error the detectors in service stay.
+fn reload_detectors(cfg: &Config, engine: &mut Engine) {
+    match crate::detect::load(cfg.engine.detectors.as_deref()) {
+        Ok(ds) => {
+            info!(detectors = ds.len(), "detectors reloaded");
+            engine.set_detectors(ds);
+        }
+        Err(errs) => error!(
+            errors = %errs.join("; "),
+            "detector reload failed; keeping the detectors in service"
+        ),
+    }
+}
+
+/// Re-reads reference data when a file changed (or always, when `force`); on any error
+/// the data in service stays.
+fn reload(cfg: &Config, engine: &mut Engine, force: bool) {
+    if !force && !engine.reference_changed(&cfg.reference) {
         return;
     }
     match Reference::load(&cfg.reference) {
