@@ -13,7 +13,12 @@ fn phiwatch() -> Command {
 fn check_accepts_a_good_setup_and_points_at_broken_files() {
     let dir = tempfile::tempdir().unwrap();
     let config = common::write_hospital(dir.path());
-    let o = phiwatch().arg("check").arg("--config").arg(&config).output().unwrap();
+    let o = phiwatch()
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}");
     assert!(out.contains("9 staff"), "{out}");
@@ -24,7 +29,13 @@ fn check_accepts_a_good_setup_and_points_at_broken_files() {
     let broken: Vec<String> = text
         .lines()
         .enumerate()
-        .map(|(i, l)| if i == 2 { l.replace("2019-01-01", "01/02/2019") } else { l.to_string() })
+        .map(|(i, l)| {
+            if i == 2 {
+                l.replace("2019-01-01", "01/02/2019")
+            } else {
+                l.to_string()
+            }
+        })
         .collect();
     std::fs::write(&staff, broken.join("\n") + "\n").unwrap();
     let det = dir.path().join("detectors");
@@ -39,7 +50,12 @@ fn check_accepts_a_good_setup_and_points_at_broken_files() {
         "learning_days = 7\ndetectors = \"detectors\"",
     );
     std::fs::write(&config, cfg).unwrap();
-    let o = phiwatch().arg("check").arg("--config").arg(&config).output().unwrap();
+    let o = phiwatch()
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("staff.csv:3"), "{out}");
@@ -80,7 +96,9 @@ fn simulate_is_deterministic_and_score_reads_its_labels() {
     let b = tempfile::tempdir().unwrap();
     for d in [&a, &b] {
         let o = phiwatch()
-            .args(["simulate", "--staff", "60", "--days", "5", "--seed", "9", "--out"])
+            .args([
+                "simulate", "--staff", "60", "--days", "5", "--seed", "9", "--out",
+            ])
             .arg(d.path())
             .output()
             .unwrap();

@@ -177,3 +177,45 @@ fn rand_suffix() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::SeqCst)
 }
+
+#[test]
+fn reference_data_reloads_on_sighup_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = hospital(dir.path());
+    let child = start(&config);
+    wait_caught_up(dir.path());
+    // A new VIP patient, under Cardiology's care, appears in the reference data.
+    let append = |f: &str, line: &str| {
+        use std::io::Write;
+        let mut h = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(f))
+            .unwrap();
+        writeln!(h, "{line}").unwrap();
+    };
+    append(
+        "patients.csv",
+        "P999,New,Star,1990-01-01,1 Sky Rd,01199,,true,",
+    );
+    append("care.csv", "P999,Cardiology,,2024-03-01T00:00:00Z,");
+    Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // The ICU nurse has no reason to open it; the Cardiology nurse has.
+    append(
+        "events/canonical.jsonl",
+        r#"{"ts":"2024-03-14T16:00:00Z","user":"n_erin","action":"view","patient":"P999","host":"WS-1"}"#,
+    );
+    append(
+        "events/canonical.jsonl",
+        r#"{"ts":"2024-03-14T16:01:00Z","user":"n_ivy","action":"view","patient":"P999","host":"WS-1"}"#,
+    );
+    wait_caught_up(dir.path());
+    stop(child);
+    let alerts = sorted_lines(&dir.path().join("alerts.ndjson"));
+    let vip: Vec<&String> = alerts.iter().filter(|l| l.contains("P999")).collect();
+    assert_eq!(vip.len(), 1, "{vip:?}");
+    assert!(vip[0].contains("\"user\":\"n_erin\"") && vip[0].contains("vip-without-care"));
+}
