@@ -15,6 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -84,65 +85,135 @@ impl Summary {
     }
 }
 
-/// One input file being read: its parser and the next event it holds.
+/// What a file's parsing thread hands over.
+enum Parsed {
+    Event(Event),
+    Rejected {
+        offset: u64,
+        line: String,
+        reject: Reject,
+    },
+}
+
+/// Lines parsed per batch; two batches per file may wait, which bounds memory.
+const BATCH: usize = 512;
+
+/// One input file: a thread reads and parses it (parsing is most of replay's work, so
+/// files parse in parallel), and the merge takes its events in order from a small
+/// bounded queue.
 struct FileReader {
     source: Arc<str>,
     path: Arc<str>,
-    lines: FileLines,
-    parser: Box<dyn Parser>,
-    flushed: bool,
-    pending: std::collections::VecDeque<Event>,
+    rx: Receiver<Result<(Vec<Parsed>, u64), String>>,
+    pending: std::collections::VecDeque<Parsed>,
+}
+
+fn spawn_parser(
+    source: Arc<str>,
+    path: Arc<str>,
+    mut lines: FileLines,
+    mut parser: Box<dyn Parser>,
+) -> Result<Receiver<Result<(Vec<Parsed>, u64), String>>> {
+    let (tx, rx) = sync_channel(2);
+    let stamp = move |mut e: Event, offset: u64, source: &str, path: &str| {
+        e.source = source.to_string();
+        e.origin = Some(Provenance {
+            agent: String::new(),
+            file: path.to_string(),
+            offset,
+        });
+        e
+    };
+    std::thread::Builder::new()
+        .name("replay-parse".into())
+        .stack_size(512 * 1024)
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut count = 0u64;
+            loop {
+                let Some(line) = lines.next() else {
+                    for r in parser.flush() {
+                        batch.push(match r {
+                            Ok(e) => Parsed::Event(stamp(e, u64::MAX, &source, &path)),
+                            Err(reject) => Parsed::Rejected {
+                                offset: 0,
+                                line: String::new(),
+                                reject,
+                            },
+                        });
+                    }
+                    let _ = tx.send(Ok((batch, count)));
+                    return;
+                };
+                let line = match line {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("reading {path}: {e}")));
+                        return;
+                    }
+                };
+                count += 1;
+                if line.oversized {
+                    batch.push(Parsed::Rejected {
+                        offset: line.offset,
+                        line: truncate(&line.text, 1024).to_string(),
+                        reject: Reject::new("line_too_long", "line longer than 1 MiB"),
+                    });
+                } else {
+                    match parser.parse(&line.text) {
+                        Ok(Some(e)) => {
+                            batch.push(Parsed::Event(stamp(e, line.offset, &source, &path)))
+                        }
+                        Ok(None) => {}
+                        Err(reject) => batch.push(Parsed::Rejected {
+                            offset: line.offset,
+                            line: line.text,
+                            reject,
+                        }),
+                    }
+                }
+                if batch.len() >= BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.send(Ok((full, count))).is_err() {
+                        return;
+                    }
+                    count = 0;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 impl FileReader {
     /// The next event of this file, sending rejects to the dead letter.
     fn next_event(&mut self, dl: &mut DeadLetter, summary: &mut Summary) -> Result<Option<Event>> {
         loop {
-            if let Some(e) = self.pending.pop_front() {
-                return Ok(Some(e));
-            }
-            if self.flushed {
-                return Ok(None);
-            }
-            let Some(line) = self.lines.next() else {
-                for r in self.parser.flush() {
-                    match r {
-                        Ok(e) => self.pending.push_back(self.stamp(e, u64::MAX)),
-                        Err(rej) => dl.reject(&self.source, &self.path, 0, "", &rej)?,
+            match self.pending.pop_front() {
+                Some(Parsed::Event(e)) => return Ok(Some(e)),
+                Some(Parsed::Rejected {
+                    offset,
+                    line,
+                    reject,
+                }) => dl.reject(&self.source, &self.path, offset, &line, &reject)?,
+                None => match self.rx.recv() {
+                    Ok(Ok((items, lines))) => {
+                        summary.lines += lines;
+                        self.pending.extend(items);
                     }
-                }
-                self.flushed = true;
-                continue;
-            };
-            let line = line.with_context(|| format!("reading {}", self.path))?;
-            summary.lines += 1;
-            if line.oversized {
-                let rej = Reject::new("line_too_long", "line longer than 1 MiB");
-                dl.reject(
-                    &self.source,
-                    &self.path,
-                    line.offset,
-                    &line.text[..1024.min(line.text.len())],
-                    &rej,
-                )?;
-                continue;
-            }
-            match self.parser.parse(&line.text) {
-                Ok(Some(e)) => return Ok(Some(self.stamp(e, line.offset))),
-                Ok(None) => {}
-                Err(rej) => dl.reject(&self.source, &self.path, line.offset, &line.text, &rej)?,
+                    Ok(Err(e)) => bail!("{e}"),
+                    Err(_) => return Ok(None),
+                },
             }
         }
-    }
-
-    fn stamp(&self, mut e: Event, offset: u64) -> Event {
-        e.source = self.source.to_string();
-        e.origin = Some(Provenance {
-            agent: String::new(),
-            file: self.path.to_string(),
-            offset,
-        });
-        e
     }
 }
 
@@ -214,12 +285,13 @@ pub fn replay(cfg: &Config, mut emit: impl FnMut(&Alert) -> Result<()>) -> Resul
             let parser = parse::build(s, tz).with_context(|| format!("source {:?}", s.name))?;
             let lines = FileLines::open(&path)
                 .with_context(|| format!("cannot open {} (source {:?})", path.display(), s.name))?;
+            let source: Arc<str> = Arc::from(s.name.as_str());
+            let path: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
+            let rx = spawn_parser(source.clone(), path.clone(), lines, parser)?;
             readers.push(FileReader {
-                source: Arc::from(s.name.as_str()),
-                path: Arc::from(path.to_string_lossy().as_ref()),
-                lines,
-                parser,
-                flushed: false,
+                source,
+                path,
+                rx,
                 pending: Default::default(),
             });
         }
