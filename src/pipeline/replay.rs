@@ -95,6 +95,9 @@ enum Parsed {
     },
 }
 
+/// A batch of parsed lines and how many lines it covers, or a read error.
+type BatchResult = Result<(Vec<Parsed>, u64), String>;
+
 /// Lines parsed per batch; two batches per file may wait, which bounds memory.
 const BATCH: usize = 512;
 
@@ -104,7 +107,7 @@ const BATCH: usize = 512;
 struct FileReader {
     source: Arc<str>,
     path: Arc<str>,
-    rx: Receiver<Result<(Vec<Parsed>, u64), String>>,
+    rx: Receiver<BatchResult>,
     pending: std::collections::VecDeque<Parsed>,
 }
 
@@ -113,7 +116,7 @@ fn spawn_parser(
     path: Arc<str>,
     mut lines: FileLines,
     mut parser: Box<dyn Parser>,
-) -> Result<Receiver<Result<(Vec<Parsed>, u64), String>>> {
+) -> Result<Receiver<BatchResult>> {
     let (tx, rx) = sync_channel(2);
     let stamp = move |mut e: Event, offset: u64, source: &str, path: &str| {
         e.source = source.to_string();
