@@ -13,6 +13,8 @@ pub mod enrich;
 pub mod event;
 pub mod format;
 pub mod logging;
+pub mod metrics;
+pub mod notify;
 pub mod parse;
 pub mod pipeline;
 pub mod pseudonym;

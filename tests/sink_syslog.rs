@@ -5,6 +5,8 @@
 //! rsyslogd must be installed (`apt-get install -y rsyslog`); set PHIWATCH_SKIP_RSYSLOG=1
 //! to skip the rsyslog test where it cannot be.
 
+#[path = "support/rsyslog.rs"]
+mod rsyslog;
 #[path = "fixtures/format/support.rs"]
 mod support;
 
@@ -13,12 +15,12 @@ use phiwatch::config::{AlertFormat, Config};
 use phiwatch::format::{self, syslog_severity};
 use phiwatch::pseudonym::{pseudonymise, PatientPolicy, PseudonymKey};
 use phiwatch::sink;
+use rsyslog::{free_tcp_port, wait_for, Rsyslog};
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::{parse_cef, sample_n, KEY};
 
 const HOST: &str = "phiwatch-test";
@@ -33,126 +35,6 @@ fn write_key(dir: &Path) -> PathBuf {
     let p = dir.join("pseudonym.key");
     std::fs::write(&p, KEY).unwrap();
     p
-}
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits (bounded) until `f` is true.
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// rsyslogd
-
-struct Rsyslog {
-    child: Child,
-    dir: tempfile::TempDir,
-    tcp_port: u16,
-    udp_port: u16,
-}
-
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn find_rsyslogd() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .map(|d| d.join("rsyslogd"))
-        .find(|p| p.is_file())
-}
-
-impl Rsyslog {
-    /// Starts rsyslogd with imtcp and imudp on free loopback ports, each writing the
-    /// header fields and the message untouched to its own file.
-    fn start() -> Option<Rsyslog> {
-        if std::env::var("PHIWATCH_SKIP_RSYSLOG").as_deref() == Ok("1") {
-            eprintln!("PHIWATCH_SKIP_RSYSLOG=1: skipping the rsyslog test");
-            return None;
-        }
-        let bin = find_rsyslogd().unwrap_or_else(|| {
-            panic!(
-                "rsyslogd is not installed: install it with `apt-get install -y rsyslog` \
-                 (or set PHIWATCH_SKIP_RSYSLOG=1 to skip this test)"
-            )
-        });
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        let (tcp_port, udp_port) = (free_tcp_port(), free_udp_port());
-        let conf = format!(
-            r#"
-global(workDirectory="{d}" maxMessageSize="64k" parser.escapeControlCharactersOnReceive="off")
-module(load="imtcp")
-module(load="imudp")
-template(name="raw" type="string" string="%pri%|%app-name%|%procid%|%msgid%|%hostname%|%msg%\n")
-ruleset(name="tcp") {{ action(type="omfile" file="{d}/tcp.log" template="raw") }}
-ruleset(name="udp") {{ action(type="omfile" file="{d}/udp.log" template="raw") }}
-input(type="imtcp" address="127.0.0.1" port="{tcp_port}" ruleset="tcp")
-input(type="imudp" address="127.0.0.1" port="{udp_port}" ruleset="udp")
-"#
-        );
-        let conf_path = dir.path().join("rsyslog.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let child = Command::new(bin)
-            .arg("-n")
-            .arg("-f")
-            .arg(&conf_path)
-            .arg("-i")
-            .arg(dir.path().join("pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rsyslogd");
-        let r = Rsyslog {
-            child,
-            dir,
-            tcp_port,
-            udp_port,
-        };
-        wait_for("rsyslogd to listen on TCP", Duration::from_secs(15), || {
-            TcpStream::connect(("127.0.0.1", tcp_port)).is_ok()
-        });
-        // UDP has no handshake: send probes until one is written.
-        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-        wait_for("rsyslogd to receive UDP", Duration::from_secs(15), || {
-            let _ = probe.send_to(b"<13>1 - probe - - - - probe", ("127.0.0.1", udp_port));
-            std::thread::sleep(Duration::from_millis(50));
-            r.lines("udp.log").iter().any(|l| l.ends_with("|probe"))
-        });
-        Some(r)
-    }
-
-    fn lines(&self, file: &str) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join(file))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
 }
 
 /// `pri|app|procid|msgid|host|msg` as the rsyslog template writes it.

@@ -104,6 +104,11 @@ impl Engine {
         self.reference = reference;
     }
 
+    /// Rows of staff, patients and care rows in service.
+    pub fn reference_rows(&self) -> (usize, usize, usize) {
+        self.reference.rows()
+    }
+
     /// True when a reference file changed on disk since it was loaded.
     pub fn reference_changed(&self, cfg: &crate::config::ReferenceConfig) -> bool {
         self.reference.changed(cfg)

@@ -22,6 +22,9 @@ pub enum Msg {
         items: Vec<Item>,
         /// Where each file stands after this batch.
         positions: Vec<Position>,
+        /// Lines and bytes read for this batch (headers and skipped lines included).
+        lines: u64,
+        bytes: u64,
     },
     Idle(String),
     Failed(String, String),
@@ -83,6 +86,8 @@ pub fn follow(
         told_idle = false;
         let mut items = Vec::with_capacity(lines.len());
         let mut ends: HashMap<(u64, u64), Position> = HashMap::new();
+        let line_count = lines.len() as u64;
+        let byte_count: u64 = lines.iter().map(|l| l.end - l.offset).sum();
         for l in lines {
             let fk = (l.id.dev, l.id.ino);
             // A header is re-delivered on resume without moving the position.
@@ -147,6 +152,8 @@ pub fn follow(
             source: s.name.clone(),
             items,
             positions: ends.into_values().collect(),
+            lines: line_count,
+            bytes: byte_count,
         };
         if tx.send(msg).is_err() {
             return;

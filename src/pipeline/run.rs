@@ -15,6 +15,8 @@ use crate::alert::Alert;
 use crate::config::{Config, SourceType};
 use crate::deadletter::DeadLetter;
 use crate::engine::{Engine, State};
+use crate::metrics::{self, Health};
+use crate::notify::Notifier;
 use crate::reference::Reference;
 use crate::signals::{self, Flags};
 use crate::sink::SinkSet;
@@ -100,6 +102,26 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     }
     drop(tx);
     let sinks = crate::sink::build(cfg)?;
+    let m = metrics::get();
+    let health = Arc::new(Health::default());
+    health.tick();
+    if let Some(addr) = &cfg.metrics.listen {
+        let at = metrics::serve(addr, Arc::clone(&health))?;
+        info!(listen = %at, "metrics listening on /metrics, /healthz, /readyz");
+    }
+    for s in &cfg.sources {
+        m.register_source(&s.name);
+    }
+    for d in engine.detectors() {
+        m.register_detector(&d.id, d.severity);
+    }
+    for sink in sinks.stats() {
+        m.sink_stats(&sink.name, &sink.stats.snapshot());
+    }
+    record_reference(&engine);
+    m.up.set(1);
+    let mut notifier = Notifier::new();
+    let mut last_gauges = Instant::now();
     let mut dl = DeadLetter::new(&cfg.dead_letter_path());
     let mut emitted_log = OpenOptions::new()
         .create(true)
@@ -111,24 +133,28 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     let mut last_ref_check = Instant::now();
     let every = Duration::from_secs(cfg.state.snapshot_secs.max(1));
     info!(sources = handles.len(), "phiwatch run started");
+    health
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    notifier.ready();
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(Msg::Batch {
                 source,
                 items,
                 positions: pos,
+                lines,
+                bytes,
             }) => {
-                for item in items {
-                    match item {
-                        Item::Event(e) => engine.push(e, &mut alerts),
-                        Item::Rejected {
-                            file,
-                            offset,
-                            line,
-                            reject,
-                        } => dl.reject(&source, &file, offset, &line, &reject)?,
-                    }
-                }
+                take_batch(
+                    &mut engine,
+                    &mut dl,
+                    &source,
+                    items,
+                    lines,
+                    bytes,
+                    &mut alerts,
+                )?;
                 merge_positions(positions.entry(source).or_default(), pos);
             }
             Ok(Msg::Idle(source)) => engine.set_idle(&source, true, &mut alerts),
@@ -140,6 +166,22 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
             Err(RecvTimeoutError::Disconnected) => break,
         }
         deliver(&sinks, &mut alerts, &mut emitted_log)?;
+        health.tick();
+        notifier.alive();
+        if last_gauges.elapsed() >= Duration::from_secs(1) {
+            last_gauges = Instant::now();
+            for sink in sinks.stats() {
+                m.sink_stats(&sink.name, &sink.stats.snapshot());
+            }
+            m.reorder_buffer_events
+                .set(engine.state().buffer.len() as i64);
+            let age = last_snapshot.elapsed().as_secs_f64();
+            for s in &cfg.sources {
+                m.checkpoint_age_seconds
+                    .with_label_values(&[&s.name])
+                    .set(age);
+            }
+        }
         if flags.take_reload() {
             info!("SIGHUP: reloading detectors and reference data");
             reload_detectors(cfg, &mut engine);
@@ -157,6 +199,10 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
         }
     }
     info!("stopping: draining sources");
+    notifier.stopping();
+    health
+        .ready
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     for h in handles {
         let _ = h.join();
     }
@@ -165,27 +211,82 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
             source,
             items,
             positions: pos,
+            lines,
+            bytes,
         } = msg
         {
-            for item in items {
-                match item {
-                    Item::Event(e) => engine.push(e, &mut alerts),
-                    Item::Rejected {
-                        file,
-                        offset,
-                        line,
-                        reject,
-                    } => dl.reject(&source, &file, offset, &line, &reject)?,
-                }
-            }
+            take_batch(
+                &mut engine,
+                &mut dl,
+                &source,
+                items,
+                lines,
+                bytes,
+                &mut alerts,
+            )?;
             merge_positions(positions.entry(source).or_default(), pos);
         }
     }
     engine.flush(&mut alerts);
     deliver(&sinks, &mut alerts, &mut emitted_log)?;
     snapshot(&snapshot_path, &engine, &positions, &mut dl, &sinks)?;
+    for sink in sinks.stats() {
+        m.sink_stats(&sink.name, &sink.stats.snapshot());
+    }
+    m.up.set(0);
     sinks.close()?;
     info!(events = engine.counters.events, "phiwatch run stopped");
+    Ok(())
+}
+
+/// Applies one batch from a source thread: events to the engine, rejected lines to the
+/// dead-letter file, and the counts to the metrics.
+#[allow(clippy::too_many_arguments)]
+fn take_batch(
+    engine: &mut Engine,
+    dl: &mut DeadLetter,
+    source: &str,
+    items: Vec<Item>,
+    lines: u64,
+    bytes: u64,
+    alerts: &mut Vec<Alert>,
+) -> Result<()> {
+    let m = metrics::get();
+    m.lines_read.with_label_values(&[source]).inc_by(lines);
+    m.bytes_read.with_label_values(&[source]).inc_by(bytes);
+    let mut events = 0u64;
+    let mut latest = None;
+    let late_before = engine.counters.late;
+    for item in items {
+        match item {
+            Item::Event(e) => {
+                events += 1;
+                latest = latest.max(Some(e.ts));
+                engine.push(e, alerts);
+            }
+            Item::Rejected {
+                file,
+                offset,
+                line,
+                reject,
+            } => {
+                m.events_rejected
+                    .with_label_values(&[source, reject.reason])
+                    .inc();
+                dl.reject(source, &file, offset, &line, &reject)?;
+            }
+        }
+    }
+    m.events_processed
+        .with_label_values(&[source])
+        .inc_by(events);
+    m.events_late.inc_by(engine.counters.late - late_before);
+    if let Some(ts) = latest {
+        let lag = metrics::now_secs() - ts.timestamp_millis() as f64 / 1000.0;
+        m.ingest_lag_seconds
+            .with_label_values(&[source])
+            .set(lag.max(0.0));
+    }
     Ok(())
 }
 
@@ -194,7 +295,11 @@ fn deliver(sinks: &SinkSet, alerts: &mut Vec<Alert>, log: &mut std::fs::File) ->
     if alerts.is_empty() {
         return Ok(());
     }
+    let m = metrics::get();
     for a in alerts.iter() {
+        m.alerts
+            .with_label_values(&[&a.detector, a.severity.as_str()])
+            .inc();
         sinks.send(a);
     }
     if let Err(e) = sinks.flush(Duration::from_secs(30)) {
@@ -260,7 +365,24 @@ fn snapshot(
     })?;
     source::write_atomic(path, &bytes)
         .with_context(|| format!("cannot write the snapshot {}", path.display()))?;
+    let m = metrics::get();
+    m.snapshot_timestamp_seconds.set(metrics::now_secs());
+    let (state_bytes, users) = engine.state_size();
+    m.state_bytes.set(state_bytes as i64);
+    m.state_users.set(users as i64);
     Ok(())
+}
+
+fn record_reference(engine: &Engine) {
+    let m = metrics::get();
+    let (s, p, c) = engine.reference_rows();
+    m.reference_rows.with_label_values(&["staff"]).set(s as i64);
+    m.reference_rows
+        .with_label_values(&["patients"])
+        .set(p as i64);
+    m.reference_rows.with_label_values(&["care"]).set(c as i64);
+    m.reference_reload_timestamp_seconds
+        .set(metrics::now_secs());
 }
 
 /// Re-reads the detector files; on any error the detectors in service stay.

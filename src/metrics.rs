@@ -1,0 +1,378 @@
+//! Prometheus metrics and the small HTTP listener that serves them (`[metrics] listen`):
+//! `/metrics`, `/healthz` (the engine loop is ticking) and `/readyz` (sources started,
+//! reference data loaded).
+//!
+//! Labels are source names, reject reasons, detector ids, severities, sink names and
+//! reference table names: never a user or patient identifier, so a scrape can leave the
+//! hospital's PHI boundary. Hot paths count per batch, not per event.
+
+use anyhow::{Context, Result};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Every metric phiwatch exports.
+pub struct Metrics {
+    pub registry: Registry,
+    pub lines_read: IntCounterVec,
+    pub bytes_read: IntCounterVec,
+    pub events_rejected: IntCounterVec,
+    pub events_processed: IntCounterVec,
+    pub events_late: IntCounter,
+    pub alerts: IntCounterVec,
+    pub ingest_lag_seconds: GaugeVec,
+    pub checkpoint_age_seconds: GaugeVec,
+    pub snapshot_timestamp_seconds: Gauge,
+    pub kafka_produce_errors: IntCounter,
+    pub kafka_consume_errors: IntCounter,
+    pub spool_bytes: IntGauge,
+    pub spool_capacity_bytes: IntGauge,
+    pub sink_queue_depth: IntGaugeVec,
+    pub sink_sent: IntCounterVec,
+    pub sink_errors: IntCounterVec,
+    pub sink_retries: IntCounterVec,
+    pub sink_dropped: IntCounterVec,
+    pub sink_failed: IntCounterVec,
+    pub reference_rows: IntGaugeVec,
+    pub reference_reload_timestamp_seconds: Gauge,
+    pub reference_reload_errors: IntCounter,
+    pub state_users: IntGauge,
+    pub state_bytes: IntGauge,
+    pub reorder_buffer_events: IntGauge,
+    pub up: IntGauge,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registers once");
+    c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let c = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registers once");
+    c
+}
+
+fn int_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let c = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registers once");
+    c
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registers once");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> Gauge {
+    let c = Gauge::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registers once");
+    c
+}
+
+fn int_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let c = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registers once");
+    c
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = r.register(Box::new(pc));
+        }
+        Metrics {
+            lines_read: counter_vec(
+                &r,
+                "phiwatch_lines_read_total",
+                "Input lines read, by source.",
+                &["source"],
+            ),
+            bytes_read: counter_vec(
+                &r,
+                "phiwatch_bytes_read_total",
+                "Input bytes read, by source.",
+                &["source"],
+            ),
+            events_rejected: counter_vec(
+                &r,
+                "phiwatch_events_rejected_total",
+                "Input lines rejected (written to the dead-letter file), by source and reason.",
+                &["source", "reason"],
+            ),
+            events_processed: counter_vec(
+                &r,
+                "phiwatch_events_processed_total",
+                "Events handed to the engine, by source.",
+                &["source"],
+            ),
+            events_late: counter(
+                &r,
+                "phiwatch_events_late_total",
+                "Events that arrived after the watermark had passed their time.",
+            ),
+            alerts: counter_vec(
+                &r,
+                "phiwatch_alerts_total",
+                "Alerts written, by detector and severity.",
+                &["detector", "severity"],
+            ),
+            ingest_lag_seconds: gauge_vec(
+                &r,
+                "phiwatch_ingest_lag_seconds",
+                "Wall clock minus the event time of the latest event read, by source.",
+                &["source"],
+            ),
+            checkpoint_age_seconds: gauge_vec(
+                &r,
+                "phiwatch_checkpoint_age_seconds",
+                "Seconds since the source's read position was last checkpointed.",
+                &["source"],
+            ),
+            snapshot_timestamp_seconds: gauge(
+                &r,
+                "phiwatch_snapshot_timestamp_seconds",
+                "When engine state and positions were last snapshotted (Unix time).",
+            ),
+            kafka_produce_errors: counter(
+                &r,
+                "phiwatch_kafka_produce_errors_total",
+                "Kafka produce errors (agent).",
+            ),
+            kafka_consume_errors: counter(
+                &r,
+                "phiwatch_kafka_consume_errors_total",
+                "Kafka consume errors (engine).",
+            ),
+            spool_bytes: int_gauge(
+                &r,
+                "phiwatch_spool_bytes",
+                "Bytes waiting in the agent's disk spool.",
+            ),
+            spool_capacity_bytes: int_gauge(
+                &r,
+                "phiwatch_spool_capacity_bytes",
+                "Size limit of the agent's disk spool.",
+            ),
+            sink_queue_depth: int_gauge_vec(
+                &r,
+                "phiwatch_sink_queue_depth",
+                "Alerts waiting for a sink.",
+                &["sink"],
+            ),
+            sink_sent: counter_vec(
+                &r,
+                "phiwatch_sink_sent_total",
+                "Alerts delivered, by sink.",
+                &["sink"],
+            ),
+            sink_errors: counter_vec(
+                &r,
+                "phiwatch_sink_errors_total",
+                "Failed delivery attempts, by sink.",
+                &["sink"],
+            ),
+            sink_retries: counter_vec(
+                &r,
+                "phiwatch_sink_retries_total",
+                "Delivery retries, by sink.",
+                &["sink"],
+            ),
+            sink_dropped: counter_vec(
+                &r,
+                "phiwatch_sink_dropped_total",
+                "Alerts dropped on a full queue (overflow = \"drop\"), by sink.",
+                &["sink"],
+            ),
+            sink_failed: counter_vec(
+                &r,
+                "phiwatch_sink_failed_total",
+                "Alerts given up on (permanent error, or undelivered at shutdown), by sink.",
+                &["sink"],
+            ),
+            reference_rows: int_gauge_vec(
+                &r,
+                "phiwatch_reference_rows",
+                "Rows of reference data loaded, by table.",
+                &["table"],
+            ),
+            reference_reload_timestamp_seconds: gauge(
+                &r,
+                "phiwatch_reference_reload_timestamp_seconds",
+                "When reference data was last loaded (Unix time).",
+            ),
+            reference_reload_errors: counter(
+                &r,
+                "phiwatch_reference_reload_errors_total",
+                "Reference data reloads that failed (the previous data stayed in service).",
+            ),
+            state_users: int_gauge(
+                &r,
+                "phiwatch_state_users",
+                "Users whose state the engine keeps.",
+            ),
+            state_bytes: int_gauge(
+                &r,
+                "phiwatch_state_bytes",
+                "Approximate bytes of engine state.",
+            ),
+            reorder_buffer_events: int_gauge(
+                &r,
+                "phiwatch_reorder_buffer_events",
+                "Events waiting for the watermark.",
+            ),
+            up: int_gauge(&r, "phiwatch_up", "1 while the pipeline runs."),
+            registry: r,
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let enc = TextEncoder::new();
+        let _ = enc.encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Copies a sink's counters into the exported ones (counters only move forward).
+    pub fn sink_stats(&self, name: &str, s: &crate::sink::StatsSnapshot) {
+        fn up(c: &IntCounterVec, name: &str, v: u64) {
+            let c = c.with_label_values(&[name]);
+            let cur = c.get();
+            if v > cur {
+                c.inc_by(v - cur);
+            }
+        }
+        self.sink_queue_depth
+            .with_label_values(&[name])
+            .set(s.queued as i64);
+        up(&self.sink_sent, name, s.sent);
+        up(&self.sink_errors, name, s.errors);
+        up(&self.sink_retries, name, s.retries);
+        up(&self.sink_dropped, name, s.dropped);
+        up(&self.sink_failed, name, s.failed);
+    }
+
+    /// Creates the series of a source up front, so dashboards show zeros, not gaps.
+    pub fn register_source(&self, source: &str) {
+        self.lines_read.with_label_values(&[source]);
+        self.bytes_read.with_label_values(&[source]);
+        self.events_processed.with_label_values(&[source]);
+        self.ingest_lag_seconds.with_label_values(&[source]);
+        self.checkpoint_age_seconds.with_label_values(&[source]);
+        for reason in crate::parse::reason::ALL {
+            self.events_rejected.with_label_values(&[source, reason]);
+        }
+        self.events_rejected
+            .with_label_values(&[source, "line_too_long"]);
+    }
+
+    /// Creates the alert series of a detector up front.
+    pub fn register_detector(&self, id: &str, severity: crate::alert::Severity) {
+        self.alerts.with_label_values(&[id, severity.as_str()]);
+    }
+}
+
+/// The process-wide metrics.
+pub fn get() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(Metrics::new)
+}
+
+/// Unix time now, in seconds.
+pub fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// What `/healthz` and `/readyz` answer from.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Unix ms of the engine loop's last turn.
+    pub tick_ms: AtomicI64,
+    pub ready: AtomicBool,
+}
+
+impl Health {
+    pub fn tick(&self) {
+        self.tick_ms
+            .store((now_secs() * 1000.0) as i64, Ordering::Relaxed);
+    }
+
+    /// Healthy while the engine loop turned in the last 30 seconds.
+    pub fn healthy(&self) -> bool {
+        let last = self.tick_ms.load(Ordering::Relaxed);
+        (now_secs() * 1000.0) as i64 - last < 30_000
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` from a thread of its own.
+pub fn serve(addr: &str, health: Arc<Health>) -> Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind(addr).with_context(|| {
+        format!("cannot listen on {addr} for metrics; set [metrics] listen to a free address")
+    })?;
+    let local = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = answer(stream, &health);
+            }
+        })?;
+    Ok(local)
+}
+
+fn answer(mut s: TcpStream, health: &Health) -> std::io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = [0u8; 2048];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") && got.len() < 16 * 1024 {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let req = String::from_utf8_lossy(&got);
+    let path = req.split_whitespace().nth(1).unwrap_or("/");
+    let (status, ctype, body) = match path.split('?').next().unwrap_or("/") {
+        "/metrics" => ("200 OK", "text/plain; version=0.0.4", get().render()),
+        "/healthz" if health.healthy() => ("200 OK", "text/plain", "ok\n".to_string()),
+        "/healthz" => (
+            "503 Service Unavailable",
+            "text/plain",
+            "engine loop stalled\n".to_string(),
+        ),
+        "/readyz" if health.ready.load(Ordering::Relaxed) => {
+            ("200 OK", "text/plain", "ready\n".to_string())
+        }
+        "/readyz" => (
+            "503 Service Unavailable",
+            "text/plain",
+            "starting\n".to_string(),
+        ),
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics, /healthz or /readyz\n".to_string(),
+        ),
+    };
+    write!(
+        s,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    s.flush()
+}
