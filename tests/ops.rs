@@ -393,3 +393,49 @@ format = "ocsf"
         }
     }
 }
+
+#[test]
+fn deb_assets_exist_and_the_packaged_config_checks() {
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(Path::new(ROOT).join("Cargo.toml")).unwrap())
+            .unwrap();
+    let deb = &manifest["package"]["metadata"]["deb"];
+    let assets = deb["assets"].as_array().unwrap();
+    let mut installed = Vec::new();
+    for a in assets {
+        let src = a[0].as_str().unwrap();
+        installed.push(a[1].as_str().unwrap().to_string());
+        if src.starts_with("target/") {
+            continue; // built by `cargo deb`
+        }
+        let matches = glob::glob(&format!("{ROOT}/{src}")).unwrap().count();
+        assert!(matches > 0, "deb asset {src} does not exist");
+    }
+    for want in [
+        "usr/bin/",
+        "lib/systemd/system/",
+        "etc/phiwatch/phiwatch.toml",
+        "usr/share/phiwatch/detectors/",
+    ] {
+        assert!(
+            installed.iter().any(|i| i == want),
+            "the .deb installs nothing to {want}"
+        );
+    }
+    for script in ["postinst", "prerm", "postrm"] {
+        let p = Path::new(ROOT).join("deploy/debian").join(script);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.starts_with("#!/bin/sh"), "{script}");
+    }
+    let postinst = std::fs::read_to_string(Path::new(ROOT).join("deploy/debian/postinst")).unwrap();
+    assert!(
+        postinst.contains("adduser --system"),
+        "postinst must create the phiwatch user"
+    );
+    let o = phiwatch()
+        .args(["check", "--config"])
+        .arg(Path::new(ROOT).join("deploy/phiwatch.toml"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+}
