@@ -125,6 +125,21 @@ pub struct SourceConfig {
     /// fswatch/auditd: file owner uid -> staff user id.
     #[serde(default)]
     pub uids: BTreeMap<String, String>,
+    /// fswatch: quiet time after the last write before a file counts as written.
+    #[serde(default)]
+    pub debounce_ms: Option<u64>,
+    /// fswatch: also rescan the folders this often (network filesystems send no events).
+    #[serde(default)]
+    pub rescan_secs: Option<u64>,
+    /// fswatch: bytes read from each new file to count PHI markers (0 = off).
+    #[serde(default)]
+    pub phi_sample_bytes: Option<usize>,
+    /// fswatch: PHI keywords (column headers) to count; default a built-in list.
+    #[serde(default)]
+    pub phi_keywords: Vec<String>,
+    /// fswatch: regexes of the hospital's patient ids (MRNs); default `MRN` + digits.
+    #[serde(default)]
+    pub mrn_patterns: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

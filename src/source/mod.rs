@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod file;
+pub mod fswatch;
 
 pub use checkpoint::{read_json, write_atomic, write_json, CheckpointError, Checkpoints};
 pub use file::{read_once, LineKind, ReadOnce, TailLine, TailOptions, Tailer};
