@@ -78,7 +78,10 @@ snapshot_secs = 1
     }
     drop(c);
     std::thread::sleep(Duration::from_secs(3));
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "run did not stop");
@@ -95,8 +98,14 @@ snapshot_secs = 1
     assert_eq!(a["user"], "h_gina");
     assert_eq!(a["severity"], "critical");
     let reasons = a["reasons"].to_string();
-    assert!(reasons.contains("exported 900 patient records"), "{reasons}");
+    assert!(
+        reasons.contains("exported 900 patient records"),
+        "{reasons}"
+    );
     assert!(reasons.contains("removable media"), "{reasons}");
     assert!(reasons.contains("about 300 patient rows"), "{reasons}");
-    assert!(!reasons.contains("patients.csv") && !reasons.contains("Doe"), "{reasons}");
+    assert!(
+        !reasons.contains("patients.csv") && !reasons.contains("Doe"),
+        "{reasons}"
+    );
 }
