@@ -210,8 +210,11 @@ fn decode_hex(v: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&bytes?).replace('\0', " "))
 }
 
+/// A record's header: node, type, event id (epoch ms, serial) and the rest of the line.
+type Header<'a> = (Option<&'a str>, &'a str, (i64, u64), &'a str);
+
 /// Splits `[node=HOST ]type=TYPE msg=audit(SEC.MS:SERIAL): rest`.
-fn header(line: &str) -> Option<(Option<&str>, &str, (i64, u64), &str)> {
+fn header(line: &str) -> Option<Header<'_>> {
     let mut rest = line;
     let mut node = None;
     if let Some(r) = rest.strip_prefix("node=") {
