@@ -40,6 +40,9 @@ pub enum Command {
     Check {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Also connect to the Kafka brokers and check that the topics exist.
+        #[arg(long)]
+        connect: bool,
     },
     /// Writes a synthetic hospital: reference CSVs, logs in several formats, a config and labels.
     Simulate {
@@ -84,7 +87,9 @@ pub fn main() -> i32 {
             crate::pipeline::run::main(&config.unwrap_or_else(config::default_path))
         }
         Command::Replay { config, out } => replay(&config, out.as_deref()),
-        Command::Check { config } => check(&config.unwrap_or_else(config::default_path)),
+        Command::Check { config, connect } => {
+            check(&config.unwrap_or_else(config::default_path), connect)
+        }
         Command::Simulate {
             out,
             seed,
@@ -133,8 +138,8 @@ fn replay(config: &Path, out: Option<&Path>) -> Result<i32> {
     Ok(0)
 }
 
-fn check(config: &Path) -> Result<i32> {
-    let report = crate::pipeline::check::check(config);
+fn check(config: &Path, connect: bool) -> Result<i32> {
+    let report = crate::pipeline::check::check(config, connect);
     for line in &report.ok {
         println!("ok: {line}");
     }

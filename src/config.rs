@@ -223,6 +223,16 @@ pub struct KafkaConfig {
     pub alerts_topic: String,
     pub group: String,
     pub properties: BTreeMap<String, String>,
+    /// TLS: CA bundle to verify the brokers (sets security.protocol to ssl or sasl_ssl).
+    pub ca_file: Option<PathBuf>,
+    /// TLS client certificate and key, for brokers that authenticate clients by certificate.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    pub sasl_mechanism: Option<String>,
+    pub username: Option<String>,
+    /// File holding the SASL password (kept out of the config file).
+    pub password_file: Option<PathBuf>,
 }
 
 impl Default for KafkaConfig {
@@ -233,6 +243,12 @@ impl Default for KafkaConfig {
             alerts_topic: "phiwatch.alerts".into(),
             group: "phiwatch-engine".into(),
             properties: BTreeMap::new(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            sasl_mechanism: None,
+            username: None,
+            password_file: None,
         }
     }
 }
@@ -281,6 +297,10 @@ impl Config {
             &mut self.reference.care,
             &mut self.engine.detectors,
             &mut self.dead_letter.path,
+            &mut self.kafka.ca_file,
+            &mut self.kafka.cert_file,
+            &mut self.kafka.key_file,
+            &mut self.kafka.password_file,
         ]
         .into_iter()
         .flatten()

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod enrich;
 pub mod event;
 pub mod format;
+pub mod kafka;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

@@ -368,8 +368,11 @@ fn config_errors_say_what_to_do() {
         e.contains("unknown key `max_byte`") && e.contains("max_bytes"),
         "{e}"
     );
-    let e = err("[[sinks]]\ntype = \"kafka\"\n");
-    assert!(e.contains("kafka sink is not available yet"), "{e}");
+    let e = err("[[sinks]]\ntype = \"kafka\"\ntopik = \"alerts\"\n");
+    assert!(
+        e.contains("unknown key `topik`") && e.contains("topic"),
+        "{e}"
+    );
     let e = err("[[sinks]]\ntype = \"file\"\n");
     assert!(e.contains("needs `path`"), "{e}");
     let e = err("[[sinks]]\ntype = \"file\"\npath = \"a\"\noverflow = \"spill\"\n");
@@ -395,7 +398,7 @@ fn config_errors_say_what_to_do() {
 
     let cfg = config(
         dir.path(),
-        "[[sinks]]\ntype = \"kafka\"\n[[sinks]]\ntype = \"file\"\npath = \"x\"\n",
+        "[[sinks]]\ntype = \"kafka\"\nbogus = 1\n[[sinks]]\ntype = \"file\"\npath = \"x\"\n",
     );
     let problems = sink::check(&cfg);
     assert_eq!(problems.len(), 1, "{problems:?}");

@@ -13,7 +13,8 @@ pub struct Report {
     pub problems: Vec<String>,
 }
 
-pub fn check(path: &Path) -> Report {
+/// With `connect`, also reaches the Kafka brokers and checks the topics exist.
+pub fn check(path: &Path, connect: bool) -> Report {
     let mut r = Report::default();
     let cfg = match Config::load(path) {
         Ok(c) => c,
@@ -25,6 +26,21 @@ pub fn check(path: &Path) -> Report {
     let at = path.display().to_string();
     for p in cfg.validate() {
         r.problems.push(format!("{at}: {p}"));
+    }
+    let kafka_used = cfg
+        .sinks
+        .iter()
+        .any(|s| s.kind == crate::config::SinkType::Kafka);
+    for p in crate::kafka::validate(&cfg.kafka) {
+        r.problems.push(format!("{at}: {p}"));
+    }
+    if connect {
+        match crate::kafka::check_connection(&cfg.kafka) {
+            Ok(lines) => r.ok.extend(lines),
+            Err(e) => r.problems.push(format!("{e:#}")),
+        }
+    } else if kafka_used {
+        r.ok.push("kafka: not contacted (use --connect to test the brokers and topics)".into());
     }
     for p in crate::sink::check(&cfg) {
         r.problems.push(format!("{at}: {p}"));

@@ -11,7 +11,7 @@
 //! | `file` | [`file`] | at least once up to the last fsync; lines are whole |
 //! | `syslog` | [`syslog`] | `udp`: at most once; `tcp`/`tls`: at least once up to the receiver's socket (RFC 6587/5425 have no acknowledgements) |
 //! | `webhook` | [`webhook`] | at least once: retried until a 2xx, given up on a 4xx |
-//! | `kafka` | not yet | comes with the Kafka issue |
+//! | `kafka` | [`kafka`] | at least once: flushed until the broker acknowledges (acks=all, idempotent) |
 //!
 //! Keys every sink takes, besides the contract's `type`, `format` and `patient_ids`:
 //!
@@ -26,6 +26,7 @@
 //! | `leef_delimiter` | `^` | `^` or `tab` (format `leef` only) |
 
 pub mod file;
+pub mod kafka;
 pub mod queue;
 pub mod stdout;
 pub mod syslog;
@@ -89,6 +90,7 @@ pub enum Target {
     File(file::FileConfig),
     Syslog(syslog::SyslogConfig),
     Webhook(webhook::WebhookConfig),
+    Kafka(kafka::KafkaSinkConfig),
 }
 
 /// The config name of a sink type.
@@ -157,12 +159,6 @@ impl SinkSpec {
             .unwrap_or_else(|| format!("{kind}-{}", index + 1));
         let at = format!("[[sinks]] #{} ({name:?}, type = \"{kind}\")", index + 1);
         keys.at = at.clone();
-        if sc.kind == SinkType::Kafka {
-            bail!(
-                "{at}: the kafka sink is not available yet (it comes with Kafka support); \
-                 for now send alerts to a file, syslog, webhook or stdout sink"
-            );
-        }
         let unused = [
             ("path", sc.path.is_some() && sc.kind != SinkType::File),
             (
@@ -236,7 +232,7 @@ impl SinkSpec {
             SinkType::File => Target::File(file::FileConfig::from_keys(sc, &mut keys)?),
             SinkType::Syslog => Target::Syslog(syslog::SyslogConfig::from_keys(sc, &mut keys)?),
             SinkType::Webhook => Target::Webhook(webhook::WebhookConfig::from_keys(sc, &mut keys)?),
-            SinkType::Kafka => unreachable!("rejected above"),
+            SinkType::Kafka => Target::Kafka(kafka::KafkaSinkConfig::from_keys(cfg, &mut keys)?),
         };
         keys.finish(sc.kind)?;
         Ok(SinkSpec {
@@ -256,6 +252,7 @@ impl SinkSpec {
             Target::File(c) => Box::new(file::FileSink::open(c.clone())?),
             Target::Syslog(c) => Box::new(syslog::SyslogSink::new(c.clone())?),
             Target::Webhook(c) => Box::new(webhook::WebhookSink::new(c.clone(), &self.formatter)?),
+            Target::Kafka(c) => Box::new(kafka::KafkaSink::new(c.clone())?),
         })
     }
 }

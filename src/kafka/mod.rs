@@ -1,0 +1,131 @@
+//! Kafka settings: the `[kafka]` table turned into a librdkafka client configuration,
+//! checked before use, and (with `phiwatch check --connect`) tried against the brokers.
+//!
+//! Friendly keys cover what hospitals need (TLS with a CA and client certificate, SASL
+//! PLAIN or SCRAM); `[kafka.properties]` passes any librdkafka property through and wins
+//! over the friendly keys.
+
+use crate::config::KafkaConfig;
+use anyhow::{anyhow, bail, Context, Result};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use std::time::Duration;
+
+const MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+/// Problems with the `[kafka]` table, each with what to do.
+pub fn validate(k: &KafkaConfig) -> Vec<String> {
+    let mut p = Vec::new();
+    if k.brokers.trim().is_empty() {
+        p.push("[kafka] brokers is empty; list host:port of at least one broker".into());
+    }
+    for (name, t) in [
+        ("events_topic", &k.events_topic),
+        ("alerts_topic", &k.alerts_topic),
+    ] {
+        if t.is_empty()
+            || t.len() > 249
+            || !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            p.push(format!(
+                "[kafka] {name} = {t:?} is not a valid topic name (letters, digits, . _ -)"
+            ));
+        }
+    }
+    if let Some(m) = &k.sasl_mechanism {
+        if !MECHANISMS.contains(&m.to_ascii_uppercase().as_str()) {
+            p.push(format!(
+                "[kafka] sasl_mechanism = {m:?}; use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+            ));
+        }
+        if k.username.is_none() || k.password_file.is_none() {
+            p.push("[kafka] SASL needs `username` and `password_file`".into());
+        }
+    }
+    if k.cert_file.is_some() != k.key_file.is_some() {
+        p.push("[kafka] cert_file and key_file go together (TLS client authentication)".into());
+    }
+    for (name, f) in [
+        ("ca_file", &k.ca_file),
+        ("cert_file", &k.cert_file),
+        ("key_file", &k.key_file),
+        ("password_file", &k.password_file),
+    ] {
+        if let Some(f) = f {
+            if !f.is_file() {
+                p.push(format!("[kafka] {name} = {} does not exist", f.display()));
+            }
+        }
+    }
+    p
+}
+
+/// The librdkafka configuration of `[kafka]`.
+pub fn client_config(k: &KafkaConfig) -> Result<ClientConfig> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers);
+    let tls = k.ca_file.is_some() || k.cert_file.is_some();
+    let sasl = k.sasl_mechanism.is_some();
+    let protocol = match (tls, sasl) {
+        (false, false) => None,
+        (true, false) => Some("ssl"),
+        (false, true) => Some("sasl_plaintext"),
+        (true, true) => Some("sasl_ssl"),
+    };
+    if let Some(p) = protocol {
+        c.set("security.protocol", p);
+    }
+    if let Some(f) = &k.ca_file {
+        c.set("ssl.ca.location", f.to_string_lossy());
+    }
+    if let Some(f) = &k.cert_file {
+        c.set("ssl.certificate.location", f.to_string_lossy());
+    }
+    if let Some(f) = &k.key_file {
+        c.set("ssl.key.location", f.to_string_lossy());
+    }
+    if let Some(m) = &k.sasl_mechanism {
+        c.set("sasl.mechanism", m.to_ascii_uppercase());
+        if let Some(u) = &k.username {
+            c.set("sasl.username", u);
+        }
+        if let Some(f) = &k.password_file {
+            let pw = std::fs::read_to_string(f)
+                .with_context(|| format!("[kafka] password_file {}", f.display()))?;
+            c.set("sasl.password", pw.trim_end_matches(['\n', '\r']));
+        }
+    }
+    for (key, value) in &k.properties {
+        c.set(key, value);
+    }
+    Ok(c)
+}
+
+/// Connects, fetches metadata and checks that both topics exist.
+pub fn check_connection(k: &KafkaConfig) -> Result<Vec<String>> {
+    let consumer: BaseConsumer = client_config(k)?
+        .set("group.id", format!("{}-check", k.group))
+        .create()
+        .map_err(|e| anyhow!("cannot create a Kafka client: {e}"))?;
+    let md = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(|e| anyhow!("cannot reach the Kafka brokers {:?}: {e}; check [kafka] brokers, TLS and SASL settings", k.brokers))?;
+    let mut ok = vec![format!(
+        "kafka: connected to {} broker(s)",
+        md.brokers().len()
+    )];
+    for t in [&k.events_topic, &k.alerts_topic] {
+        match md.topics().iter().find(|x| x.name() == t.as_str()) {
+            Some(topic) if topic.error().is_none() => ok.push(format!(
+                "kafka: topic {t} has {} partition(s)",
+                topic.partitions().len()
+            )),
+            _ => bail!(
+                "kafka: topic {t} does not exist; create it (see deploy/kafka/create-topics.sh)"
+            ),
+        }
+    }
+    Ok(ok)
+}
