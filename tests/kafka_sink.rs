@@ -17,7 +17,9 @@ fn phiwatch() -> Command {
 
 #[test]
 fn alerts_reach_the_topic_and_check_connect_sees_the_topics() {
-    let Some(broker) = tansu::Broker::start() else { return };
+    let Some(broker) = tansu::Broker::start() else {
+        return;
+    };
     broker.create_topic("phiwatch.events", 3);
     broker.create_topic("phiwatch.alerts", 1);
     let dir = tempfile::tempdir().unwrap();
@@ -31,7 +33,11 @@ fn alerts_reach_the_topic_and_check_connect_sees_the_topics() {
     );
     std::fs::write(&config, text).unwrap();
 
-    let o = phiwatch().args(["check", "--connect", "--config"]).arg(&config).output().unwrap();
+    let o = phiwatch()
+        .args(["check", "--connect", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}");
     assert!(out.contains("topic phiwatch.alerts"), "{out}");
@@ -60,21 +66,34 @@ fn alerts_reach_the_topic_and_check_connect_sees_the_topics() {
             got.push(serde_json::from_slice(m.payload().unwrap()).unwrap());
         }
     }
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let _ = child.wait();
     assert_eq!(got.len(), want, "alerts on the topic: {got:#?}");
-    let users: BTreeSet<String> = got.iter().map(|a| a["user"].as_str().unwrap().to_string()).collect();
+    let users: BTreeSet<String> = got
+        .iter()
+        .map(|a| a["user"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(keys, users, "messages are keyed by user");
     for a in &got {
         for p in a["patients"].as_array().unwrap() {
-            assert!(p.as_str().unwrap().starts_with("pt-"), "patient id not pseudonymised: {a}");
+            assert!(
+                p.as_str().unwrap().starts_with("pt-"),
+                "patient id not pseudonymised: {a}"
+            );
         }
     }
 
     // A topic that does not exist is a problem `check --connect` reports.
     let text = std::fs::read_to_string(&config).unwrap() + "alerts_topic = \"missing.topic\"\n";
     std::fs::write(&config, text).unwrap();
-    let o = phiwatch().args(["check", "--connect", "--config"]).arg(&config).output().unwrap();
+    let o = phiwatch()
+        .args(["check", "--connect", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("missing.topic does not exist"), "{out}");

@@ -22,12 +22,18 @@ impl Drop for Broker {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn find_tansu() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     std::env::split_paths(&path)
         .chain([home.join(".cargo/bin")])
         .map(|d| d.join("tansu"))
@@ -61,7 +67,11 @@ impl Broker {
     fn wait_up(&self) {
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(30), "tansu did not listen on {}", self.port);
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "tansu did not listen on {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -72,11 +82,22 @@ impl Broker {
 
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let o = Command::new(find_tansu().unwrap())
-            .args(["topic", "create", name, "--partitions", &partitions.to_string(), "--broker"])
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+                "--broker",
+            ])
             .arg(format!("tcp://127.0.0.1:{}", self.port))
             .output()
             .unwrap();
-        assert!(o.status.success(), "tansu topic create {name}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "tansu topic create {name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 
     /// Kills the broker and starts it again on the same port and storage.
@@ -100,8 +121,19 @@ fn spawn(dir: &Path, port: u16, storage: &str) -> Option<Child> {
     Some(
         Command::new(bin)
             .current_dir(dir)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", storage])
-            .env("PROMETHEUS_LISTENER_URL", format!("tcp://127.0.0.1:{}", free_port()))
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                storage,
+            ])
+            .env(
+                "PROMETHEUS_LISTENER_URL",
+                format!("tcp://127.0.0.1:{}", free_port()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("tansu.log")).unwrap())
             .spawn()
