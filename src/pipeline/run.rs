@@ -154,29 +154,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     notifier.ready();
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(Msg::Batch {
-                source,
-                items,
-                positions: pos,
-                lines,
-                bytes,
-            }) => {
-                take_batch(
-                    &mut engine,
-                    &mut dl,
-                    &source,
-                    items,
-                    lines,
-                    bytes,
-                    &mut alerts,
-                )?;
-                merge_positions(positions.entry(source).or_default(), pos);
-            }
-            Ok(Msg::Idle(source)) => engine.set_idle(&source, true, &mut alerts),
-            Ok(Msg::Failed(source, why)) => {
-                error!(source = %source, error = %why, "source stopped");
-                engine.set_idle(&source, true, &mut alerts);
-            }
+            Ok(msg) => on_message(msg, &mut engine, &mut dl, &mut positions, &mut alerts)?,
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
@@ -223,25 +201,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
         let _ = h.join();
     }
     while let Ok(msg) = rx.try_recv() {
-        if let Msg::Batch {
-            source,
-            items,
-            positions: pos,
-            lines,
-            bytes,
-        } = msg
-        {
-            take_batch(
-                &mut engine,
-                &mut dl,
-                &source,
-                items,
-                lines,
-                bytes,
-                &mut alerts,
-            )?;
-            merge_positions(positions.entry(source).or_default(), pos);
-        }
+        on_message(msg, &mut engine, &mut dl, &mut positions, &mut alerts)?;
     }
     engine.flush(&mut alerts);
     deliver(&sinks, &mut alerts, &mut emitted_log)?;
@@ -252,6 +212,34 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     m.up.set(0);
     sinks.close()?;
     info!(events = engine.counters.events, "phiwatch run stopped");
+    Ok(())
+}
+
+/// Handles one message from a source thread.
+fn on_message(
+    msg: Msg,
+    engine: &mut Engine,
+    dl: &mut DeadLetter,
+    positions: &mut BTreeMap<String, Vec<Position>>,
+    alerts: &mut Vec<Alert>,
+) -> Result<()> {
+    match msg {
+        Msg::Batch {
+            source,
+            items,
+            positions: pos,
+            lines,
+            bytes,
+        } => {
+            take_batch(engine, dl, &source, items, lines, bytes, alerts)?;
+            merge_positions(positions.entry(source).or_default(), pos);
+        }
+        Msg::Idle(source) => engine.set_idle(&source, true, alerts),
+        Msg::Failed(source, why) => {
+            error!(source = %source, error = %why, "source stopped");
+            engine.set_idle(&source, true, alerts);
+        }
+    }
     Ok(())
 }
 

@@ -595,17 +595,7 @@ fn file_event(w: &World, a: &Access, out: &mut String) {
 /// Writes `staff.csv`, `patients.csv` and `care.csv` with the contract's columns.
 pub fn write_reference(w: &World, out: &Path) -> Result<()> {
     let mut s = csv::Writer::from_path(out.join("staff.csv"))?;
-    s.write_record([
-        "user_id",
-        "given_name",
-        "family_name",
-        "role",
-        "department",
-        "address",
-        "postcode",
-        "hire_date",
-        "termination_date",
-    ])?;
+    s.write_record(crate::reference::roster::COLUMNS)?;
     for st in &w.h.staff {
         s.write_record([
             st.user_id.as_str(),
@@ -621,17 +611,7 @@ pub fn write_reference(w: &World, out: &Path) -> Result<()> {
     }
     s.flush()?;
     let mut p = csv::Writer::from_path(out.join("patients.csv"))?;
-    p.write_record([
-        "patient_id",
-        "given_name",
-        "family_name",
-        "birth_date",
-        "address",
-        "postcode",
-        "deceased_date",
-        "vip",
-        "employee_user_id",
-    ])?;
+    p.write_record(crate::reference::directory::COLUMNS)?;
     for pt in &w.h.patients {
         p.write_record([
             pt.id.as_str(),
