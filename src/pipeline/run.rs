@@ -146,6 +146,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     let mut alerts = Vec::new();
     let mut last_snapshot = Instant::now();
     let mut last_ref_check = Instant::now();
+    let mut reference_cfg = cfg.reference.clone();
     let every = Duration::from_secs(cfg.state.snapshot_secs.max(1));
     info!(sources = handles.len(), "phiwatch run started");
     health
@@ -176,12 +177,22 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
             }
         }
         if flags.take_reload() {
-            info!("SIGHUP: reloading detectors and reference data");
-            reload_detectors(cfg, &mut engine);
-            reload(cfg, &mut engine, true);
+            // The config file is read again for what can change live (detectors and
+            // reference data); sources, sinks, state and metrics need a restart.
+            let fresh = match Config::load(&cfg.file) {
+                Ok(c) => c,
+                Err(e) => {
+                    error!(error = %format!("{e:#}"), "SIGHUP: the config file cannot be read; keeping the running configuration");
+                    cfg.clone()
+                }
+            };
+            info!("SIGHUP: reloading detectors and reference data (changes to sources, sinks, state or metrics take effect after a restart)");
+            reload_detectors(&fresh, &mut engine);
+            reload(&fresh, &mut engine, true);
+            reference_cfg = fresh.reference.clone();
         } else if last_ref_check.elapsed() > Duration::from_secs(2) {
             last_ref_check = Instant::now();
-            reload(cfg, &mut engine, false);
+            reload_reference(&reference_cfg, &mut engine, false);
         }
         if last_snapshot.elapsed() >= every {
             snapshot(&snapshot_path, &engine, &positions, &mut dl, &sinks)?;
@@ -406,10 +417,14 @@ fn reload_detectors(cfg: &Config, engine: &mut Engine) {
 /// Re-reads reference data when a file changed (or always, when `force`); on any error
 /// the data in service stays.
 fn reload(cfg: &Config, engine: &mut Engine, force: bool) {
-    if !force && !engine.reference_changed(&cfg.reference) {
+    reload_reference(&cfg.reference, engine, force)
+}
+
+fn reload_reference(rc: &crate::config::ReferenceConfig, engine: &mut Engine, force: bool) {
+    if !force && !engine.reference_changed(rc) {
         return;
     }
-    match Reference::load(&cfg.reference) {
+    match Reference::load(rc) {
         Ok(r) => {
             let (s, p, c) = r.rows();
             info!(staff = s, patients = p, care = c, "reference data reloaded");
