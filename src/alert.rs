@@ -72,6 +72,13 @@ impl Alert {
 /// A stable alert id: a hash of what makes the finding itself (detector, user, the
 /// window it belongs to, and the patients), never of wall-clock time or arrival order,
 /// so that a replay or a restart produces the same id and duplicates can be dropped.
+///
+/// ```
+/// use phiwatch::alert::alert_id;
+/// let a = alert_id("family", "u1", "2024-05-14", &["p2".into(), "p1".into()]);
+/// assert_eq!(a, alert_id("family", "u1", "2024-05-14", &["p1".into(), "p2".into()]));
+/// assert!(a.starts_with("pw-"));
+/// ```
 pub fn alert_id(detector: &str, user_key: &str, window: &str, patient_keys: &[String]) -> String {
     let mut h = Sha256::new();
     for part in [detector, user_key, window] {

@@ -247,6 +247,11 @@ impl Event {
 
 /// The comparison form of an identifier: trimmed and lower-cased. The contract says
 /// identifiers compare case-insensitively everywhere.
+///
+/// ```
+/// assert_eq!(phiwatch::event::key(" JSMITH "), "jsmith");
+/// assert_eq!(phiwatch::event::key("MRN00012345"), phiwatch::event::key("mrn00012345"));
+/// ```
 pub fn key(id: &str) -> String {
     let t = id.trim();
     if t.bytes().any(|b| b.is_ascii_uppercase()) {
