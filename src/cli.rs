@@ -44,6 +44,16 @@ pub enum Command {
         #[arg(long)]
         connect: bool,
     },
+    /// The collecting half of `run`, producing events to Kafka (not in this release).
+    Agent {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The detecting half of `run`, consuming events from Kafka (not in this release).
+    Engine {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Writes a synthetic hospital: reference CSVs, logs in several formats, a config and labels.
     Simulate {
         #[arg(long)]
@@ -90,6 +100,10 @@ pub fn main() -> i32 {
         Command::Check { config, connect } => {
             check(&config.unwrap_or_else(config::default_path), connect)
         }
+        Command::Agent { .. } | Command::Engine { .. } => Err(anyhow::anyhow!(
+            "agent and engine (the two halves of run joined through Kafka) are not in this release; \
+             use `phiwatch run`, which runs sources, engine and sinks in one process"
+        )),
         Command::Simulate {
             out,
             seed,
