@@ -12,16 +12,7 @@ fn phiwatch() -> Command {
 }
 
 fn hospital(dir: &Path) -> PathBuf {
-    let config = common::write_hospital(dir);
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(
-            "learning_days = 7",
-            "learning_days = 7\nidle_source_secs = 1",
-        )
-        .replace("dir = \"state\"", "dir = \"state\"\nsnapshot_secs = 1");
-    std::fs::write(&config, text).unwrap();
-    config
+    common::write_hospital_for_run(dir, "")
 }
 
 fn replay_lines(config: &Path) -> Vec<String> {

@@ -101,16 +101,7 @@ fn start(config: &Path) -> Daemon {
 }
 
 fn with_extra(dir: &Path, extra: &str) -> PathBuf {
-    let config = common::write_hospital(dir);
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(
-            "learning_days = 7",
-            "learning_days = 7\nidle_source_secs = 1",
-        )
-        .replace("dir = \"state\"", "dir = \"state\"\nsnapshot_secs = 1");
-    std::fs::write(&config, text + extra).unwrap();
-    config
+    common::write_hospital_for_run(dir, extra)
 }
 
 #[test]

@@ -116,6 +116,17 @@ impl DetectorState {
             .sum()
     }
 
+    /// The day's distinct patients as (key, display), in key order.
+    fn sorted_patients(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .patients
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
     fn approx_bytes(&self) -> usize {
         96 + self.history.len() * 16
             + self
@@ -247,12 +258,7 @@ pub fn baseline(
     c.describe(e);
     c.events = Some(st.events);
     c.first_seen = Some(st.first_ms);
-    c.patients = st
-        .patients
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    c.patients.sort();
+    c.patients = st.sorted_patients();
     c.values.insert("value", human(value));
     c.values
         .insert("threshold", format!("{}", threshold.ceil() as u64));
@@ -341,12 +347,7 @@ pub fn after_hours(
         return None;
     }
     st.fired = Some(night_of);
-    c.patients = st
-        .patients
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    c.patients.sort();
+    c.patients = st.sorted_patients();
     Some(c)
 }
 

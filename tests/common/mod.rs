@@ -397,3 +397,18 @@ dir = "state"
     w("phiwatch.toml", config);
     dir.join("phiwatch.toml")
 }
+
+/// The crafted hospital set up for `phiwatch run` tests: sources go idle after one quiet
+/// second and state is snapshotted every second; `extra` is appended to the config.
+pub fn write_hospital_for_run(dir: &Path, extra: &str) -> PathBuf {
+    let config = write_hospital(dir);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            "learning_days = 7",
+            "learning_days = 7\nidle_source_secs = 1",
+        )
+        .replace("dir = \"state\"", "dir = \"state\"\nsnapshot_secs = 1");
+    std::fs::write(&config, text + extra).unwrap();
+    config
+}
