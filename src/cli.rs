@@ -44,12 +44,12 @@ pub enum Command {
         #[arg(long)]
         connect: bool,
     },
-    /// The collecting half of `run`, producing events to Kafka (not in this release).
+    /// The collecting half of `run`: follows the sources and produces events to Kafka.
     Agent {
         #[arg(long)]
         config: PathBuf,
     },
-    /// The detecting half of `run`, consuming events from Kafka (not in this release).
+    /// The detecting half of `run`: consumes events from Kafka and writes alerts.
     Engine {
         #[arg(long)]
         config: PathBuf,
@@ -100,10 +100,8 @@ pub fn main() -> i32 {
         Command::Check { config, connect } => {
             check(&config.unwrap_or_else(config::default_path), connect)
         }
-        Command::Agent { .. } | Command::Engine { .. } => Err(anyhow::anyhow!(
-            "agent and engine (the two halves of run joined through Kafka) are not in this release; \
-             use `phiwatch run`, which runs sources, engine and sinks in one process"
-        )),
+        Command::Agent { config } => crate::pipeline::agent::main(&config),
+        Command::Engine { config } => crate::pipeline::engine_node::main(&config),
         Command::Simulate {
             out,
             seed,

@@ -233,6 +233,9 @@ pub struct KafkaConfig {
     pub username: Option<String>,
     /// File holding the SASL password (kept out of the config file).
     pub password_file: Option<PathBuf>,
+    /// Agent: most bytes its disk spool holds while Kafka is slow or away; reading
+    /// pauses when it is full (default 1 GiB).
+    pub spool_max_bytes: u64,
 }
 
 impl Default for KafkaConfig {
@@ -249,6 +252,7 @@ impl Default for KafkaConfig {
             sasl_mechanism: None,
             username: None,
             password_file: None,
+            spool_max_bytes: 1 << 30,
         }
     }
 }

@@ -173,6 +173,11 @@ pub struct Provenance {
     /// Byte offset of the line's first byte in that file.
     #[serde(default)]
     pub offset: u64,
+    /// The file's identity when the line was read: device, inode and the fingerprint of
+    /// its first bytes (see `source::FileId`). A path is reused by rotation and a file
+    /// truncated in place starts its offsets again; this tells those apart.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub file_id: String,
 }
 
 /// One thing a staff account did, in the shape every format maps onto.

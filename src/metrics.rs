@@ -25,6 +25,10 @@ pub struct Metrics {
     pub events_rejected: IntCounterVec,
     pub events_processed: IntCounterVec,
     pub events_late: IntCounter,
+    pub events_duplicate: IntCounter,
+    pub kafka_events_produced: IntCounter,
+    pub spool_full: IntGauge,
+    pub spool_recoveries: IntCounter,
     pub alerts: IntCounterVec,
     pub ingest_lag_seconds: GaugeVec,
     pub checkpoint_age_seconds: GaugeVec,
@@ -121,6 +125,26 @@ impl Metrics {
                 &r,
                 "phiwatch_events_late_total",
                 "Events that arrived after the watermark had passed their time.",
+            ),
+            events_duplicate: counter(
+                &r,
+                "phiwatch_events_duplicate_total",
+                "Events the engine received again (redelivery, or an agent re-sending after a crash) and dropped.",
+            ),
+            kafka_events_produced: counter(
+                &r,
+                "phiwatch_kafka_events_produced_total",
+                "Events the agent produced and Kafka acknowledged.",
+            ),
+            spool_full: int_gauge(
+                &r,
+                "phiwatch_spool_full",
+                "1 while the agent's disk spool is full and reading is paused (backpressure).",
+            ),
+            spool_recoveries: counter(
+                &r,
+                "phiwatch_spool_recoveries_total",
+                "Times the agent found its spool damaged at start and cut it back to the last intact batch.",
             ),
             alerts: counter_vec(
                 &r,

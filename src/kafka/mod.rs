@@ -34,6 +34,12 @@ pub fn validate(k: &KafkaConfig) -> Vec<String> {
             ));
         }
     }
+    if k.spool_max_bytes < 1 << 20 {
+        p.push(format!(
+            "[kafka] spool_max_bytes = {} is too small; give the agent's spool at least 1 MiB (default 1 GiB)",
+            k.spool_max_bytes
+        ));
+    }
     if let Some(m) = &k.sasl_mechanism {
         if !MECHANISMS.contains(&m.to_ascii_uppercase().as_str()) {
             p.push(format!(

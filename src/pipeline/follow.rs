@@ -134,6 +134,7 @@ pub fn follow(
                                 agent: String::new(),
                                 file: l.path.to_string(),
                                 offset: l.offset,
+                                file_id: l.id.to_string(),
                             });
                             items.push(Item::Event(e));
                         }

@@ -124,6 +124,7 @@ fn spawn_parser(
             agent: String::new(),
             file: path.to_string(),
             offset,
+            ..Provenance::default()
         });
         e
     };

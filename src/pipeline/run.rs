@@ -306,7 +306,7 @@ fn take_batch(
 }
 
 /// Sends alerts to the sinks, waits until they are flushed, then records their ids.
-fn deliver(sinks: &SinkSet, alerts: &mut Vec<Alert>, log: &mut std::fs::File) -> Result<()> {
+pub(crate) fn deliver(sinks: &SinkSet, alerts: &mut Vec<Alert>, log: &mut std::fs::File) -> Result<()> {
     if alerts.is_empty() {
         return Ok(());
     }
@@ -330,7 +330,7 @@ fn deliver(sinks: &SinkSet, alerts: &mut Vec<Alert>, log: &mut std::fs::File) ->
     Ok(())
 }
 
-fn load_emitted(path: &Path) -> Result<Vec<String>> {
+pub(crate) fn load_emitted(path: &Path) -> Result<Vec<String>> {
     match std::fs::File::open(path) {
         Ok(f) => Ok(std::io::BufReader::new(f)
             .lines()
@@ -342,7 +342,7 @@ fn load_emitted(path: &Path) -> Result<Vec<String>> {
     }
 }
 
-fn merge_positions(into: &mut Vec<Position>, new: Vec<Position>) {
+pub(crate) fn merge_positions(into: &mut Vec<Position>, new: Vec<Position>) {
     for p in new {
         match into.iter_mut().find(|q| q.id.same_file(&p.id)) {
             Some(q) => *q = p,

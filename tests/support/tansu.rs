@@ -100,10 +100,15 @@ impl Broker {
         );
     }
 
-    /// Kills the broker and starts it again on the same port and storage.
-    pub fn restart(&mut self) {
+    /// Kills the broker (SIGKILL); `restart` brings it back.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Kills the broker (if still up) and starts it again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.kill();
         std::thread::sleep(Duration::from_millis(500));
         self.child = spawn(self.dir.path(), self.port, &self.storage).unwrap();
         self.wait_up();

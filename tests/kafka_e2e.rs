@@ -1,0 +1,374 @@
+//! Agent and engine as real processes, joined through a real broker (tansu): the same
+//! alerts as `replay` on the same input, and every event counted exactly once in the
+//! engine's state, whichever of agent, broker or engine is killed mid-stream.
+//!
+//! "Counted once" is read from the engine's partition snapshots after a clean stop: the
+//! events applied to state, summed over partitions, equal the events `replay` read.
+
+mod common;
+#[path = "support/tansu.rs"]
+mod tansu;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+const PARTITIONS: i32 = 3;
+const INPUTS: [&str; 4] = [
+    "events/canonical.jsonl",
+    "atna/ehr.log",
+    "fhir/audit.ndjson",
+    "epic/access.txt",
+];
+
+fn phiwatch() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_phiwatch"))
+}
+
+fn sorted_lines(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+struct Hospital {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    /// replay's alerts, sorted.
+    want: Vec<String>,
+    /// Events replay read.
+    events: u64,
+}
+
+impl Hospital {
+    fn new(broker: &tansu::Broker) -> Hospital {
+        broker.create_topic("phiwatch.events", PARTITIONS as u32);
+        broker.create_topic("phiwatch.alerts", 1);
+        let dir = tempfile::tempdir().unwrap();
+        let config = common::write_hospital_for_run(
+            dir.path(),
+            &format!("\n[kafka]\nbrokers = \"{}\"\n", broker.address()),
+        );
+        let out = dir.path().join("replay.ndjson");
+        let o = phiwatch()
+            .args(["replay", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{stderr}");
+        // "replay: 4 files, 1234 lines, 1200 events in ..."
+        let events = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("replay: "))
+            .and_then(|l| l.split(", ").nth(2))
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no event count in replay's summary:\n{stderr}"));
+        let want = sorted_lines(&out);
+        assert!(want.len() >= 10, "the crafted hospital gives alerts");
+        Hospital {
+            dir,
+            config,
+            want,
+            events,
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn start(&self, cmd: &str, log: &str) -> Child {
+        phiwatch()
+            .args([cmd, "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stderr(std::fs::File::create(self.path(log)).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
+    fn logs(&self) -> String {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| {
+                format!(
+                    "== {}\n{}",
+                    p.display(),
+                    std::fs::read_to_string(p).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Holds back the last part of the main log, to write it later.
+    fn hold_back(&self) -> String {
+        let log = self.path(INPUTS[0]);
+        let full = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = full.lines().collect();
+        let cut = lines.len() / 2;
+        std::fs::write(&log, lines[..cut].join("\n") + "\n").unwrap();
+        lines[cut..].join("\n") + "\n"
+    }
+
+    fn release(&self, rest: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.path(INPUTS[0]))
+            .unwrap();
+        f.write_all(rest.as_bytes()).unwrap();
+    }
+
+    fn agent_checkpoint(&self) -> serde_json::Value {
+        std::fs::read_to_string(self.path("state/agent/positions.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    /// Kafka acknowledged every line of every input.
+    fn agent_caught_up(&self) -> bool {
+        let cp = self.agent_checkpoint();
+        INPUTS.iter().all(|f| {
+            let path = self.path(f);
+            let size = std::fs::metadata(&path).unwrap().len();
+            let name = path.to_string_lossy();
+            cp["acked"].as_object().is_some_and(|sources| {
+                sources
+                    .values()
+                    .flat_map(|v| v.as_array().into_iter().flatten())
+                    .any(|p| p["path"].as_str() == Some(&name) && p["offset"].as_u64() == Some(size))
+            })
+        })
+    }
+
+    fn snapshots(&self) -> Vec<serde_json::Value> {
+        (0..PARTITIONS)
+            .filter_map(|p| {
+                std::fs::read_to_string(
+                    self.path(&format!("state/engine/phiwatch.events-{p}.snapshot.json")),
+                )
+                .ok()
+            })
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .collect()
+    }
+
+    /// The engines' snapshots have reached the end of every partition.
+    fn engine_caught_up(&self, broker: &tansu::Broker) -> bool {
+        let ends = high_watermarks(broker);
+        let snaps = self.snapshots();
+        ends.iter().enumerate().all(|(p, &end)| {
+            end == 0
+                || snaps
+                    .iter()
+                    .any(|s| s["partition"] == p as i64 && s["next"].as_i64() == Some(end))
+        })
+    }
+
+    fn wait_caught_up(&self, broker: &tansu::Broker) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while !(self.agent_caught_up() && self.engine_caught_up(broker)) {
+            if Instant::now() > deadline {
+                panic!(
+                    "not caught up after 180 s (agent: {}, engine: {}); ends {:?}; logs:\n{}",
+                    self.agent_caught_up(),
+                    self.engine_caught_up(broker),
+                    high_watermarks(broker),
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        // Idle sources release what they held back.
+        std::thread::sleep(Duration::from_millis(2500));
+    }
+
+    /// After a clean stop of every engine: same alerts as replay, every event once.
+    fn check(&self) {
+        let got = sorted_lines(&self.path("alerts.ndjson"));
+        assert_eq!(
+            got,
+            self.want,
+            "alerts differ from replay's; logs:\n{}",
+            self.logs()
+        );
+        let applied: u64 = self
+            .snapshots()
+            .iter()
+            .map(|s| s["engine"]["applied"].as_u64().unwrap())
+            .sum();
+        assert_eq!(applied, self.events, "events applied to the engine's state");
+        let mut ids: Vec<String> = got
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+            .collect();
+        let n = ids.len();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "an alert id came out twice");
+    }
+
+    /// Waits until the agent has had at least one batch acknowledged.
+    fn wait_agent_progress(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self
+            .agent_checkpoint()
+            .to_string()
+            .contains("canonical.jsonl")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the agent checkpointed nothing; logs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn high_watermarks(broker: &tansu::Broker) -> Vec<i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .create()
+        .unwrap();
+    (0..PARTITIONS)
+        .map(|p| {
+            c.fetch_watermarks("phiwatch.events", p, Duration::from_secs(10))
+                .map(|(_, high)| high)
+                .unwrap_or(-1)
+        })
+        .collect()
+}
+
+fn stop(mut c: Child) {
+    Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = c.try_wait().unwrap() {
+            assert!(status.success(), "exited with {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn kill(mut c: Child) {
+    c.kill().unwrap();
+    c.wait().unwrap();
+}
+
+#[test]
+fn agent_and_engine_through_kafka_equal_replay() {
+    let Some(broker) = tansu::Broker::start() else {
+        return;
+    };
+    let h = Hospital::new(&broker);
+    let engine = h.start("engine", "engine.log");
+    let agent = h.start("agent", "agent.log");
+    h.wait_caught_up(&broker);
+    stop(agent);
+    stop(engine);
+    h.check();
+}
+
+#[test]
+fn a_killed_agent_restarts_without_loss_or_duplicates() {
+    let Some(broker) = tansu::Broker::start() else {
+        return;
+    };
+    let h = Hospital::new(&broker);
+    let rest = h.hold_back();
+    let engine = h.start("engine", "engine.log");
+    let agent = h.start("agent", "agent.log");
+    h.wait_agent_progress();
+    kill(agent);
+    h.release(&rest);
+    let agent = h.start("agent", "agent2.log");
+    h.wait_caught_up(&broker);
+    stop(agent);
+    stop(engine);
+    h.check();
+}
+
+#[test]
+fn a_killed_engine_restarts_from_its_snapshots() {
+    let Some(broker) = tansu::Broker::start() else {
+        return;
+    };
+    let h = Hospital::new(&broker);
+    let rest = h.hold_back();
+    let engine = h.start("engine", "engine.log");
+    let agent = h.start("agent", "agent.log");
+    h.wait_agent_progress();
+    // Let the engine apply and snapshot some of it, then kill it between snapshots.
+    std::thread::sleep(Duration::from_millis(1500));
+    kill(engine);
+    h.release(&rest);
+    let engine = h.start("engine", "engine2.log");
+    h.wait_caught_up(&broker);
+    stop(agent);
+    stop(engine);
+    h.check();
+}
+
+#[test]
+fn a_broker_restarted_mid_stream_loses_nothing() {
+    let Some(mut broker) = tansu::Broker::start_with("sqlite://tansu.db") else {
+        return;
+    };
+    let h = Hospital::new(&broker);
+    let rest = h.hold_back();
+    let engine = h.start("engine", "engine.log");
+    let agent = h.start("agent", "agent.log");
+    h.wait_agent_progress();
+    broker.kill();
+    // The agent keeps reading into its spool while the broker is away.
+    h.release(&rest);
+    std::thread::sleep(Duration::from_secs(3));
+    broker.restart();
+    h.wait_caught_up(&broker);
+    stop(agent);
+    stop(engine);
+    h.check();
+}
+
+#[test]
+fn a_second_engine_takes_over_the_partitions_of_a_killed_one() {
+    let Some(broker) = tansu::Broker::start() else {
+        return;
+    };
+    let h = Hospital::new(&broker);
+    let rest = h.hold_back();
+    let first = h.start("engine", "engine-a.log");
+    let second = h.start("engine", "engine-b.log");
+    let agent = h.start("agent", "agent.log");
+    h.wait_agent_progress();
+    std::thread::sleep(Duration::from_millis(1500));
+    kill(first);
+    h.release(&rest);
+    h.wait_caught_up(&broker);
+    stop(agent);
+    stop(second);
+    h.check();
+}
