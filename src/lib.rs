@@ -26,6 +26,6 @@ pub mod score;
 pub mod signals;
 pub mod simulate;
 pub mod sink;
-pub mod spool;
 pub mod source;
+pub mod spool;
 pub mod uid;

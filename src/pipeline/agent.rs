@@ -142,8 +142,9 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
         })?
         .unwrap_or_default();
     let spool_dir = dir.join("spool");
-    let (spool, recovery) = Spool::open(&spool_dir, cfg.kafka.spool_max_bytes, checkpoint.cursor)
-        .with_context(|| format!("cannot open the spool {}", spool_dir.display()))?;
+    let (spool, recovery) =
+        Spool::open(&spool_dir, cfg.kafka.spool_max_bytes, checkpoint.cursor)
+            .with_context(|| format!("cannot open the spool {}", spool_dir.display()))?;
     let m = metrics::get();
     if recovery.corrupt || recovery.truncated_bytes > 0 {
         m.spool_recoveries.inc();
@@ -157,8 +158,12 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     // Sources resume after what the spool holds; without a spooled mark, after what
     // Kafka acknowledged.
     let mut read: Positions = match &recovery.last_mark {
-        Some(bytes) => serde_json::from_slice(bytes)
-            .map_err(|e| anyhow!("a spool mark in {} is not valid ({e}); move the spool folder away", spool_dir.display()))?,
+        Some(bytes) => serde_json::from_slice(bytes).map_err(|e| {
+            anyhow!(
+                "a spool mark in {} is not valid ({e}); move the spool folder away",
+                spool_dir.display()
+            )
+        })?,
         None => checkpoint.acked.clone(),
     };
     info!(
@@ -430,7 +435,12 @@ impl Agent {
                 Record::Mark(positions) => self.marks.push_back((self.seq, after, positions)),
             }
         }
-        self.producer.poll(Duration::from_millis(if self.marks.is_empty() { 0 } else { 20 }));
+        self.producer
+            .poll(Duration::from_millis(if self.marks.is_empty() {
+                0
+            } else {
+                20
+            }));
         let failed = self
             .producer
             .context()
@@ -481,12 +491,13 @@ impl Agent {
         if !self.dirty {
             return Ok(());
         }
-        source::write_json(&self.checkpoint_path, &self.checkpoint).with_context(|| {
-            format!("cannot write {}", self.checkpoint_path.display())
-        })?;
+        source::write_json(&self.checkpoint_path, &self.checkpoint)
+            .with_context(|| format!("cannot write {}", self.checkpoint_path.display()))?;
         self.dirty = false;
         self.spool.release(self.checkpoint.cursor)?;
-        metrics::get().snapshot_timestamp_seconds.set(metrics::now_secs());
+        metrics::get()
+            .snapshot_timestamp_seconds
+            .set(metrics::now_secs());
         Ok(())
     }
 }

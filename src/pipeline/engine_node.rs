@@ -258,9 +258,7 @@ impl Parts {
                 forget_oldest(&mut part.applied);
             }
         }
-        m.events_processed
-            .with_label_values(&[&event.source])
-            .inc();
+        m.events_processed.with_label_values(&[&event.source]).inc();
         let source = event.source.clone();
         part.last_seen.insert(source.clone(), Instant::now());
         part.engine.push(event, &mut part.alerts);
@@ -281,7 +279,10 @@ impl Parts {
                     None => part.since.elapsed() >= idle_after,
                 };
                 if quiet {
+                    let before = part.engine.state().applied;
                     part.engine.set_idle(name, true, &mut part.alerts);
+                    // Released events changed the state: the next snapshot must hold them.
+                    part.dirty |= part.engine.state().applied != before;
                 }
             }
             deliver(&self.sinks, &mut part.alerts, &mut part.emitted)?;
@@ -490,7 +491,11 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     consumer.unsubscribe();
     drop(consumer);
     match Arc::try_unwrap(parts) {
-        Ok(p) => p.into_inner().unwrap_or_else(|e| e.into_inner()).sinks.close()?,
+        Ok(p) => p
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .sinks
+            .close()?,
         Err(_) => warn!("sinks not closed: the consumer still holds them"),
     }
     m.up.set(0);

@@ -306,7 +306,11 @@ fn take_batch(
 }
 
 /// Sends alerts to the sinks, waits until they are flushed, then records their ids.
-pub(crate) fn deliver(sinks: &SinkSet, alerts: &mut Vec<Alert>, log: &mut std::fs::File) -> Result<()> {
+pub(crate) fn deliver(
+    sinks: &SinkSet,
+    alerts: &mut Vec<Alert>,
+    log: &mut std::fs::File,
+) -> Result<()> {
     if alerts.is_empty() {
         return Ok(());
     }
