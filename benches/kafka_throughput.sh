@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Kafka throughput: files -> phiwatch agent -> tansu broker -> phiwatch engine -> alerts.
+#
+#   benches/kafka_throughput.sh               # 800 staff, 7 days
+#   STAFF=800 DAYS=30 PARTITIONS=3 benches/kafka_throughput.sh
+#
+# Method: simulate a hospital, count its events with `replay`, start a fresh tansu broker
+# (memory storage) with PARTITIONS partitions, start one engine and one agent on the same
+# files, and time until the engine's partition snapshots hold every event (sum of
+# `engine.applied` == replay's count). Events/s = events / that time. The agent starts after
+# the engine, so the figure includes spooling, producing, consuming, detection and snapshots.
+# The time includes the engine's idle_source_secs (5 s) wait for the last events and up to 1 s
+# of snapshot interval. Line-to-alert latency at a steady rate is not measured by this script.
+#
+# Needs tansu on PATH (see DEVELOPERS.md / .ci/run) and python3.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+STAFF=${STAFF:-800}
+DAYS=${DAYS:-7}
+SEED=${SEED:-1}
+PARTITIONS=${PARTITIONS:-3}
+TARGET=${CARGO_TARGET_DIR:-target}
+if [ -z "${PHIWATCH:-}" ]; then
+  cargo build --release --quiet
+  PHIWATCH=$TARGET/release/phiwatch
+fi
+command -v tansu >/dev/null || { echo "tansu is not on PATH" >&2; exit 1; }
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+"$PHIWATCH" simulate --out "$WORK/h" --seed "$SEED" --staff "$STAFF" --days "$DAYS" >/dev/null 2>&1
+cd "$WORK/h"
+EVENTS=$("$PHIWATCH" replay --config phiwatch.toml --out replay.ndjson 2>&1 >/dev/null |
+  sed -n 's/^replay: [^,]*, [^,]*, \([0-9]*\) events.*/\1/p')
+[ -n "$EVENTS" ] || { echo "no event count from replay" >&2; exit 1; }
+rm -rf state
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PROMETHEUS_LISTENER_URL=tcp://127.0.0.1:$MPORT tansu broker --listener-url tcp://127.0.0.1:$PORT \
+  --advertised-listener-url tcp://127.0.0.1:$PORT --storage-engine memory://tansu/ \
+  >/dev/null 2>"$WORK/tansu.log" &
+PIDS+=($!)
+for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+tansu topic create phiwatch.events --partitions "$PARTITIONS" --broker tcp://127.0.0.1:$PORT
+tansu topic create phiwatch.alerts --partitions 1 --broker tcp://127.0.0.1:$PORT
+sed -i "/^\[state\]/a snapshot_secs = 1" phiwatch.toml
+printf '\n[kafka]\nbrokers = "127.0.0.1:%s"\n' "$PORT" >> phiwatch.toml
+
+applied() {
+  python3 - <<'EOF'
+import glob, json
+n = 0
+for f in glob.glob("state/engine/*.snapshot.json"):
+    try:
+        n += json.load(open(f))["engine"]["applied"]
+    except Exception:
+        pass
+print(n)
+EOF
+}
+
+"$PHIWATCH" engine --config phiwatch.toml 2>"$WORK/engine.log" &
+PIDS+=($!)
+sleep 2
+START=$(date +%s.%N)
+"$PHIWATCH" agent --config phiwatch.toml 2>"$WORK/agent.log" &
+PIDS+=($!)
+while :; do
+  A=$(applied)
+  [ "$A" -ge "$EVENTS" ] && break
+  sleep 0.5
+done
+END=$(date +%s.%N)
+python3 -c "
+e=$EVENTS; t=$END-$START
+print(f'staff $STAFF, days $DAYS, partitions $PARTITIONS: {e} events through agent, broker and engine in {t:.1f} s = {e/t:,.0f} events/s')"
