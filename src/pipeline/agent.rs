@@ -18,9 +18,9 @@
 //! the crash are produced again; the engine recognises them by their provenance (agent,
 //! file identity, offset) and drops them.
 
-use super::follow::{follow, Item, Msg};
+use super::follow::{start_sources, Item, Msg, Started};
 use super::run::merge_positions;
-use crate::config::{Config, SourceType};
+use crate::config::Config;
 use crate::deadletter::DeadLetter;
 use crate::metrics::{self, Health};
 use crate::notify::Notifier;
@@ -97,15 +97,7 @@ impl Deliveries {
 const MAX_IN_FLIGHT: usize = 20_000;
 
 pub fn main(config: &Path) -> Result<i32> {
-    let cfg = Config::load(config)?;
-    let problems: Vec<String> = cfg
-        .validate()
-        .into_iter()
-        .chain(crate::kafka::validate(&cfg.kafka))
-        .collect();
-    if !problems.is_empty() {
-        anyhow::bail!("{}: {}", config.display(), problems.join("; "));
-    }
+    let cfg = super::load_for_kafka(config)?;
     run(&cfg, signals::install()?)?;
     Ok(0)
 }
@@ -183,36 +175,8 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
         .create_with_context(Deliveries::default())
         .map_err(|e| anyhow!("cannot create the Kafka producer: {e}"))?;
     let host = crate::uid::hostname();
-    let tz = cfg.timezone()?;
     let (tx, rx) = sync_channel::<Msg>(4);
-    let mut handles = Vec::new();
-    for s in cfg.sources.iter().filter(|s| s.kind == SourceType::File) {
-        let resume = read.get(&s.name).cloned().unwrap_or_default();
-        let (s, tx, flags) = (s.clone(), tx.clone(), Arc::clone(&flags));
-        let idle = Duration::from_secs(cfg.engine.idle_source_secs.max(1));
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("source-{}", s.name))
-                .spawn(move || follow(s, tz, resume, tx, flags, idle))?,
-        );
-    }
-    let mut watchers = Vec::new();
-    for s in cfg.sources.iter().filter(|s| s.kind == SourceType::Fswatch) {
-        let (tx, name) = (tx.clone(), s.name.clone());
-        let emit = Box::new(move |events: Vec<crate::event::Event>| {
-            let n = events.len() as u64;
-            let batch = Msg::Batch {
-                source: name.clone(),
-                items: events.into_iter().map(Item::Event).collect(),
-                positions: Vec::new(),
-                lines: n,
-                bytes: 0,
-            };
-            tx.send(batch).is_ok()
-        });
-        watchers.push(crate::source::fswatch::start(s, emit)?);
-    }
-    drop(tx);
+    let Started { threads, watchers } = start_sources(cfg, &read, tx, &flags, false)?;
     for s in &cfg.sources {
         m.register_source(&s.name);
     }
@@ -242,7 +206,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     let mut last_save = Instant::now();
     let mut told_full = false;
     let mut open = true;
-    info!(topic = %agent.topic, sources = handles.len() + watchers.len(), "phiwatch agent started");
+    info!(topic = %agent.topic, sources = threads.len() + watchers.len(), "phiwatch agent started");
     while !flags.stopping() {
         // Intake: from the sources into the spool, unless it is full.
         let full = agent.spool.is_full();
@@ -277,7 +241,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     info!("stopping: sources first, then what the spool holds, for up to 10 s");
     notifier.stopping();
     drop(watchers);
-    for h in handles {
+    for h in threads {
         let _ = h.join();
     }
     // What the sources read before they stopped goes into the spool (it is durable).

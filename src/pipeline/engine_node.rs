@@ -379,15 +379,7 @@ impl Parts {
 }
 
 pub fn main(config: &Path) -> Result<i32> {
-    let cfg = Config::load(config)?;
-    let problems: Vec<String> = cfg
-        .validate()
-        .into_iter()
-        .chain(crate::kafka::validate(&cfg.kafka))
-        .collect();
-    if !problems.is_empty() {
-        anyhow::bail!("{}: {}", config.display(), problems.join("; "));
-    }
+    let cfg = super::load_for_kafka(config)?;
     run(&cfg, signals::install()?)?;
     Ok(0)
 }

@@ -161,3 +161,53 @@ pub fn follow(
         }
     }
 }
+
+/// The running sources of a config: a thread per `file` source (see [`follow`]) and a
+/// watcher per `fswatch` source, all sending to one channel. Dropping `watchers` stops the
+/// watchers; the threads end when `flags` asks them to.
+pub struct Started {
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+    pub watchers: Vec<crate::source::fswatch::FsWatch>,
+}
+
+/// Starts every source of `cfg`, file sources resuming from `resume` (by source name).
+/// With `watch_idle`, each watcher batch is followed by [`Msg::Idle`]: its events carry
+/// wall-clock time, so a consumer that orders by event time must not wait for it.
+pub fn start_sources(
+    cfg: &crate::config::Config,
+    resume: &std::collections::BTreeMap<String, Vec<Position>>,
+    tx: SyncSender<Msg>,
+    flags: &Arc<Flags>,
+    watch_idle: bool,
+) -> anyhow::Result<Started> {
+    use crate::config::SourceType;
+    let tz = cfg.timezone()?;
+    let idle = Duration::from_secs(cfg.engine.idle_source_secs.max(1));
+    let mut threads = Vec::new();
+    for s in cfg.sources.iter().filter(|s| s.kind == SourceType::File) {
+        let from = resume.get(&s.name).cloned().unwrap_or_default();
+        let (s, tx, flags) = (s.clone(), tx.clone(), Arc::clone(flags));
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("source-{}", s.name))
+                .spawn(move || follow(s, tz, from, tx, flags, idle))?,
+        );
+    }
+    let mut watchers = Vec::new();
+    for s in cfg.sources.iter().filter(|s| s.kind == SourceType::Fswatch) {
+        let (tx, name) = (tx.clone(), s.name.clone());
+        let emit = Box::new(move |events: Vec<Event>| {
+            let n = events.len() as u64;
+            let batch = Msg::Batch {
+                source: name.clone(),
+                items: events.into_iter().map(Item::Event).collect(),
+                positions: Vec::new(),
+                lines: n,
+                bytes: 0,
+            };
+            tx.send(batch).is_ok() && (!watch_idle || tx.send(Msg::Idle(name.clone())).is_ok())
+        });
+        watchers.push(crate::source::fswatch::start(s, emit)?);
+    }
+    Ok(Started { threads, watchers })
+}

@@ -9,7 +9,7 @@
 //! same ids; ids are appended to `emitted.log` once the sinks have flushed them, and
 //! that log is consulted at start, so no alert is written twice.
 
-use super::follow::{follow, Item, Msg};
+use super::follow::{start_sources, Item, Msg, Started};
 use super::replay::build_engine;
 use crate::alert::Alert;
 use crate::config::{Config, SourceType};
@@ -83,39 +83,11 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     }
     let emitted = load_emitted(&emitted_path)?;
     engine.mark_emitted(emitted.iter().map(String::as_str));
-    let tz = cfg.timezone()?;
     let (tx, rx) = sync_channel::<Msg>(64);
-    let mut handles = Vec::new();
     for s in cfg.sources.iter().filter(|s| s.kind == SourceType::File) {
         engine.add_source(&s.name);
-        let resume = positions.get(&s.name).cloned().unwrap_or_default();
-        let (s, tx, flags) = (s.clone(), tx.clone(), Arc::clone(&flags));
-        let idle = Duration::from_secs(cfg.engine.idle_source_secs.max(1));
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("source-{}", s.name))
-                .spawn(move || follow(s, tz, resume, tx, flags, idle))?,
-        );
     }
-    // Filesystem watchers: their events carry wall-clock time, so after each batch the
-    // source is idle again and never holds the watermark back.
-    let mut watchers = Vec::new();
-    for s in cfg.sources.iter().filter(|s| s.kind == SourceType::Fswatch) {
-        let (tx, name) = (tx.clone(), s.name.clone());
-        let emit = Box::new(move |events: Vec<crate::event::Event>| {
-            let n = events.len() as u64;
-            let batch = Msg::Batch {
-                source: name.clone(),
-                items: events.into_iter().map(Item::Event).collect(),
-                positions: Vec::new(),
-                lines: n,
-                bytes: 0,
-            };
-            tx.send(batch).is_ok() && tx.send(Msg::Idle(name.clone())).is_ok()
-        });
-        watchers.push(crate::source::fswatch::start(s, emit)?);
-    }
-    drop(tx);
+    let Started { threads, watchers } = start_sources(cfg, &positions, tx, &flags, true)?;
     let sinks = crate::sink::build(cfg)?;
     let m = metrics::get();
     let health = Arc::new(Health::default());
@@ -148,7 +120,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     let mut last_ref_check = Instant::now();
     let mut reference_cfg = cfg.reference.clone();
     let every = Duration::from_secs(cfg.state.snapshot_secs.max(1));
-    info!(sources = handles.len(), "phiwatch run started");
+    info!(sources = threads.len(), "phiwatch run started");
     health
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -208,7 +180,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     health
         .ready
         .store(false, std::sync::atomic::Ordering::Relaxed);
-    for h in handles {
+    for h in threads {
         let _ = h.join();
     }
     while let Ok(msg) = rx.try_recv() {
