@@ -342,6 +342,18 @@ impl Health {
     }
 }
 
+/// The health of a daemon (`run`, `agent`, `engine`), served with the metrics when the
+/// config sets `[metrics] listen`. Ticked once, so `/healthz` is green from the start.
+pub fn start_health(listen: Option<&str>) -> Result<Arc<Health>> {
+    let health = Arc::new(Health::default());
+    health.tick();
+    if let Some(addr) = listen {
+        let at = serve(addr, Arc::clone(&health))?;
+        tracing::info!(listen = %at, "metrics listening on /metrics, /healthz, /readyz");
+    }
+    Ok(health)
+}
+
 /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` from a thread of its own.
 pub fn serve(addr: &str, health: Arc<Health>) -> Result<std::net::SocketAddr> {
     let listener = TcpListener::bind(addr).with_context(|| {

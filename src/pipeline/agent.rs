@@ -22,7 +22,7 @@ use super::follow::{start_sources, Item, Msg, Started};
 use super::run::merge_positions;
 use crate::config::Config;
 use crate::deadletter::DeadLetter;
-use crate::metrics::{self, Health};
+use crate::metrics;
 use crate::notify::Notifier;
 use crate::signals::{self, Flags};
 use crate::source::{self, Position};
@@ -180,12 +180,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     for s in &cfg.sources {
         m.register_source(&s.name);
     }
-    let health = Arc::new(Health::default());
-    health.tick();
-    if let Some(addr) = &cfg.metrics.listen {
-        let at = metrics::serve(addr, Arc::clone(&health))?;
-        info!(listen = %at, "metrics listening on /metrics, /healthz, /readyz");
-    }
+    let health = metrics::start_health(cfg.metrics.listen.as_deref())?;
     m.up.set(1);
     let mut notifier = Notifier::new();
     notifier.ready();

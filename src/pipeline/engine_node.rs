@@ -29,7 +29,7 @@ use crate::config::{Config, SourceType};
 use crate::detect::{self, Detector};
 use crate::engine::{Engine, Settings, State};
 use crate::event::Event;
-use crate::metrics::{self, Health};
+use crate::metrics;
 use crate::notify::Notifier;
 use crate::reference::Reference;
 use crate::signals::{self, Flags};
@@ -430,12 +430,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     consumer
         .subscribe(&[&cfg.kafka.events_topic])
         .map_err(|e| anyhow!("cannot subscribe to {}: {e}", cfg.kafka.events_topic))?;
-    let health = Arc::new(Health::default());
-    health.tick();
-    if let Some(addr) = &cfg.metrics.listen {
-        let at = metrics::serve(addr, Arc::clone(&health))?;
-        info!(listen = %at, "metrics listening on /metrics, /healthz, /readyz");
-    }
+    let health = metrics::start_health(cfg.metrics.listen.as_deref())?;
     m.up.set(1);
     let mut notifier = Notifier::new();
     notifier.ready();

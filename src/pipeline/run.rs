@@ -15,7 +15,7 @@ use crate::alert::Alert;
 use crate::config::{Config, SourceType};
 use crate::deadletter::DeadLetter;
 use crate::engine::{Engine, State};
-use crate::metrics::{self, Health};
+use crate::metrics;
 use crate::notify::Notifier;
 use crate::reference::Reference;
 use crate::signals::{self, Flags};
@@ -90,12 +90,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     let Started { threads, watchers } = start_sources(cfg, &positions, tx, &flags, true)?;
     let sinks = crate::sink::build(cfg)?;
     let m = metrics::get();
-    let health = Arc::new(Health::default());
-    health.tick();
-    if let Some(addr) = &cfg.metrics.listen {
-        let at = metrics::serve(addr, Arc::clone(&health))?;
-        info!(listen = %at, "metrics listening on /metrics, /healthz, /readyz");
-    }
+    let health = metrics::start_health(cfg.metrics.listen.as_deref())?;
     for s in &cfg.sources {
         m.register_source(&s.name);
     }
