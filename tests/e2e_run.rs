@@ -103,17 +103,7 @@ fn wait_caught_up(dir: &Path) {
 }
 
 fn stop(mut child: Child) {
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "run exited with {status}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "run did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::stop_with_sigterm(&mut child, Duration::from_secs(30));
 }
 
 #[test]

@@ -266,20 +266,7 @@ impl Drop for Proc {
 }
 
 fn stop(mut p: Proc) {
-    let c = &mut p.0;
-    Command::new("kill")
-        .args(["-TERM", &c.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = c.try_wait().unwrap() {
-            assert!(status.success(), "exited with {status}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::stop_with_sigterm(&mut p.0, Duration::from_secs(60));
 }
 
 fn kill(mut p: Proc) {

@@ -412,3 +412,24 @@ pub fn write_hospital_for_run(dir: &Path, extra: &str) -> PathBuf {
     std::fs::write(&config, text + extra).unwrap();
     config
 }
+
+/// Sends SIGTERM to a phiwatch process and waits up to `within` for a clean (zero) exit.
+pub fn stop_with_sigterm(child: &mut std::process::Child, within: std::time::Duration) {
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exited with {status}");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not stop on SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
