@@ -236,6 +236,13 @@ pub struct KafkaConfig {
     /// Agent: most bytes its disk spool holds while Kafka is slow or away; reading
     /// pauses when it is full (default 1 GiB).
     pub spool_max_bytes: u64,
+    /// Engine: a partition that no live engine has held for this long makes an engine
+    /// leave and rejoin the group to force a fresh assignment (0 = never; default 60).
+    /// See `pipeline::lease` for why a broker can leave a partition without an owner.
+    pub orphan_rejoin_secs: u64,
+    /// Engine: how long the group coordinator waits for a silent engine before giving its
+    /// partitions to the others (librdkafka `session.timeout.ms`; default 45).
+    pub session_timeout_secs: u64,
 }
 
 impl Default for KafkaConfig {
@@ -253,6 +260,8 @@ impl Default for KafkaConfig {
             username: None,
             password_file: None,
             spool_max_bytes: 1 << 30,
+            orphan_rejoin_secs: 60,
+            session_timeout_secs: 45,
         }
     }
 }

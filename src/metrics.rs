@@ -35,6 +35,8 @@ pub struct Metrics {
     pub snapshot_timestamp_seconds: Gauge,
     pub kafka_produce_errors: IntCounter,
     pub kafka_consume_errors: IntCounter,
+    pub partitions_unowned: IntGauge,
+    pub group_rejoins: IntCounter,
     pub spool_bytes: IntGauge,
     pub spool_capacity_bytes: IntGauge,
     pub sink_queue_depth: IntGaugeVec,
@@ -178,6 +180,16 @@ impl Metrics {
                 &r,
                 "phiwatch_kafka_consume_errors_total",
                 "Kafka consume errors (engine).",
+            ),
+            partitions_unowned: int_gauge(
+                &r,
+                "phiwatch_engine_partitions_unowned",
+                "Partitions of the events topic that no live engine holds (engine leases); their events are not being read.",
+            ),
+            group_rejoins: counter(
+                &r,
+                "phiwatch_engine_group_rejoins_total",
+                "Times this engine left and rejoined the consumer group because a partition had no owner for orphan_rejoin_secs.",
             ),
             spool_bytes: int_gauge(
                 &r,

@@ -40,6 +40,12 @@ pub fn validate(k: &KafkaConfig) -> Vec<String> {
             k.spool_max_bytes
         ));
     }
+    if !(6..=3600).contains(&k.session_timeout_secs) {
+        p.push(format!(
+            "[kafka] session_timeout_secs = {} is out of range; use 6 to 3600 (brokers refuse less than 6 by default; default 45)",
+            k.session_timeout_secs
+        ));
+    }
     if let Some(m) = &k.sasl_mechanism {
         if !MECHANISMS.contains(&m.to_ascii_uppercase().as_str()) {
             p.push(format!(

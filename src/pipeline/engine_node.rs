@@ -23,6 +23,7 @@
 //! workstation-linked chains are learned from the users of one partition, not the whole
 //! hospital. With one partition the engine gives exactly `replay`'s alerts.
 
+use super::lease::{Leases, OrphanWatch};
 use super::run::{deliver, load_emitted};
 use crate::alert::Alert;
 use crate::config::{Config, SourceType};
@@ -378,6 +379,99 @@ impl Parts {
     }
 }
 
+/// This engine's lease and the watch for partitions nobody holds (see `lease`).
+struct Owners {
+    leases: Leases,
+    watch: OrphanWatch,
+    partitions: Option<i32>,
+    last_write: Option<Instant>,
+    last_look: Instant,
+}
+
+impl Owners {
+    const WRITE_EVERY: Duration = Duration::from_secs(1);
+    const LOOK_EVERY: Duration = Duration::from_secs(5);
+
+    fn new(cfg: &Config, dir: &Path) -> Result<Owners> {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let me = format!(
+            "{}-{}-{started}",
+            crate::uid::hostname(),
+            std::process::id()
+        );
+        Ok(Owners {
+            leases: Leases::new(&dir.join("leases"), me)?,
+            watch: OrphanWatch::new(Duration::from_secs(cfg.kafka.orphan_rejoin_secs)),
+            partitions: None,
+            last_write: None,
+            last_look: Instant::now(),
+        })
+    }
+
+    /// Renews the lease every second; every few seconds, looks for unowned partitions and
+    /// rejoins the group when this engine is the one to act.
+    fn tick(&mut self, consumer: &BaseConsumer<Handover>, topic: &str) -> Result<()> {
+        if self
+            .last_write
+            .is_some_and(|t| t.elapsed() < Self::WRITE_EVERY)
+        {
+            return Ok(());
+        }
+        self.last_write = Some(Instant::now());
+        let held = match consumer.assignment() {
+            Ok(tpl) => tpl.elements().iter().map(|e| e.partition()).collect(),
+            Err(e) => {
+                warn!(error = %e, "cannot read this engine's assignment; lease not renewed");
+                return Ok(());
+            }
+        };
+        if let Err(e) = self.leases.write(held) {
+            warn!(error = %format!("{e:#}"), "lease not renewed; other engines may count these partitions as unowned");
+        }
+        if self.last_look.elapsed() < Self::LOOK_EVERY {
+            return Ok(());
+        }
+        self.last_look = Instant::now();
+        // The partition count, from the broker; the last known one while it does not answer.
+        match consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
+            Ok(md) => {
+                if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
+                    if !t.partitions().is_empty() {
+                        self.partitions = Some(t.partitions().len() as i32);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot fetch the topic's metadata; keeping the last partition count")
+            }
+        }
+        let Some(partitions) = self.partitions else {
+            return Ok(());
+        };
+        let look = self.watch.look(
+            partitions,
+            &self.leases.live(),
+            self.leases.me(),
+            Instant::now(),
+        );
+        metrics::get()
+            .partitions_unowned
+            .set(look.unowned.len() as i64);
+        if let Some(orphans) = look.rejoin_for {
+            warn!(partitions = ?orphans, "partitions have had no live engine for orphan_rejoin_secs; leaving and rejoining the consumer group to force a fresh assignment");
+            metrics::get().group_rejoins.inc();
+            consumer.unsubscribe();
+            consumer
+                .subscribe(&[topic])
+                .map_err(|e| anyhow!("cannot subscribe to {topic} again: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 pub fn main(config: &Path) -> Result<i32> {
     let cfg = super::load_for_kafka(config)?;
     run(&cfg, signals::install()?)?;
@@ -423,6 +517,10 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "range,roundrobin")
+        .set(
+            "session.timeout.ms",
+            (cfg.kafka.session_timeout_secs * 1000).to_string(),
+        )
         .create_with_context(Handover {
             parts: Arc::clone(&parts),
         })
@@ -440,6 +538,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     let every = Duration::from_secs(cfg.state.snapshot_secs.max(1));
     let mut last_snapshot = Instant::now();
     let mut last_ref_check = Instant::now();
+    let mut owners = Owners::new(cfg, &lock(&parts).dir)?;
     info!(topic = %cfg.kafka.events_topic, group = %cfg.kafka.group, "phiwatch engine started");
     while !flags.stopping() {
         // The lock is never held across poll(): rebalance callbacks run inside it.
@@ -462,6 +561,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
             p.reload_reference(&cfg.reference);
         }
         drop(p);
+        owners.tick(&consumer, &cfg.kafka.events_topic)?;
         health.tick();
         notifier.alive();
         if flags.take_reload() {
@@ -477,6 +577,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     // Leaving the group after the final snapshot: the partitions' next owner starts there.
     consumer.unsubscribe();
     drop(consumer);
+    owners.leases.remove();
     match Arc::try_unwrap(parts) {
         Ok(p) => p
             .into_inner()

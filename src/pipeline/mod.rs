@@ -5,6 +5,7 @@ pub mod agent;
 pub mod check;
 pub mod engine_node;
 pub mod follow;
+pub mod lease;
 pub mod lines;
 pub mod replay;
 pub mod run;

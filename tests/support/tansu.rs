@@ -4,7 +4,7 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 pub struct Broker {
@@ -18,6 +18,11 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // PHIWATCH_KEEP_TEST_DIR=1 leaves the broker's folder (tansu.log, storage) behind.
+        if std::env::var("PHIWATCH_KEEP_TEST_DIR").as_deref() == Ok("1") {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+            eprintln!("broker folder kept: {}", dir.keep().display());
+        }
     }
 }
 
@@ -115,6 +120,14 @@ impl Broker {
     }
 }
 
+fn log(dir: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("tansu.log"))
+        .unwrap()
+}
+
 fn spawn(dir: &Path, port: u16, storage: &str) -> Option<Child> {
     let bin = find_tansu().unwrap_or_else(|| {
         panic!(
@@ -139,8 +152,9 @@ fn spawn(dir: &Path, port: u16, storage: &str) -> Option<Child> {
                 "PROMETHEUS_LISTENER_URL",
                 format!("tcp://127.0.0.1:{}", free_port()),
             )
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("tansu.log")).unwrap())
+            // tansu logs to stdout (RUST_LOG picks the level); appended across restarts.
+            .stdout(log(dir))
+            .stderr(log(dir))
             .spawn()
             .unwrap(),
     )
