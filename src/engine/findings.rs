@@ -155,8 +155,17 @@ pub struct Findings {
     open: FxHashMap<String, Finding>,
     /// Alert ids written, with the window day, so a restart does not write one twice.
     emitted: FxHashMap<String, NaiveDate>,
-    /// Last event time a sweep for quiet findings ran at.
+    /// Last event time a full sweep for quiet findings ran at (once a minute).
     swept_at: i64,
+    /// The earliest event time (ms) at which an open finding may have gone quiet; a sweep
+    /// runs as soon as events pass it, so an alert is written when its gap is up, not up
+    /// to a minute later. It may be early (a finding extended since): the sweep that finds
+    /// nothing recomputes it. `None` (a snapshot from before it existed): minute sweeps.
+    #[serde(default)]
+    next_due: Option<i64>,
+    /// Event time of the last sweep that `next_due` triggered.
+    #[serde(default)]
+    due_swept_at: i64,
     /// Window of the last alert per "user\u{1f}detector", for `suppress_days`.
     #[serde(default)]
     last_alert: FxHashMap<String, NaiveDate>,
@@ -218,6 +227,8 @@ impl Findings {
         });
         f.critical |= ctx.critical;
         f.last = ts;
+        let due = ts + d.gap_secs * 1000;
+        self.next_due = Some(self.next_due.map_or(due, |n| n.min(due)));
         if let Some(fs) = ctx.first_seen {
             f.first = f.first.min(fs);
         }
@@ -238,10 +249,16 @@ impl Findings {
     /// Writes findings that have been quiet longer than their detector's gap.
     pub fn close_quiet(&mut self, now: DateTime<Utc>, all: &[Detector], out: &mut Vec<Alert>) {
         let now = now.timestamp_millis();
-        if now - self.swept_at < 60_000 {
+        // At most one due sweep per second of event time: a finding extended again and
+        // again must not make every event scan the open findings.
+        let due = self.next_due.is_some_and(|d| now > d) && now - self.due_swept_at >= 1000;
+        let periodic = now - self.swept_at >= 60_000;
+        if !due && !periodic {
             return;
         }
-        self.swept_at = now;
+        if due {
+            self.due_swept_at = now;
+        }
         let gap = |id: &str| all.iter().find(|d| d.id == id).map_or(1800, |d| d.gap_secs);
         let mut quiet: Vec<String> = self
             .open
@@ -254,6 +271,15 @@ impl Findings {
             let f = self.open.remove(&k).expect("present");
             self.close(f, all, out);
         }
+        self.next_due = self
+            .open
+            .values()
+            .map(|f| f.last + gap(&f.detector) * 1000)
+            .min();
+        if !periodic {
+            return;
+        }
+        self.swept_at = now;
         // Forget ids of alerts older than any window that could still produce them.
         if self.emitted.len() > 10_000 {
             let cutoff = Utc
@@ -334,5 +360,36 @@ impl Findings {
             last_seen: ts(f.last),
             events: f.events,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::reference::Reference;
+
+    /// A finding is written as soon as events pass its gap, not at the next minute sweep.
+    #[test]
+    fn an_alert_is_written_when_its_gap_is_up() {
+        let all = crate::detect::load(None).unwrap();
+        let d = all.iter().find(|d| d.id == "vip-without-care").unwrap();
+        let reference = Reference::default();
+        let t0: DateTime<Utc> = "2026-03-03T16:00:00Z".parse().unwrap();
+        let mut ev = Event::new(t0, "u1", Action::View);
+        ev.patient = Some("p1".into());
+        let e = Enriched::new(&ev, &reference, chrono_tz::UTC);
+        let mut f = Findings::default();
+        let mut out = Vec::new();
+        f.update(d, &e, Context::for_event(&e), &all, &mut out);
+        let gap = chrono::Duration::seconds(d.gap_secs);
+        // A minute sweep runs just before the gap is up ...
+        f.close_quiet(t0 + gap - chrono::Duration::seconds(10), &all, &mut out);
+        assert!(out.is_empty());
+        // ... and the next event after it, 12 s later, writes the alert.
+        f.close_quiet(t0 + gap + chrono::Duration::seconds(2), &all, &mut out);
+        assert_eq!(out.len(), 1, "written once the gap was up");
+        assert_eq!(out[0].user, "u1");
+        assert!(f.next_due.is_none(), "nothing left open");
     }
 }

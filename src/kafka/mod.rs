@@ -74,9 +74,14 @@ pub fn validate(k: &KafkaConfig) -> Vec<String> {
     p
 }
 
-/// The librdkafka configuration of `[kafka]`.
-pub fn client_config(k: &KafkaConfig) -> Result<ClientConfig> {
+/// The librdkafka configuration of `[kafka]`. `tuned` are a component's performance
+/// defaults, which `[kafka.properties]` may override; settings a delivery guarantee rests
+/// on (acks, idempotence, manual commits) the caller sets afterwards, so they cannot be.
+pub fn client_config(k: &KafkaConfig, tuned: &[(&str, String)]) -> Result<ClientConfig> {
     let mut c = ClientConfig::new();
+    for (key, value) in tuned {
+        c.set(*key, value);
+    }
     c.set("bootstrap.servers", &k.brokers);
     let tls = k.ca_file.is_some() || k.cert_file.is_some();
     let sasl = k.sasl_mechanism.is_some();
@@ -117,7 +122,7 @@ pub fn client_config(k: &KafkaConfig) -> Result<ClientConfig> {
 
 /// Connects, fetches metadata and checks that both topics exist.
 pub fn check_connection(k: &KafkaConfig) -> Result<Vec<String>> {
-    let consumer: BaseConsumer = client_config(k)?
+    let consumer: BaseConsumer = client_config(k, &[])?
         .set("group.id", format!("{}-check", k.group))
         .create()
         .map_err(|e| anyhow!("cannot create a Kafka client: {e}"))?;

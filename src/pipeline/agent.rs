@@ -164,14 +164,16 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
         "spool opened"
     );
     m.spool_capacity_bytes.set(cfg.kafka.spool_max_bytes as i64);
-    let producer: BaseProducer<Deliveries> = crate::kafka::client_config(&cfg.kafka)?
+    let tuned = [
+        ("compression.type", "lz4".to_string()),
+        ("linger.ms", "20".to_string()),
+    ];
+    let producer: BaseProducer<Deliveries> = crate::kafka::client_config(&cfg.kafka, &tuned)?
         .set("enable.idempotence", "true")
         .set("enable.gapless.guarantee", "true")
         .set("acks", "all")
-        .set("compression.type", "lz4")
         // Retry for ever: the spool, not librdkafka's timer, decides how long to wait.
         .set("message.timeout.ms", "0")
-        .set("linger.ms", "20")
         .create_with_context(Deliveries::default())
         .map_err(|e| anyhow!("cannot create the Kafka producer: {e}"))?;
     let host = crate::uid::hostname();

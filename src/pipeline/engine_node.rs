@@ -511,16 +511,21 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
         sinks: crate::sink::build(cfg)?,
         held: BTreeMap::new(),
     }));
-    let consumer: BaseConsumer<Handover> = crate::kafka::client_config(&cfg.kafka)?
+    let tuned = [
+        ("partition.assignment.strategy", "range,roundrobin".into()),
+        (
+            "session.timeout.ms",
+            (cfg.kafka.session_timeout_secs * 1000).to_string(),
+        ),
+        // librdkafka waits up to 500 ms for data by default; a broker that holds every
+        // fetch that long puts half a second on each alert (benches/kafka_latency.py).
+        ("fetch.wait.max.ms", "100".into()),
+    ];
+    let consumer: BaseConsumer<Handover> = crate::kafka::client_config(&cfg.kafka, &tuned)?
         .set("group.id", &cfg.kafka.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "range,roundrobin")
-        .set(
-            "session.timeout.ms",
-            (cfg.kafka.session_timeout_secs * 1000).to_string(),
-        )
         .create_with_context(Handover {
             parts: Arc::clone(&parts),
         })

@@ -28,11 +28,11 @@ impl KafkaSinkConfig {
             .string("topic")?
             .unwrap_or_else(|| cfg.kafka.alerts_topic.clone());
         let timeout = Duration::from_secs(keys.u64("timeout_secs")?.unwrap_or(30).max(1));
-        let mut client = crate::kafka::client_config(&cfg.kafka)?;
+        let mut client =
+            crate::kafka::client_config(&cfg.kafka, &[("compression.type", "lz4".into())])?;
         client
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("compression.type", "lz4")
             .set(
                 "message.timeout.ms",
                 (timeout.as_millis() as u64).to_string(),
