@@ -1,0 +1,249 @@
+//! In-process fault injection with librdkafka's mock cluster: the agent against a broker
+//! that goes away mid-stream and comes back, and against one that answers produce
+//! requests with errors. Either way every line reaches the topic exactly once, and a
+//! read position is checkpointed only once Kafka has acknowledged everything before it.
+//! (The real-broker tests with real processes are in kafka_e2e.rs.)
+
+use phiwatch::config::Config;
+use phiwatch::signals::Flags;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const TOPIC: &str = "phiwatch.events";
+const PARTITIONS: i32 = 3;
+
+struct Agent {
+    dir: tempfile::TempDir,
+    flags: Arc<Flags>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+    written: usize,
+}
+
+impl Agent {
+    fn start(bootstrap: &str) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("in")).unwrap();
+        std::fs::File::create(dir.path().join("in/access.jsonl")).unwrap();
+        let config = dir.path().join("phiwatch.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[[sources]]
+name = "ehr"
+type = "file"
+paths = ["in/*.jsonl"]
+format = "canonical"
+
+[state]
+dir = "state"
+
+[kafka]
+brokers = "{bootstrap}"
+"#
+            ),
+        )
+        .unwrap();
+        let cfg = Config::load(&config).unwrap();
+        let flags = Arc::new(Flags {
+            stop: AtomicBool::new(false),
+            reload: AtomicBool::new(false),
+        });
+        let f = Arc::clone(&flags);
+        let thread = std::thread::spawn(move || phiwatch::pipeline::agent::run(&cfg, f));
+        Agent {
+            dir,
+            flags,
+            thread: Some(thread),
+            written: 0,
+        }
+    }
+
+    fn input(&self) -> PathBuf {
+        self.dir.path().join("in/access.jsonl")
+    }
+
+    /// Appends `n` chart views by ten users.
+    fn write(&mut self, n: usize) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.input())
+            .unwrap();
+        for i in self.written..self.written + n {
+            writeln!(
+                f,
+                r#"{{"ts":"2026-03-02T10:{:02}:{:02}Z","user":"u{}","action":"view","patient":"p{i}"}}"#,
+                (i / 60) % 60,
+                i % 60,
+                i % 10
+            )
+            .unwrap();
+        }
+        self.written += n;
+    }
+
+    /// The offset of the input file that Kafka acknowledged, per the checkpoint.
+    fn acked(&self) -> u64 {
+        let path = self.dir.path().join("state/agent/positions.json");
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return 0;
+        };
+        let cp: serde_json::Value = serde_json::from_str(&text).unwrap();
+        cp["acked"]["ehr"]
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|p| p["offset"].as_u64())
+            .unwrap_or(0)
+    }
+
+    fn size(&self) -> u64 {
+        std::fs::metadata(self.input()).unwrap().len()
+    }
+
+    fn wait_acked_all(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.acked() != self.size() {
+            assert!(
+                Instant::now() < deadline,
+                "acked {} of {} bytes after {within:?}",
+                self.acked(),
+                self.size()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stop(mut self) {
+        self.flags.stop.store(true, Ordering::SeqCst);
+        let r = self.thread.take().unwrap().join().unwrap();
+        r.unwrap();
+    }
+}
+
+fn cluster() -> MockCluster<'static, DefaultProducerContext> {
+    let c = MockCluster::new(1).unwrap();
+    c.create_topic(TOPIC, PARTITIONS, 1).unwrap();
+    c
+}
+
+/// Every message on the topic: the (source offset) of each, from its provenance.
+fn topic_offsets(bootstrap: &str, want: usize) -> Vec<u64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "kafka-mock-test")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(TOPIC, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut offsets = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Read until `want` arrived, then a little longer to catch any duplicate.
+    let mut quiet_since = None;
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let e: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+                offsets.push(e["origin"]["offset"].as_u64().unwrap());
+                quiet_since = None;
+            }
+            Some(Err(e)) => panic!("consume error: {e}"),
+            None if offsets.len() >= want => {
+                let t = *quiet_since.get_or_insert_with(Instant::now);
+                if t.elapsed() > Duration::from_secs(2) {
+                    break;
+                }
+            }
+            None => {}
+        }
+    }
+    offsets
+}
+
+fn assert_exactly_once(offsets: &[u64], lines: usize) {
+    let unique: BTreeSet<u64> = offsets.iter().copied().collect();
+    assert_eq!(unique.len(), lines, "every line reached the topic");
+    assert_eq!(offsets.len(), lines, "no line reached the topic twice");
+}
+
+#[test]
+fn a_broker_outage_holds_the_checkpoint_and_loses_nothing() {
+    let c = cluster();
+    let bootstrap = c.bootstrap_servers();
+    let mut agent = Agent::start(&bootstrap);
+    agent.write(200);
+    agent.wait_acked_all(Duration::from_secs(30));
+    let before = agent.acked();
+
+    c.broker_down(1).unwrap();
+    agent.write(300);
+    // Read into the spool while the broker is away ...
+    let spool = agent.dir.path().join("state/agent/spool");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !spool_holds(&spool, "\"patient\":\"p499\"") {
+        assert!(
+            Instant::now() < deadline,
+            "the last line never reached the spool"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // ... but not acknowledged, so the checkpoint must not move.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        agent.acked(),
+        before,
+        "checkpointed lines Kafka never acknowledged"
+    );
+
+    c.broker_up(1).unwrap();
+    agent.wait_acked_all(Duration::from_secs(60));
+    agent.stop();
+    assert_exactly_once(&topic_offsets(&bootstrap, 500), 500);
+}
+
+#[test]
+fn produce_errors_are_retried_without_duplicates() {
+    let c = cluster();
+    let bootstrap = c.bootstrap_servers();
+    // Retriable errors on the next produce requests: the idempotent producer retries them.
+    c.request_errors(
+        RDKafkaApiKey::Produce,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+        ],
+    );
+    let mut agent = Agent::start(&bootstrap);
+    agent.write(300);
+    agent.wait_acked_all(Duration::from_secs(60));
+    agent.write(100);
+    agent.wait_acked_all(Duration::from_secs(60));
+    agent.stop();
+    assert_exactly_once(&topic_offsets(&bootstrap, 400), 400);
+}
+
+/// Whether a spool segment holds `needle` (records are JSON, framed with a length and CRC).
+fn spool_holds(dir: &Path, needle: &str) -> bool {
+    let Ok(d) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    d.filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+}
