@@ -137,6 +137,48 @@ patient_ids = "omitted"
     }
 }
 
+/// An engine restarted after a crash may hand over again the alerts it wrote just before
+/// (it records them as written only after the flush): the file sink does not repeat them.
+#[test]
+fn alerts_already_at_the_end_of_the_file_are_not_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = r#"
+[[sinks]]
+type = "file"
+path = "alerts.ndjson"
+
+[[sinks]]
+type = "file"
+path = "alerts.cef"
+format = "cef"
+"#;
+    let alert = |n: u64| {
+        let mut a = sample_n(n as usize);
+        a.id = format!("pw-{n:024x}");
+        a
+    };
+    let set = sink::build(&config(dir.path(), toml)).unwrap();
+    for n in 0..5 {
+        set.send(&alert(n));
+    }
+    set.close().unwrap();
+    // The restart: 3 and 4 come again, then new ones.
+    let set = sink::build(&config(dir.path(), toml)).unwrap();
+    for n in 3..8 {
+        set.send(&alert(n));
+    }
+    set.close().unwrap();
+    let want: Vec<String> = (0..8).map(|n| alert(n).id).collect();
+    assert_eq!(ids(&dir.path().join("alerts.ndjson")), want);
+    let cef = lines(&dir.path().join("alerts.cef"));
+    assert_eq!(cef.len(), 8, "{cef:#?}");
+    // After another restart, a new alert is written as usual.
+    let set = sink::build(&config(dir.path(), toml)).unwrap();
+    set.send(&alert(8));
+    set.close().unwrap();
+    assert_eq!(ids(&dir.path().join("alerts.ndjson")).len(), 9);
+}
+
 #[test]
 fn reopens_after_the_file_is_moved_away() {
     let dir = tempfile::tempdir().unwrap();

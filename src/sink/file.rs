@@ -12,16 +12,26 @@
 //! | `max_files` | 5 | rotated files kept: `path.1` (newest) to `path.N`; `0`: keep none |
 //! | `fsync_secs` | 1 | longest time between a write and its fsync |
 //!
+//! After a crash the engine may hand over again alerts it wrote just before (it records an
+//! alert as written only after the sinks flushed it). So at start the sink reads the ids in
+//! the last `DEDUPE_TAIL` bytes of its file and does not write those alerts a second time:
+//! with a file sink, a crash at any moment duplicates no alert.
+//!
 //! New files get mode 0640. When something else moves or deletes the file (logrotate),
 //! the sink notices and opens a new one at `path`. Patient ids default to `plain`.
 
 use super::{Keys, Sink};
 use crate::config::SinkConfig;
 use anyhow::{Context, Result};
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// How much of the end of the file is searched for alerts already written: far more
+/// than the few alerts that can be in flight at a crash.
+const DEDUPE_TAIL: u64 = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileConfig {
@@ -79,6 +89,8 @@ pub struct FileSink {
     dirty: bool,
     last_sync: Instant,
     buf: Vec<u8>,
+    /// Ids of alerts found at the end of the file when it was opened.
+    written_before: HashSet<String>,
 }
 
 impl FileSink {
@@ -92,8 +104,10 @@ impl FileSink {
             dirty: false,
             last_sync: Instant::now(),
             buf: Vec::with_capacity(1024),
+            written_before: HashSet::new(),
         };
         s.reopen()?;
+        s.written_before = alert_ids_in_tail(&s.cfg.path);
         Ok(s)
     }
 
@@ -184,6 +198,31 @@ impl FileSink {
     }
 }
 
+/// The alert ids (`pw-` and 24 hex digits, in every output format) in the file's tail.
+fn alert_ids_in_tail(path: &Path) -> HashSet<String> {
+    let mut tail = Vec::new();
+    if let Ok(mut f) = File::open(path) {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if f.seek(SeekFrom::Start(len.saturating_sub(DEDUPE_TAIL)))
+            .is_ok()
+        {
+            let _ = f.take(DEDUPE_TAIL).read_to_end(&mut tail);
+        }
+    }
+    let text = String::from_utf8_lossy(&tail);
+    let mut ids = HashSet::new();
+    let mut rest = text.as_ref();
+    while let Some(i) = rest.find("pw-") {
+        let cand = &rest[i + 3..];
+        let hex = cand.bytes().take_while(|b| b.is_ascii_hexdigit()).count();
+        if hex == 24 {
+            ids.insert(format!("pw-{}", &cand[..24]));
+        }
+        rest = &cand[hex..];
+    }
+    ids
+}
+
 fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
     #[cfg(unix)]
     {
@@ -198,6 +237,14 @@ fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
 }
 
 impl Sink for FileSink {
+    fn send_alert(&mut self, alert: &crate::alert::Alert, line: &str) -> Result<()> {
+        if self.written_before.remove(&alert.id) {
+            tracing::info!(id = %alert.id, path = %self.cfg.path.display(), "alert already in the file (written just before a restart); not written again");
+            return Ok(());
+        }
+        self.send(line)
+    }
+
     fn send(&mut self, line: &str) -> Result<()> {
         if self.file.is_none() || self.moved_away() {
             if self.file.is_some() {
