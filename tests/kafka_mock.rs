@@ -247,3 +247,25 @@ fn spool_holds(dir: &Path, needle: &str) -> bool {
         .filter_map(|e| std::fs::read(e.path()).ok())
         .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
 }
+
+#[test]
+fn a_second_agent_on_the_same_state_folder_is_refused() {
+    let c = cluster();
+    let agent = Agent::start(&c.bootstrap_servers());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !agent.dir.path().join("state/agent/agent.lock").exists() {
+        assert!(Instant::now() < deadline, "the agent took no lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cfg = Config::load(&agent.dir.path().join("phiwatch.toml")).unwrap();
+    let flags = Arc::new(Flags {
+        stop: AtomicBool::new(false),
+        reload: AtomicBool::new(false),
+    });
+    let err = phiwatch::pipeline::agent::run(&cfg, flags).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("another phiwatch agent is running"),
+        "{err:#}"
+    );
+    agent.stop();
+}

@@ -124,6 +124,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
             dir.display()
         )
     })?;
+    let _lock = super::lock_state(&dir, "agent")?;
     let checkpoint_path = dir.join("positions.json");
     let checkpoint: Checkpoint = source::read_json(&checkpoint_path)
         .map_err(|e| {

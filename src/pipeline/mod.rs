@@ -24,3 +24,33 @@ pub(crate) fn load_for_kafka(config: &std::path::Path) -> anyhow::Result<crate::
     }
     Ok(cfg)
 }
+
+/// Takes the lock that makes one process the only writer of a state folder, held until the
+/// returned file is dropped (the kernel releases it when the process dies, even by SIGKILL).
+/// Two agents, or two `run`s, on one state folder would each rewrite the other's positions
+/// and spool and lose or repeat events.
+pub(crate) fn lock_state(dir: &std::path::Path, who: &str) -> anyhow::Result<std::fs::File> {
+    use anyhow::Context;
+    let path = dir.join(format!("{who}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    // flock(2), not fcntl locks: it belongs to this open file, not to the process.
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock only reads the descriptor, which `file` keeps open.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(file);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        anyhow::bail!(
+            "another phiwatch {who} is running with the state folder {}; stop it, or give this one its own [state] dir",
+            dir.display()
+        );
+    }
+    Err(e).with_context(|| format!("cannot lock {}", path.display()))
+}

@@ -62,6 +62,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
             cfg.state.dir.display()
         )
     })?;
+    let _lock = super::lock_state(&cfg.state.dir, "run")?;
     let snapshot_path = cfg.state.dir.join("run.snapshot.json");
     let emitted_path = cfg.state.dir.join("emitted.log");
     let mut engine = build_engine(cfg)?;
