@@ -50,6 +50,8 @@ tansu topic create phiwatch.events --partitions "$PARTITIONS" --broker tcp://127
 tansu topic create phiwatch.alerts --partitions 1 --broker tcp://127.0.0.1:$PORT
 sed -i "/^\[state\]/a snapshot_secs = 1" phiwatch.toml
 printf '\n[kafka]\nbrokers = "127.0.0.1:%s"\n' "$PORT" >> phiwatch.toml
+# EXTRA: more config lines, e.g. EXTRA='[kafka.properties]\n"fetch.wait.max.ms" = "500"'
+if [ -n "${EXTRA:-}" ]; then printf "%b\n" "$EXTRA" >> phiwatch.toml; fi
 
 applied() {
   python3 - <<'EOF'
