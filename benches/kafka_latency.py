@@ -27,7 +27,7 @@ latency is the time from that line's write to the alert's appearance in the file
 tailing, spool, Kafka produce and consume, engine, sink. Reported: p50, p90, p99 and max of
 that, and the event-time delay from the snoop line to its alert (lateness + gap by design).
 
-Needs tansu on PATH (DEVELOPERS.md / .ci/run) and a release build (built unless PHIWATCH
+Needs tansu on PATH (.ci/run installs it) and a release build (built unless PHIWATCH
 names a binary). KEEP=1 keeps the work folder (logs, state).
 """
 

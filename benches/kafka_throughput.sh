@@ -12,7 +12,7 @@
 # The time includes the engine's idle_source_secs (5 s) wait for the last events and up to 1 s
 # of snapshot interval. Line-to-alert latency at a steady rate is not measured by this script.
 #
-# Needs tansu on PATH (see DEVELOPERS.md / .ci/run) and python3.
+# Needs tansu on PATH (.ci/run installs it) and python3.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
