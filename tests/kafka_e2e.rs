@@ -8,6 +8,8 @@
 mod common;
 #[path = "support/tansu.rs"]
 mod tansu;
+#[path = "support/topic.rs"]
+mod topic;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -335,6 +337,21 @@ fn agent_and_engine_through_kafka_equal_replay() {
     stop(agent);
     stop(engine);
     h.check();
+    // The engine wrote the same alerts to `alerts_topic` too (no kafka sink configured).
+    let id = |v: &serde_json::Value| v["id"].as_str().unwrap().to_string();
+    let mut on_kafka: Vec<String> =
+        topic::read_all(&broker.address(), "phiwatch.alerts", 1, h.want.len())
+            .iter()
+            .map(id)
+            .collect();
+    on_kafka.sort();
+    let mut want: Vec<String> = h
+        .want
+        .iter()
+        .map(|l| id(&serde_json::from_str(l).unwrap()))
+        .collect();
+    want.sort();
+    assert_eq!(on_kafka, want, "alerts on phiwatch.alerts");
 }
 
 #[test]

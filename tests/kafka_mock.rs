@@ -4,13 +4,14 @@
 //! read position is checkpointed only once Kafka has acknowledged everything before it.
 //! (The real-broker tests with real processes are in kafka_e2e.rs.)
 
+#[path = "support/topic.rs"]
+mod topic;
+
 use phiwatch::config::Config;
 use phiwatch::signals::Flags;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -138,40 +139,10 @@ fn cluster() -> MockCluster<'static, DefaultProducerContext> {
 
 /// Every message on the topic: the (source offset) of each, from its provenance.
 fn topic_offsets(bootstrap: &str, want: usize) -> Vec<u64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "kafka-mock-test")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(TOPIC, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut offsets = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    // Read until `want` arrived, then a little longer to catch any duplicate.
-    let mut quiet_since = None;
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let e: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-                offsets.push(e["origin"]["offset"].as_u64().unwrap());
-                quiet_since = None;
-            }
-            Some(Err(e)) => panic!("consume error: {e}"),
-            None if offsets.len() >= want => {
-                let t = *quiet_since.get_or_insert_with(Instant::now);
-                if t.elapsed() > Duration::from_secs(2) {
-                    break;
-                }
-            }
-            None => {}
-        }
-    }
-    offsets
+    topic::read_all(bootstrap, TOPIC, PARTITIONS, want)
+        .iter()
+        .map(|e| e["origin"]["offset"].as_u64().unwrap())
+        .collect()
 }
 
 fn assert_exactly_once(offsets: &[u64], lines: usize) {

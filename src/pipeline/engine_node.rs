@@ -1,6 +1,6 @@
 //! `engine`: the detecting half of `run`, a member of the `[kafka] group` consuming
 //! `events_topic`. Events go through the same engine as `run` and `replay`; alerts go to
-//! the sinks (and so to `alerts_topic` with a kafka sink).
+//! the sinks and to `alerts_topic` (see `with_alerts_topic`).
 //!
 //! State is kept per partition. The agent keys events by user, so a partition holds
 //! whole users, and one engine per partition sees exactly their events, in order. When
@@ -26,7 +26,7 @@
 use super::lease::{Leases, OrphanWatch};
 use super::run::{deliver, load_emitted};
 use crate::alert::Alert;
-use crate::config::{Config, SourceType};
+use crate::config::{Config, SinkConfig, SinkType, SourceType};
 use crate::detect::{self, Detector};
 use crate::engine::{Engine, Settings, State};
 use crate::event::Event;
@@ -379,6 +379,23 @@ impl Parts {
     }
 }
 
+/// The engine's sinks: those configured, plus `[kafka] alerts_topic` unless a `kafka` sink
+/// is configured already (it then says where alerts go on Kafka). Without `[[sinks]]`,
+/// alerts also go to standard output, as in `run`.
+fn with_alerts_topic(cfg: &Config) -> Config {
+    let mut cfg = cfg.clone();
+    if !cfg.sinks.iter().any(|s| s.kind == SinkType::Kafka) {
+        if cfg.sinks.is_empty() {
+            cfg.sinks.push(SinkConfig::default());
+        }
+        cfg.sinks.push(SinkConfig {
+            kind: SinkType::Kafka,
+            ..SinkConfig::default()
+        });
+    }
+    cfg
+}
+
 /// This engine's lease and the watch for partitions nobody holds (see `lease`).
 struct Owners {
     leases: Leases,
@@ -508,7 +525,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
             .map(|s| (s.name.clone(), s.kind))
             .collect(),
         idle_after: Duration::from_secs(cfg.engine.idle_source_secs.max(1)),
-        sinks: crate::sink::build(cfg)?,
+        sinks: crate::sink::build(&with_alerts_topic(cfg))?,
         held: BTreeMap::new(),
     }));
     let tuned = [
