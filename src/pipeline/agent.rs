@@ -18,7 +18,7 @@
 //! the crash are produced again; the engine recognises them by their provenance (agent,
 //! file identity, offset) and drops them.
 
-use super::follow::{start_sources, Item, Msg, Started};
+use super::follow::{start_sources, take_batch, Msg, Started};
 use super::run::merge_positions;
 use crate::config::Config;
 use crate::deadletter::DeadLetter;
@@ -118,12 +118,7 @@ struct Agent {
 
 pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     let dir = cfg.state.dir.join("agent");
-    std::fs::create_dir_all(&dir).with_context(|| {
-        format!(
-            "cannot create the state folder {}; set [state] dir to a writable folder",
-            dir.display()
-        )
-    })?;
+    super::create_state_dir(&dir)?;
     let _lock = super::lock_state(&dir, "agent")?;
     let checkpoint_path = dir.join("positions.json");
     let checkpoint: Checkpoint = source::read_json(&checkpoint_path)
@@ -295,7 +290,6 @@ fn spool_batch(
     dl: &mut DeadLetter,
     host: &str,
 ) -> Result<()> {
-    let m = metrics::get();
     match msg {
         Msg::Batch {
             source,
@@ -304,45 +298,16 @@ fn spool_batch(
             lines,
             bytes,
         } => {
-            m.lines_read.with_label_values(&[&source]).inc_by(lines);
-            m.bytes_read.with_label_values(&[&source]).inc_by(bytes);
-            let mut events = 0;
-            let mut latest = None;
-            for item in items {
-                match item {
-                    Item::Event(mut e) => {
-                        if let Some(o) = &mut e.origin {
-                            o.agent = host.to_string();
-                        }
-                        events += 1;
-                        latest = latest.max(Some(e.ts));
-                        spool.append(&Record::Event {
-                            key: crate::event::key(&e.user),
-                            payload: e.to_json_line().into_bytes(),
-                        })?;
-                    }
-                    Item::Rejected {
-                        file,
-                        offset,
-                        line,
-                        reject,
-                    } => {
-                        m.events_rejected
-                            .with_label_values(&[&source, reject.reason])
-                            .inc();
-                        dl.reject(&source, &file, offset, &line, &reject)?;
-                    }
+            take_batch(&source, items, lines, bytes, dl, |mut e| {
+                if let Some(o) = &mut e.origin {
+                    o.agent = host.to_string();
                 }
-            }
-            m.events_processed
-                .with_label_values(&[&source])
-                .inc_by(events);
-            if let Some(ts) = latest {
-                let lag = metrics::now_secs() - ts.timestamp_millis() as f64 / 1000.0;
-                m.ingest_lag_seconds
-                    .with_label_values(&[&source])
-                    .set(lag.max(0.0));
-            }
+                spool.append(&Record::Event {
+                    key: crate::event::key(&e.user),
+                    payload: e.to_json_line().into_bytes(),
+                })?;
+                Ok(())
+            })?;
             // Every batch ends with a mark, even a watcher's without positions: records
             // after the last mark are cut at start, and a watcher cannot read them again.
             if !positions.is_empty() {

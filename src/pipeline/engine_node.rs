@@ -219,12 +219,6 @@ impl Parts {
     /// Applies one message, unless the partition's state holds it already.
     fn take(&mut self, msg: &BorrowedMessage<'_>) -> Result<()> {
         let m = metrics::get();
-        let fswatch: Vec<String> = self
-            .sources
-            .iter()
-            .filter(|(_, k)| *k == SourceType::Fswatch)
-            .map(|(n, _)| n.clone())
-            .collect();
         let part = self.part(msg.partition())?;
         if msg.offset() < part.next {
             return Ok(()); // redelivered after a restart: in the snapshot already
@@ -263,8 +257,13 @@ impl Parts {
         let source = event.source.clone();
         part.last_seen.insert(source.clone(), Instant::now());
         part.engine.push(event, &mut part.alerts);
-        if fswatch.contains(&source) {
+        let watcher = self
+            .sources
+            .iter()
+            .any(|(n, k)| *k == SourceType::Fswatch && *n == source);
+        if watcher {
             // Wall-clock events: the watcher never holds the watermark back.
+            let part = self.held.get_mut(&msg.partition()).expect("loaded above");
             part.engine.set_idle(&source, true, &mut part.alerts);
         }
         Ok(())
@@ -363,17 +362,10 @@ impl Parts {
         if !self.reference.changed(cfg) {
             return;
         }
-        match Reference::load(cfg) {
-            Ok(r) => {
-                let (s, p, c) = r.rows();
-                info!(staff = s, patients = p, care = c, "reference data reloaded");
-                self.reference = Arc::new(r);
-                for part in self.held.values_mut() {
-                    part.engine.set_reference(Arc::clone(&self.reference));
-                }
-            }
-            Err(e) => {
-                error!(error = %format!("{e:#}"), "reference data reload failed; keeping the previous data")
+        if let Some(r) = super::reload_reference(cfg) {
+            self.reference = r;
+            for part in self.held.values_mut() {
+                part.engine.set_reference(Arc::clone(&self.reference));
             }
         }
     }
@@ -410,14 +402,11 @@ impl Owners {
     const LOOK_EVERY: Duration = Duration::from_secs(5);
 
     fn new(cfg: &Config, dir: &Path) -> Result<Owners> {
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
         let me = format!(
-            "{}-{}-{started}",
+            "{}-{}-{}",
             crate::uid::hostname(),
-            std::process::id()
+            std::process::id(),
+            super::lease::now_ms()
         );
         Ok(Owners {
             leases: Leases::new(&dir.join("leases"), me)?,
@@ -497,12 +486,7 @@ pub fn main(config: &Path) -> Result<i32> {
 
 pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     let dir = cfg.state.dir.join("engine");
-    std::fs::create_dir_all(&dir).with_context(|| {
-        format!(
-            "cannot create the state folder {}; set [state] dir to a writable folder",
-            dir.display()
-        )
-    })?;
+    super::create_state_dir(&dir)?;
     let reference = Arc::new(Reference::load(&cfg.reference)?);
     let detectors = detect::load(cfg.engine.detectors.as_deref())
         .map_err(|errs| anyhow!("detectors are not valid:\n  {}", errs.join("\n  ")))?;

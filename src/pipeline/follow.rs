@@ -5,7 +5,9 @@
 //! made durable.
 
 use crate::config::SourceConfig;
+use crate::deadletter::DeadLetter;
 use crate::event::{Event, Provenance};
+use crate::metrics;
 use crate::parse::{self, Parser, Reject};
 use crate::signals::Flags;
 use crate::source::{LineKind, Position, TailOptions, Tailer};
@@ -38,6 +40,54 @@ pub enum Item {
         line: String,
         reject: Reject,
     },
+}
+
+/// Takes one batch's items the way `run` and `agent` both do: each event goes to `take`,
+/// each rejected line to the dead-letter file, and lines, bytes, events, rejections and
+/// ingest lag to the metrics.
+pub(crate) fn take_batch(
+    source: &str,
+    items: Vec<Item>,
+    lines: u64,
+    bytes: u64,
+    dl: &mut DeadLetter,
+    mut take: impl FnMut(Event) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let m = metrics::get();
+    m.lines_read.with_label_values(&[source]).inc_by(lines);
+    m.bytes_read.with_label_values(&[source]).inc_by(bytes);
+    let mut events = 0u64;
+    let mut latest = None;
+    for item in items {
+        match item {
+            Item::Event(e) => {
+                events += 1;
+                latest = latest.max(Some(e.ts));
+                take(e)?;
+            }
+            Item::Rejected {
+                file,
+                offset,
+                line,
+                reject,
+            } => {
+                m.events_rejected
+                    .with_label_values(&[source, reject.reason])
+                    .inc();
+                dl.reject(source, &file, offset, &line, &reject)?;
+            }
+        }
+    }
+    m.events_processed
+        .with_label_values(&[source])
+        .inc_by(events);
+    if let Some(ts) = latest {
+        let lag = metrics::now_secs() - ts.timestamp_millis() as f64 / 1000.0;
+        m.ingest_lag_seconds
+            .with_label_values(&[source])
+            .set(lag.max(0.0));
+    }
+    Ok(())
 }
 
 /// A source thread: follows the files, parses lines, hands batches to the engine.

@@ -37,7 +37,8 @@ pub struct Lease {
     pub written_ms: u64,
 }
 
-fn now_ms() -> u64 {
+/// Unix time now, in milliseconds.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -25,6 +25,36 @@ pub(crate) fn load_for_kafka(config: &std::path::Path) -> anyhow::Result<crate::
     Ok(cfg)
 }
 
+/// Loads the reference data again for `run` and `engine`. On an error the data in service
+/// stays: the error is logged (naming the file and line) and `None` returned.
+pub(crate) fn reload_reference(
+    rc: &crate::config::ReferenceConfig,
+) -> Option<std::sync::Arc<crate::reference::Reference>> {
+    match crate::reference::Reference::load(rc) {
+        Ok(r) => {
+            let (s, p, c) = r.rows();
+            tracing::info!(staff = s, patients = p, care = c, "reference data reloaded");
+            Some(std::sync::Arc::new(r))
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "reference data reload failed; keeping the previous data");
+            None
+        }
+    }
+}
+
+/// Creates a state folder (`[state] dir` or one below it), with an error that says what
+/// to do about it.
+pub(crate) fn create_state_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create the state folder {}; set [state] dir to a writable folder",
+            dir.display()
+        )
+    })
+}
+
 /// Takes the lock that makes one process the only writer of a state folder, held until the
 /// returned file is dropped (the kernel releases it when the process dies, even by SIGKILL).
 /// Two agents, or two `run`s, on one state folder would each rewrite the other's positions

@@ -9,7 +9,7 @@
 //! same ids; ids are appended to `emitted.log` once the sinks have flushed them, and
 //! that log is consulted at start, so no alert is written twice.
 
-use super::follow::{start_sources, Item, Msg, Started};
+use super::follow::{start_sources, take_batch, Msg, Started};
 use super::replay::build_engine;
 use crate::alert::Alert;
 use crate::config::{Config, SourceType};
@@ -17,7 +17,6 @@ use crate::deadletter::DeadLetter;
 use crate::engine::{Engine, State};
 use crate::metrics;
 use crate::notify::Notifier;
-use crate::reference::Reference;
 use crate::signals::{self, Flags};
 use crate::sink::SinkSet;
 use crate::source::{self, Position};
@@ -56,12 +55,7 @@ pub fn main(config: &Path) -> Result<i32> {
 
 /// Runs until `flags.stop` is set.
 pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
-    std::fs::create_dir_all(&cfg.state.dir).with_context(|| {
-        format!(
-            "cannot create the state folder {}; set [state] dir to a writable folder",
-            cfg.state.dir.display()
-        )
-    })?;
+    super::create_state_dir(&cfg.state.dir)?;
     let _lock = super::lock_state(&cfg.state.dir, "run")?;
     let snapshot_path = cfg.state.dir.join("run.snapshot.json");
     let emitted_path = cfg.state.dir.join("emitted.log");
@@ -210,7 +204,14 @@ fn on_message(
             lines,
             bytes,
         } => {
-            take_batch(engine, dl, &source, items, lines, bytes, alerts)?;
+            let late_before = engine.counters.late;
+            take_batch(&source, items, lines, bytes, dl, |e| {
+                engine.push(e, alerts);
+                Ok(())
+            })?;
+            metrics::get()
+                .events_late
+                .inc_by(engine.counters.late - late_before);
             merge_positions(positions.entry(source).or_default(), pos);
         }
         Msg::Idle(source) => engine.set_idle(&source, true, alerts),
@@ -218,57 +219,6 @@ fn on_message(
             error!(source = %source, error = %why, "source stopped");
             engine.set_idle(&source, true, alerts);
         }
-    }
-    Ok(())
-}
-
-/// Applies one batch from a source thread: events to the engine, rejected lines to the
-/// dead-letter file, and the counts to the metrics.
-#[allow(clippy::too_many_arguments)]
-fn take_batch(
-    engine: &mut Engine,
-    dl: &mut DeadLetter,
-    source: &str,
-    items: Vec<Item>,
-    lines: u64,
-    bytes: u64,
-    alerts: &mut Vec<Alert>,
-) -> Result<()> {
-    let m = metrics::get();
-    m.lines_read.with_label_values(&[source]).inc_by(lines);
-    m.bytes_read.with_label_values(&[source]).inc_by(bytes);
-    let mut events = 0u64;
-    let mut latest = None;
-    let late_before = engine.counters.late;
-    for item in items {
-        match item {
-            Item::Event(e) => {
-                events += 1;
-                latest = latest.max(Some(e.ts));
-                engine.push(e, alerts);
-            }
-            Item::Rejected {
-                file,
-                offset,
-                line,
-                reject,
-            } => {
-                m.events_rejected
-                    .with_label_values(&[source, reject.reason])
-                    .inc();
-                dl.reject(source, &file, offset, &line, &reject)?;
-            }
-        }
-    }
-    m.events_processed
-        .with_label_values(&[source])
-        .inc_by(events);
-    m.events_late.inc_by(engine.counters.late - late_before);
-    if let Some(ts) = latest {
-        let lag = metrics::now_secs() - ts.timestamp_millis() as f64 / 1000.0;
-        m.ingest_lag_seconds
-            .with_label_values(&[source])
-            .set(lag.max(0.0));
     }
     Ok(())
 }
@@ -396,14 +346,7 @@ fn reload_reference(rc: &crate::config::ReferenceConfig, engine: &mut Engine, fo
     if !force && !engine.reference_changed(rc) {
         return;
     }
-    match Reference::load(rc) {
-        Ok(r) => {
-            let (s, p, c) = r.rows();
-            info!(staff = s, patients = p, care = c, "reference data reloaded");
-            engine.set_reference(Arc::new(r));
-        }
-        Err(e) => {
-            error!(error = %format!("{e:#}"), "reference data reload failed; keeping the previous data")
-        }
+    if let Some(r) = super::reload_reference(rc) {
+        engine.set_reference(r);
     }
 }
