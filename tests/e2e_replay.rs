@@ -3,26 +3,12 @@
 
 mod common;
 
-use std::process::Command;
-
-fn phiwatch() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_phiwatch"))
-}
-
 #[test]
 fn crafted_hospital_gives_exactly_the_expected_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let config = common::write_hospital(dir.path());
     let out = dir.path().join("replay.ndjson");
-    let o = phiwatch()
-        .args(["replay", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "replay failed: {stderr}");
+    let stderr = common::replay(&config, &out);
     let text = std::fs::read_to_string(&out).unwrap();
     let alerts: Vec<serde_json::Value> = text
         .lines()
@@ -71,13 +57,6 @@ fn crafted_hospital_gives_exactly_the_expected_alerts() {
     assert_eq!(sweep["patients"].as_array().unwrap().len(), 25);
     // Replaying again gives byte-identical output (stable ids, stable order).
     let out2 = dir.path().join("replay2.ndjson");
-    let o2 = phiwatch()
-        .args(["replay", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&out2)
-        .output()
-        .unwrap();
-    assert!(o2.status.success());
+    common::replay(&config, &out2);
     assert_eq!(text, std::fs::read_to_string(&out2).unwrap());
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::sorted_lines;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -17,25 +18,8 @@ fn hospital(dir: &Path) -> PathBuf {
 
 fn replay_lines(config: &Path) -> Vec<String> {
     let out = config.with_file_name("replay.ndjson");
-    let o = phiwatch()
-        .args(["replay", "--config"])
-        .arg(config)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    common::replay(config, &out);
     sorted_lines(&out)
-}
-
-fn sorted_lines(p: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_to_string(p)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    v.sort();
-    v
 }
 
 fn start(config: &Path) -> Child {

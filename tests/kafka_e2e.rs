@@ -11,9 +11,10 @@ mod tansu;
 #[path = "support/topic.rs"]
 mod topic;
 
+use common::sorted_lines;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -27,16 +28,6 @@ const INPUTS: [&str; 4] = [
 
 fn phiwatch() -> Command {
     Command::new(env!("CARGO_BIN_EXE_phiwatch"))
-}
-
-fn sorted_lines(p: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_to_string(p)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    v.sort();
-    v
 }
 
 struct Hospital {
@@ -70,15 +61,7 @@ impl Hospital {
             ),
         );
         let out = dir.path().join("replay.ndjson");
-        let o = phiwatch()
-            .args(["replay", "--config"])
-            .arg(&config)
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "{stderr}");
+        let stderr = common::replay(&config, &out);
         // "replay: 4 files, 1234 lines, 1200 events in ..."
         let events = stderr
             .lines()

@@ -433,3 +433,29 @@ pub fn stop_with_sigterm(child: &mut std::process::Child, within: std::time::Dur
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// A file's lines, sorted (the order alerts come out in is not what tests compare).
+pub fn sorted_lines(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+/// Runs `phiwatch replay --config config --out out`, asserts it succeeded, and returns its
+/// standard error (the summary).
+pub fn replay(config: &Path, out: &Path) -> String {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_phiwatch"))
+        .args(["replay", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "replay failed: {stderr}");
+    stderr
+}
