@@ -749,9 +749,7 @@ fn remove_segment(dir: &Path, segment: u64) -> io::Result<()> {
 
 /// Fsyncs the folder, which makes file creations and deletions durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| annotate(e, "cannot fsync folder", dir))
+    crate::source::sync_dir(dir).map_err(|e| annotate(e, "cannot fsync folder", dir))
 }
 
 /// Adds what we were doing and the path to an I/O error, keeping its kind.

@@ -76,7 +76,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Makes a rename in `dir` durable. Folders cannot be opened for fsync on every platform;
 /// where they cannot, the rename is as durable as the platform makes it.
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
         File::open(dir)?.sync_all()

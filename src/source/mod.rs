@@ -8,7 +8,7 @@ pub mod checkpoint;
 pub mod file;
 pub mod fswatch;
 
-pub use checkpoint::{read_json, write_atomic, write_json, CheckpointError, Checkpoints};
+pub use checkpoint::{read_json, sync_dir, write_atomic, write_json, CheckpointError, Checkpoints};
 pub use file::{read_once, LineKind, ReadOnce, TailLine, TailOptions, Tailer};
 
 use serde::{Deserialize, Serialize};
