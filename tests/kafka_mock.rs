@@ -32,6 +32,11 @@ struct Agent {
 
 impl Agent {
     fn start(bootstrap: &str) -> Agent {
+        Agent::start_with(bootstrap, "")
+    }
+
+    /// `kafka` is appended to the config's `[kafka]` section.
+    fn start_with(bootstrap: &str, kafka: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("in")).unwrap();
         std::fs::File::create(dir.path().join("in/access.jsonl")).unwrap();
@@ -51,6 +56,7 @@ dir = "state"
 
 [kafka]
 brokers = "{bootstrap}"
+{kafka}
 "#
             ),
         )
@@ -186,6 +192,43 @@ fn a_broker_outage_holds_the_checkpoint_and_loses_nothing() {
     assert_exactly_once(&topic_offsets(&bootstrap, 500), 500);
 }
 
+/// With the broker away and more lines than the spool holds, reading pauses at the spool's
+/// limit (backpressure) and nothing is dropped: all of it arrives once the broker is back.
+#[test]
+fn a_full_spool_pauses_reading_and_drops_nothing() {
+    let c = cluster();
+    let bootstrap = c.bootstrap_servers();
+    c.broker_down(1).unwrap();
+    let mut agent = Agent::start_with(&bootstrap, "spool_max_bytes = 1048576");
+    agent.write(100_000);
+    let spool = agent.dir.path().join("state/agent/spool");
+    // The spool grows to its limit and stays there.
+    let mut last = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = dir_bytes(&spool);
+        if now > 0 && now == last {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the spool never settled");
+        last = now;
+    }
+    assert!(
+        agent.size() > 4 * last,
+        "the input ({} bytes) is much larger than what was spooled ({last} bytes)",
+        agent.size()
+    );
+    // One batch may go past the limit before reading pauses.
+    assert!(last < 2 << 20, "the spool holds {last} bytes, limit 1 MiB");
+    assert_eq!(agent.acked(), 0);
+
+    c.broker_up(1).unwrap();
+    agent.wait_acked_all(Duration::from_secs(120));
+    agent.stop();
+    assert_exactly_once(&topic_offsets(&bootstrap, 100_000), 100_000);
+}
+
 #[test]
 fn produce_errors_are_retried_without_duplicates() {
     let c = cluster();
@@ -239,4 +282,14 @@ fn a_second_agent_on_the_same_state_folder_is_refused() {
         "{err:#}"
     );
     agent.stop();
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
