@@ -29,11 +29,19 @@ command -v tansu >/dev/null || { echo "tansu is not on PATH" >&2; exit 1; }
 
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  if [ "${KEEP:-}" = 1 ]; then echo "work folder kept: $WORK" >&2; else rm -rf "$WORK"; fi
+}
 trap cleanup EXIT
 
 "$PHIWATCH" simulate --out "$WORK/h" --seed "$SEED" --staff "$STAFF" --days "$DAYS" >/dev/null 2>&1
 cd "$WORK/h"
+# A hospital's history: each daily file last written at the end of its day (the agent
+# reads such backlog oldest first, as it would on a server).
+for f in */20*-*-*.*; do
+  d=$(basename "$f"); touch -d "${d:0:10} 23:59:59" "$f"
+done
 EVENTS=$("$PHIWATCH" replay --config phiwatch.toml --out replay.ndjson 2>&1 >/dev/null |
   sed -n 's/^replay: [^,]*, [^,]*, \([0-9]*\) events.*/\1/p')
 [ -n "$EVENTS" ] || { echo "no event count from replay" >&2; exit 1; }
@@ -81,3 +89,5 @@ END=$(date +%s.%N)
 python3 -c "
 e=$EVENTS; t=$END-$START
 print(f'staff $STAFF, days $DAYS, partitions $PARTITIONS: {e} events through agent, broker and engine in {t:.1f} s = {e/t:,.0f} events/s')"
+# Alerts written so far (the engine still holds the findings that are open at the end).
+echo "alerts by the engine when caught up: $(wc -l < alerts.ndjson); replay: $(wc -l < replay.ndjson)"

@@ -37,9 +37,9 @@ fn start(config: &Path) -> Child {
         .unwrap()
 }
 
-/// Waits until the snapshot's positions reach the end of every input file.
+/// Waits until the snapshot's positions reach the end of every input file of the
+/// crafted hospital.
 fn wait_caught_up(dir: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
     let inputs: Vec<PathBuf> = [
         "events/canonical.jsonl",
         "atna/ehr.log",
@@ -49,6 +49,12 @@ fn wait_caught_up(dir: &Path) {
     .iter()
     .map(|p| dir.join(p))
     .collect();
+    wait_read(dir, &inputs);
+}
+
+/// Waits until the snapshot in `dir`/state holds the end of every one of `inputs`.
+fn wait_read(dir: &Path, inputs: &[PathBuf]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if Instant::now() > deadline {
             let logs: Vec<String> = std::fs::read_dir(dir)
@@ -88,6 +94,52 @@ fn wait_caught_up(dir: &Path) {
 
 fn stop(mut child: Child) {
     common::stop_with_sigterm(&mut child, Duration::from_secs(30));
+}
+
+/// History as hospitals keep it, one file a day per source, last written long ago: `run`
+/// reads such backlog oldest first, so it gives replay's alerts (read side by side, day 8
+/// came in while day 1 was still being read, and the alerts differed).
+#[test]
+fn run_on_a_backlog_of_daily_files_gives_the_same_alerts_as_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = dir.path().join("h");
+    let o = phiwatch()
+        .args([
+            "simulate", "--seed", "1", "--staff", "100", "--days", "8", "--out",
+        ])
+        .arg(&h)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config = h.join("phiwatch.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replacen("[engine]\n", "[engine]\nidle_source_secs = 1\n", 1)
+        .replacen("[state]\n", "[state]\nsnapshot_secs = 1\n", 1);
+    std::fs::write(&config, text).unwrap();
+    // Each daily file (fhir/2026-03-02.ndjson, ...) last written at the end of its day.
+    let mut inputs = Vec::new();
+    for source in ["fhir", "atna", "epic", "files"] {
+        for e in std::fs::read_dir(h.join(source)).unwrap() {
+            let path = e.unwrap().path();
+            let day = path.file_name().unwrap().to_string_lossy()[..10].to_string();
+            let end: chrono::DateTime<chrono::Utc> = format!("{day}T23:59:59Z").parse().unwrap();
+            let at = std::time::UNIX_EPOCH + Duration::from_secs(end.timestamp() as u64);
+            std::fs::File::options()
+                .append(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(at)
+                .unwrap();
+            inputs.push(path);
+        }
+    }
+    let want = replay_lines(&config);
+    assert!(want.len() >= 10, "the simulated week gives alerts");
+    let child = start(&config);
+    wait_read(&h, &inputs);
+    stop(child);
+    assert_eq!(sorted_lines(&h.join("alerts.ndjson")), want);
 }
 
 #[test]

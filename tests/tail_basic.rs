@@ -183,6 +183,37 @@ fn a_busy_file_does_not_starve_the_others() {
     assert_eq!(b, names("b", 1..=10));
 }
 
+/// Backlog (files nobody wrote for a while: a month of daily exports) is read one file at
+/// a time, oldest modification first, and before a file still being written, so the lines
+/// come in time order; only files being written share the polls.
+#[test]
+fn backlog_is_read_oldest_first_one_file_at_a_time() {
+    let d = Dir::new();
+    let day = std::time::Duration::from_secs(86_400);
+    let now = std::time::SystemTime::now();
+    // Names sort against the modification order: the times decide.
+    for (name, days_ago) in [("a.log", 1), ("b.log", 3), ("c.log", 2)] {
+        append(&d.path(name), &lines(name, 1..=10));
+        std::fs::File::options()
+            .append(true)
+            .open(d.path(name))
+            .unwrap()
+            .set_modified(now - day * days_ago)
+            .unwrap();
+    }
+    append(&d.path("live.log"), &lines("live.log", 1..=10));
+    let mut t = Tailer::new(d.glob("*.log"), opts(), &[]);
+    let mut all = Vec::new();
+    for _ in 0..40 {
+        all.extend(texts(&t.poll(4).unwrap()));
+    }
+    let want: Vec<String> = ["b.log", "c.log", "a.log", "live.log"]
+        .iter()
+        .flat_map(|n| names(n, 1..=10))
+        .collect();
+    assert_eq!(all, want);
+}
+
 #[test]
 fn header_is_delivered_first() {
     let d = Dir::new();

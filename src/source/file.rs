@@ -42,6 +42,16 @@
 //!   is looked for by inode in the folder it was in, and its rest is read before the new
 //!   file (vectordotdev/vector#22954).
 //!
+//! # Backlog
+//!
+//! Files nobody has written for [`BACKLOG_AFTER`] when they are found (yesterday's daily
+//! export, last week's rotated logs) are history, and history is read in order: oldest
+//! modification time first (then by path), each to its end before the next, and before
+//! any file still being written. Why: the engine orders events by time per source, and a
+//! month of daily files read side by side would hand it day 30 while day 1 is still
+//! coming, making everything in between late. Files being written are read side by side
+//! (round robin), so a busy one cannot starve the others.
+//!
 //! # Lines
 //!
 //! Split on `\n`; a `\r` before it is dropped. Invalid UTF-8 is replaced (lossy). A line
@@ -71,7 +81,11 @@ use std::io::{self, Read};
 use std::os::unix::fs::{DirEntryExt, FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+/// A file not modified for this long when found is backlog, read in order (see the
+/// module doc).
+pub const BACKLOG_AFTER: Duration = Duration::from_secs(60);
 use tracing::{debug, info, warn};
 
 /// Bytes asked of the kernel per read.
@@ -528,6 +542,9 @@ struct Followed {
     after: Option<u64>,
     /// The last turn read to the end of the file and handed out every complete line.
     drained: bool,
+    /// Backlog (not written for `BACKLOG_AFTER` when found): its modification time and
+    /// path, the order backlog is read in.
+    backlog: Option<(SystemTime, PathBuf)>,
     last_growth: Instant,
     /// Left the globs, went quiet, and its last partial line was handed out: nothing more
     /// is read; it waits for its acknowledgements.
@@ -727,6 +744,19 @@ impl Tailer {
         let mut forget = vec![false; n];
         let mut serviced = vec![false; n];
         let mut settled = vec![false; n];
+        // Backlog is read one file at a time, oldest first, before files being written.
+        let first_backlog = self
+            .files
+            .iter()
+            .filter(|f| !f.drained && !f.failing && !f.done)
+            .filter_map(|f| f.backlog.as_ref().map(|b| (b, f.key)))
+            .min()
+            .map(|(_, key)| key);
+        if let Some(key) = first_backlog {
+            for (i, f) in self.files.iter().enumerate() {
+                settled[i] = f.key != key && !(f.backlog.is_some() && f.drained);
+            }
+        }
         let mut progress = true;
         while progress && budget > 0 {
             progress = false;
@@ -1076,6 +1106,12 @@ impl Tailer {
         now: Instant,
     ) -> io::Result<Followed> {
         let prefix = Prefix::read(&file, self.opts.fingerprint_bytes, start)?;
+        let backlog = file
+            .metadata()?
+            .modified()
+            .ok()
+            .filter(|m| m.elapsed().is_ok_and(|age| age >= BACKLOG_AFTER))
+            .map(|m| (m, path.clone()));
         Ok(Followed {
             key,
             shown: shown(&path),
@@ -1091,6 +1127,7 @@ impl Tailer {
             matched,
             after,
             drained: false,
+            backlog,
             last_growth: now,
             done: false,
             failing: false,
