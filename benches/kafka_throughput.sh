@@ -10,7 +10,9 @@
 # `engine.applied` == replay's count). Events/s = events / that time. The agent starts after
 # the engine, so the figure includes spooling, producing, consuming, detection and snapshots.
 # The time includes the engine's idle_source_secs (5 s) wait for the last events and up to 1 s
-# of snapshot interval. Line-to-alert latency at a steady rate is not measured by this script.
+# of snapshot interval. Each daily file's modification time is set to the end of its day, as
+# on a server, so the agent reads the history oldest first. Prints the alerts written by then
+# next to replay's. Line-to-alert latency: benches/kafka_latency.py.
 #
 # Needs tansu on PATH (.ci/run installs it) and python3.
 set -euo pipefail
