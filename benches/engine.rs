@@ -5,27 +5,20 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use phiwatch::config::Config;
-use phiwatch::engine;
+use phiwatch::deadletter::DeadLetter;
+use phiwatch::engine::Engine;
 use phiwatch::event::Event;
-use phiwatch::pipeline::lines::FileLines;
-use phiwatch::pipeline::replay::{build_engine, expand};
+use phiwatch::ingest::history::History;
 use phiwatch::simulate::{simulate, SimOptions};
 
+/// Every event of the simulated files, decoded once, in the engine's total order.
 fn events(cfg: &Config) -> Vec<Event> {
-    let tz = cfg.timezone().unwrap();
+    let mut dl = DeadLetter::new(&cfg.dead_letter_path());
+    let mut history = History::open(cfg, &mut dl).unwrap();
     let mut all = Vec::new();
-    for s in &cfg.sources {
-        for path in expand(&s.paths).unwrap() {
-            let mut parser = phiwatch::parse::build(s, tz).unwrap();
-            for line in FileLines::open(&path).unwrap() {
-                if let Ok(Some(mut e)) = parser.parse(&line.unwrap().text) {
-                    e.source = s.name.clone();
-                    all.push(e);
-                }
-            }
-        }
+    while let Some(e) = history.next_event(&mut dl).unwrap() {
+        all.push(e);
     }
-    all.sort_by(engine::order);
     all
 }
 
@@ -45,7 +38,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function(format!("{} events, 200 staff, 14 days", evs.len()), |b| {
         b.iter(|| {
-            let mut engine = build_engine(&cfg).unwrap();
+            let mut engine = Engine::from_config(&cfg).unwrap();
             engine.set_merged_input();
             let mut out = Vec::new();
             for e in &evs {

@@ -1,5 +1,9 @@
-//! phiwatch's binary: everything lives in the library; see `cli`.
+//! phiwatch's binary: everything lives in the library; see `commands`.
+
+use clap::Parser;
 
 fn main() {
-    std::process::exit(phiwatch::cli::main());
+    let cli = phiwatch::cli::Cli::parse();
+    phiwatch::logging::init();
+    std::process::exit(phiwatch::commands::main(cli.command));
 }

@@ -1,21 +1,17 @@
-//! Prometheus metrics and the small HTTP listener that serves them (`[metrics] listen`):
-//! `/metrics`, `/healthz` (the engine loop is ticking) and `/readyz` (sources started,
-//! reference data loaded).
+//! Prometheus metrics: every series phiwatch exports, in one registry. The listener that
+//! serves them is `daemon::health`. This module imports no other stage: the stages count
+//! into it, and what a sink counts on its own is copied in by the daemon.
 //!
 //! Labels are source names, reject reasons, detector ids, severities, sink names and
 //! reference table names: never a user or patient identifier, so a scrape can leave the
 //! hospital's PHI boundary. Hot paths count per batch, not per event.
 
-use anyhow::{Context, Result};
 use prometheus::{
     Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Every metric phiwatch exports.
 pub struct Metrics {
@@ -48,6 +44,8 @@ pub struct Metrics {
     pub reference_rows: IntGaugeVec,
     pub reference_reload_timestamp_seconds: Gauge,
     pub reference_reload_errors: IntCounter,
+    pub detector_reload_errors: IntCounter,
+    pub detectors: IntGauge,
     pub state_users: IntGauge,
     pub state_bytes: IntGauge,
     pub reorder_buffer_events: IntGauge,
@@ -253,6 +251,16 @@ impl Metrics {
                 "phiwatch_reference_reload_errors_total",
                 "Reference data reloads that failed (the previous data stayed in service).",
             ),
+            detectors: int_gauge(
+                &r,
+                "phiwatch_detectors",
+                "Detectors in service (after start and after every reload).",
+            ),
+            detector_reload_errors: counter(
+                &r,
+                "phiwatch_detector_reload_errors_total",
+                "Detector reloads (SIGHUP) that failed (the previous detectors stayed in service).",
+            ),
             state_users: int_gauge(
                 &r,
                 "phiwatch_state_users",
@@ -279,25 +287,6 @@ impl Metrics {
         let enc = TextEncoder::new();
         let _ = enc.encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
-    }
-
-    /// Copies a sink's counters into the exported ones (counters only move forward).
-    pub fn sink_stats(&self, name: &str, s: &crate::sink::StatsSnapshot) {
-        fn up(c: &IntCounterVec, name: &str, v: u64) {
-            let c = c.with_label_values(&[name]);
-            let cur = c.get();
-            if v > cur {
-                c.inc_by(v - cur);
-            }
-        }
-        self.sink_queue_depth
-            .with_label_values(&[name])
-            .set(s.queued as i64);
-        up(&self.sink_sent, name, s.sent);
-        up(&self.sink_errors, name, s.errors);
-        up(&self.sink_retries, name, s.retries);
-        up(&self.sink_dropped, name, s.dropped);
-        up(&self.sink_failed, name, s.failed);
     }
 
     /// Creates the series of a source up front, so dashboards show zeros, not gaps.
@@ -331,96 +320,4 @@ pub fn now_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// What `/healthz` and `/readyz` answer from.
-#[derive(Debug, Default)]
-pub struct Health {
-    /// Unix ms of the engine loop's last turn.
-    pub tick_ms: AtomicI64,
-    pub ready: AtomicBool,
-}
-
-impl Health {
-    pub fn tick(&self) {
-        self.tick_ms
-            .store((now_secs() * 1000.0) as i64, Ordering::Relaxed);
-    }
-
-    /// Healthy while the engine loop turned in the last 30 seconds.
-    pub fn healthy(&self) -> bool {
-        let last = self.tick_ms.load(Ordering::Relaxed);
-        (now_secs() * 1000.0) as i64 - last < 30_000
-    }
-}
-
-/// The health of a daemon (`run`, `agent`, `engine`), served with the metrics when the
-/// config sets `[metrics] listen`. Ticked once, so `/healthz` is green from the start.
-pub fn start_health(listen: Option<&str>) -> Result<Arc<Health>> {
-    let health = Arc::new(Health::default());
-    health.tick();
-    if let Some(addr) = listen {
-        let at = serve(addr, Arc::clone(&health))?;
-        tracing::info!(listen = %at, "metrics listening on /metrics, /healthz, /readyz");
-    }
-    Ok(health)
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` from a thread of its own.
-pub fn serve(addr: &str, health: Arc<Health>) -> Result<std::net::SocketAddr> {
-    let listener = TcpListener::bind(addr).with_context(|| {
-        format!("cannot listen on {addr} for metrics; set [metrics] listen to a free address")
-    })?;
-    let local = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let _ = answer(stream, &health);
-            }
-        })?;
-    Ok(local)
-}
-
-fn answer(mut s: TcpStream, health: &Health) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut buf = [0u8; 2048];
-    let mut got = Vec::new();
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") && got.len() < 16 * 1024 {
-        let n = s.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        got.extend_from_slice(&buf[..n]);
-    }
-    let req = String::from_utf8_lossy(&got);
-    let path = req.split_whitespace().nth(1).unwrap_or("/");
-    let (status, ctype, body) = match path.split('?').next().unwrap_or("/") {
-        "/metrics" => ("200 OK", "text/plain; version=0.0.4", get().render()),
-        "/healthz" if health.healthy() => ("200 OK", "text/plain", "ok\n".to_string()),
-        "/healthz" => (
-            "503 Service Unavailable",
-            "text/plain",
-            "engine loop stalled\n".to_string(),
-        ),
-        "/readyz" if health.ready.load(Ordering::Relaxed) => {
-            ("200 OK", "text/plain", "ready\n".to_string())
-        }
-        "/readyz" => (
-            "503 Service Unavailable",
-            "text/plain",
-            "starting\n".to_string(),
-        ),
-        _ => (
-            "404 Not Found",
-            "text/plain",
-            "try /metrics, /healthz or /readyz\n".to_string(),
-        ),
-    };
-    write!(
-        s,
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    s.flush()
 }

@@ -8,7 +8,7 @@
 mod topic;
 
 use phiwatch::config::Config;
-use phiwatch::signals::Flags;
+use phiwatch::daemon::signals::Flags;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -63,11 +63,11 @@ brokers = "{bootstrap}"
         .unwrap();
         let cfg = Config::load(&config).unwrap();
         let flags = Arc::new(Flags {
-            stop: AtomicBool::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
             reload: AtomicBool::new(false),
         });
         let f = Arc::clone(&flags);
-        let thread = std::thread::spawn(move || phiwatch::pipeline::agent::run(&cfg, f));
+        let thread = std::thread::spawn(move || phiwatch::commands::agent::run(&cfg, f));
         Agent {
             dir,
             flags,
@@ -273,10 +273,10 @@ fn a_second_agent_on_the_same_state_folder_is_refused() {
     }
     let cfg = Config::load(&agent.dir.path().join("phiwatch.toml")).unwrap();
     let flags = Arc::new(Flags {
-        stop: AtomicBool::new(false),
+        stop: Arc::new(AtomicBool::new(false)),
         reload: AtomicBool::new(false),
     });
-    let err = phiwatch::pipeline::agent::run(&cfg, flags).unwrap_err();
+    let err = phiwatch::commands::agent::run(&cfg, flags).unwrap_err();
     assert!(
         format!("{err:#}").contains("another phiwatch agent is running"),
         "{err:#}"

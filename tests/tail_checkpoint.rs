@@ -2,7 +2,8 @@
 
 mod tail_support;
 
-use phiwatch::source::{read_json, write_atomic, CheckpointError, Checkpoints};
+use phiwatch::durable::{read_json, write_atomic, ReadError};
+use phiwatch::source::Checkpoints;
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -79,7 +80,7 @@ fn missing_checkpoint_is_none_and_corrupt_is_a_clear_error() {
     assert_eq!(Checkpoints::load(&p).unwrap(), None);
     fs::write(&p, b"{\"positions\": [{\"path\": 3}]}").unwrap();
     let e = Checkpoints::load(&p).unwrap_err();
-    assert!(matches!(e, CheckpointError::Corrupt { .. }));
+    assert!(matches!(e, ReadError::Corrupt { .. }));
     assert!(e.to_string().contains("corrupt"), "{e}");
     assert!(e.to_string().contains("cp.json"), "{e}");
 }

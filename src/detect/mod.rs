@@ -375,6 +375,13 @@ impl Detector {
     }
 }
 
+/// The detectors a config names (`[engine] detectors`, or the shipped ones), every error
+/// in one message.
+pub fn load_config(cfg: &crate::config::Config) -> anyhow::Result<Vec<Detector>> {
+    load(cfg.engine.detectors.as_deref())
+        .map_err(|errs| anyhow::anyhow!("detectors are not valid:\n  {}", errs.join("\n  ")))
+}
+
 /// Loads detectors from a folder (`*.yml`, `*.yaml`), or the shipped ones when `dir` is
 /// None. Every file is compiled; all errors are returned together, each naming its file.
 pub fn load(dir: Option<&Path>) -> Result<Vec<Detector>, Vec<String>> {

@@ -99,19 +99,24 @@ impl Engine {
         }
     }
 
+    /// The engine a config describes: its reference data, detectors and settings.
+    pub fn from_config(cfg: &crate::config::Config) -> anyhow::Result<Engine> {
+        let reference = Reference::load(&cfg.reference)?;
+        Ok(Engine::new(
+            crate::detect::load_config(cfg)?,
+            Arc::new(reference),
+            Settings::from_config(cfg)?,
+        ))
+    }
+
+    /// The reference data in service.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
     /// Swaps in reloaded reference data; learned state is kept.
     pub fn set_reference(&mut self, reference: Arc<Reference>) {
         self.reference = reference;
-    }
-
-    /// Rows of staff, patients and care rows in service.
-    pub fn reference_rows(&self) -> (usize, usize, usize) {
-        self.reference.rows()
-    }
-
-    /// True when a reference file changed on disk since it was loaded.
-    pub fn reference_changed(&self, cfg: &crate::config::ReferenceConfig) -> bool {
-        self.reference.changed(cfg)
     }
 
     /// Remembers ids of alerts already written (read back from disk after a restart).

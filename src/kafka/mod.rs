@@ -1,9 +1,21 @@
-//! Kafka settings: the `[kafka]` table turned into a librdkafka client configuration,
-//! checked before use, and (with `phiwatch check --connect`) tried against the brokers.
+//! Kafka: how events and alerts travel between hosts.
+//!
+//! - this file: the `[kafka]` table turned into a librdkafka client configuration, checked
+//!   before use, and (with `phiwatch check --connect`) tried against the brokers;
+//! - [`spool`] and [`producer`]: the agent's durable way to the events topic;
+//! - [`consumer`]: the engine's per-partition state, handed over on rebalances;
+//! - [`lease`]: which engine holds which partition, and what to do about orphans.
+//!
+//! The `kafka` alert sink is a sink like the others (`sink::kafka`).
 //!
 //! Friendly keys cover what hospitals need (TLS with a CA and client certificate, SASL
 //! PLAIN or SCRAM); `[kafka.properties]` passes any librdkafka property through and wins
 //! over the friendly keys.
+
+pub mod consumer;
+pub mod lease;
+pub mod producer;
+pub mod spool;
 
 use crate::config::KafkaConfig;
 use anyhow::{anyhow, bail, Context, Result};

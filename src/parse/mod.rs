@@ -112,10 +112,8 @@ pub mod reason {
     ];
 }
 
-/// Longest line any parser looks at. Real ATNA messages reach tens of KiB; a line of a
-/// megabyte is a framing error (a file without line breaks), and refusing it before any
-/// parsing keeps one bad file from costing seconds of CPU.
-pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// Longest line any parser looks at (the source's limit, so both agree).
+pub use crate::source::MAX_LINE_BYTES;
 
 /// Turns lines of one file into events. A parser instance serves one file, so parsers
 /// with per-file state (a CSV header) keep it here.

@@ -27,8 +27,11 @@ pub struct Reference {
     pub directory: Option<Directory>,
     pub care: Option<CareIndex>,
     /// Modification times of the files when loaded, to notice changes.
-    pub stamps: Vec<(PathBuf, Option<SystemTime>)>,
+    pub stamps: Stamps,
 }
+
+/// The reference files and their modification times.
+pub type Stamps = Vec<(PathBuf, Option<SystemTime>)>;
 
 impl Reference {
     /// Loads every configured file. An error names the file, line and column.
@@ -52,7 +55,8 @@ impl Reference {
         Self::current_stamps(cfg) != self.stamps
     }
 
-    fn current_stamps(cfg: &ReferenceConfig) -> Vec<(PathBuf, Option<SystemTime>)> {
+    /// The configured files with their modification times now.
+    pub fn current_stamps(cfg: &ReferenceConfig) -> Vec<(PathBuf, Option<SystemTime>)> {
         [&cfg.staff, &cfg.patients, &cfg.care]
             .into_iter()
             .flatten()

@@ -62,6 +62,27 @@ impl Default for SimOptions {
     }
 }
 
+impl SimOptions {
+    /// Options from the command line, refused with a message when they cannot make a
+    /// hospital.
+    pub fn checked(seed: u64, staff: usize, days: u32) -> anyhow::Result<SimOptions> {
+        if staff < MIN_STAFF {
+            anyhow::bail!(
+                "--staff {staff} is too small: a hospital needs at least {MIN_STAFF} staff"
+            );
+        }
+        if days == 0 {
+            anyhow::bail!("--days must be at least 1");
+        }
+        Ok(SimOptions {
+            seed,
+            staff,
+            days,
+            ..Default::default()
+        })
+    }
+}
+
 /// What was written.
 #[derive(Debug, Clone, Serialize)]
 pub struct SimSummary {

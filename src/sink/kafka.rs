@@ -60,17 +60,13 @@ impl KafkaSink {
     }
 
     fn produce(&mut self, key: &str, line: &str) -> Result<()> {
-        let errors = &crate::metrics::get().kafka_produce_errors;
+        // Errors are counted by the sink's queue (`phiwatch_sink_errors_total`).
         self.producer
             .send(BaseRecord::to(&self.cfg.topic).key(key).payload(line))
-            .map_err(|(e, _)| {
-                errors.inc();
-                anyhow!("kafka produce to {}: {e}", self.cfg.topic)
-            })?;
-        self.producer.flush(self.cfg.timeout).map_err(|e| {
-            errors.inc();
-            anyhow!("kafka did not acknowledge the alert: {e}")
-        })
+            .map_err(|(e, _)| anyhow!("kafka produce to {}: {e}", self.cfg.topic))?;
+        self.producer
+            .flush(self.cfg.timeout)
+            .map_err(|e| anyhow!("kafka did not acknowledge the alert: {e}"))
     }
 }
 

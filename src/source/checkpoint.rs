@@ -1,119 +1,12 @@
-//! Durable checkpoints: small files written so that a crash at any instant (power loss,
-//! `kill -9`, the OOM killer) leaves either the old content or the new one, never a torn
-//! mix (Vector lost whole checkpoint files to torn writes after OOM, vectordotdev/vector
-//! #20753).
-//!
-//! The recipe: write the new bytes to a temporary file in the same folder, fsync it,
-//! rename it over the target (atomic within one filesystem), then fsync the folder so the
-//! rename itself survives a power cut. The temporary file has a fixed name
-//! (`.NAME.tmp`), so a crash between the write and the rename leaves at most one stray
-//! file, which the next write reuses. One writer per checkpoint file is assumed.
-//!
-//! Reading treats a missing file as "no checkpoint yet" and a corrupt one as an error of
-//! its own kind ([`CheckpointError::Corrupt`]), so the caller decides whether to start
-//! over or refuse to start.
+//! Standalone checkpoint files for a [`Tailer`](super::Tailer), for callers that keep no
+//! other state store. Written with [`crate::durable`], so a crash leaves the old or the new
+//! file, never a torn one.
 
 use super::Position;
-use serde::de::DeserializeOwned;
+use crate::durable::{read_json, write_json, ReadError};
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-
-/// Why a checkpoint could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    /// The file exists but could not be read (permissions, I/O error).
-    #[error("cannot read checkpoint {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    /// The file was read but does not hold what was expected: not JSON, wrong shape.
-    #[error("checkpoint {path} is corrupt: {source}")]
-    Corrupt {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-}
-
-/// Replaces the content of `path` with `bytes` atomically and durably (see the module
-/// doc). On error the old content, if any, is untouched and the temporary file removed.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("checkpoint path {} has no file name", path.display()),
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-
-    let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    sync_dir(dir)
-}
-
-/// Makes a rename in `dir` durable. Folders cannot be opened for fsync on every platform;
-/// where they cannot, the rename is as durable as the platform makes it.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
-}
-
-/// Serializes `value` as JSON and writes it with [`write_atomic`].
-pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> io::Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
-    write_atomic(path, &bytes)
-}
-
-/// Reads a JSON checkpoint. `Ok(None)` when the file does not exist; an error when it
-/// cannot be read or does not parse (an empty file counts as corrupt).
-pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, CheckpointError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(CheckpointError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|source| CheckpointError::Corrupt {
-            path: path.to_path_buf(),
-            source,
-        })
-}
+use std::io;
+use std::path::Path;
 
 /// A standalone checkpoint file for one [`Tailer`](super::Tailer): where each followed
 /// file was, for callers that keep no other state store.
@@ -138,11 +31,11 @@ impl Checkpoints {
     }
 
     /// Loads a checkpoint file; `Ok(None)` when there is none yet.
-    pub fn load(path: &Path) -> Result<Option<Checkpoints>, CheckpointError> {
+    pub fn load(path: &Path) -> Result<Option<Checkpoints>, ReadError> {
         read_json(path)
     }
 
-    /// Saves atomically (see [`write_atomic`]).
+    /// Saves atomically (see [`crate::durable::write_atomic`]).
     pub fn save(&self, path: &Path) -> io::Result<()> {
         write_json(path, self)
     }
@@ -151,6 +44,7 @@ impl Checkpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn missing_is_none_and_corrupt_is_error() {
@@ -160,12 +54,12 @@ mod tests {
         fs::write(&p, b"{\"positions\": [").unwrap();
         assert!(matches!(
             read_json::<Checkpoints>(&p),
-            Err(CheckpointError::Corrupt { .. })
+            Err(ReadError::Corrupt { .. })
         ));
         fs::write(&p, b"").unwrap();
         assert!(matches!(
             read_json::<Checkpoints>(&p),
-            Err(CheckpointError::Corrupt { .. })
+            Err(ReadError::Corrupt { .. })
         ));
     }
 

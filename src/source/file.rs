@@ -1,6 +1,7 @@
-//! The file source: follows log files as they grow ([`Tailer`], for `run`) or reads one
-//! file once from start to end ([`read_once`], for `replay`). Both split lines with the
-//! same code, so a line means the same thing in both modes.
+//! The file source: follows log files as they grow ([`Tailer`], for `run` and `agent`) or
+//! reads one file once from start to end ([`read_once`], for `replay`). Both split lines
+//! with the same code, so a line means the same thing in every mode; `crate::ingest`
+//! turns those lines into events, again the same way for all.
 //!
 //! # Delivery guarantee
 //!
@@ -133,7 +134,8 @@ pub struct TailOptions {
     /// also when resuming in the middle of a file (it is re-read; the position does not
     /// move).
     pub header: bool,
-    /// Longest line handed out in full, without its terminator. Default 1 MiB.
+    /// Longest line handed out in full, without its terminator. Default
+    /// [`MAX_LINE_BYTES`](super::MAX_LINE_BYTES).
     pub max_line_bytes: usize,
     /// How many leading bytes the fingerprint covers. Default 256. Changing it between
     /// runs makes every checkpoint mismatch: files are read again from their start.
@@ -157,7 +159,7 @@ impl Default for TailOptions {
     fn default() -> Self {
         TailOptions {
             header: false,
-            max_line_bytes: 1024 * 1024,
+            max_line_bytes: super::MAX_LINE_BYTES,
             fingerprint_bytes: 256,
             start_at_end_for_new_files: false,
             rotated_quiet: Duration::from_secs(5),

@@ -8,10 +8,15 @@ pub mod checkpoint;
 pub mod file;
 pub mod fswatch;
 
-pub use checkpoint::{read_json, sync_dir, write_atomic, write_json, CheckpointError, Checkpoints};
+pub use checkpoint::Checkpoints;
 pub use file::{read_once, LineKind, ReadOnce, TailLine, TailOptions, Tailer};
 
 use serde::{Deserialize, Serialize};
+
+/// Longest line handed out in full, without its terminator. Real ATNA messages reach tens
+/// of KiB; a line of a megabyte is a framing error (a file without line breaks), and
+/// refusing it before any parsing keeps one bad file from costing seconds of CPU.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
 use sha2::{Digest, Sha256};
 
 /// Which file a line or a checkpoint belongs to.

@@ -15,7 +15,9 @@
 //! members that are actually there. With a healthy broker this never fires: a rebalance
 //! completes well within the default 60 s.
 
-use anyhow::{Context, Result};
+use crate::metrics;
+use anyhow::{anyhow, Context, Result};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -38,7 +40,7 @@ pub struct Lease {
 }
 
 /// Unix time now, in milliseconds.
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -77,7 +79,7 @@ impl Leases {
             partitions,
             written_ms: now_ms(),
         };
-        crate::source::write_json(&self.path(&self.me), &lease)
+        crate::durable::write_json(&self.path(&self.me), &lease)
             .with_context(|| format!("cannot write the lease {}", self.path(&self.me).display()))
     }
 
@@ -98,7 +100,7 @@ impl Leases {
             if path.extension().is_none_or(|e| e != "json") {
                 continue;
             }
-            match crate::source::read_json::<Lease>(&path) {
+            match crate::durable::read_json::<Lease>(&path) {
                 Ok(Some(l)) => {
                     let age = Duration::from_millis(now.saturating_sub(l.written_ms));
                     if age <= LEASE_TTL {
@@ -180,6 +182,105 @@ impl OrphanWatch {
             unowned,
             rejoin_for,
         }
+    }
+}
+
+/// This engine's lease and the watch for partitions nobody holds.
+pub struct Owners {
+    leases: Leases,
+    watch: OrphanWatch,
+    partitions: Option<i32>,
+    last_write: Option<Instant>,
+    last_look: Instant,
+}
+
+impl Owners {
+    const WRITE_EVERY: Duration = Duration::from_secs(1);
+    const LOOK_EVERY: Duration = Duration::from_secs(5);
+
+    pub fn new(cfg: &crate::config::Config, dir: &Path) -> Result<Owners> {
+        let me = format!(
+            "{}-{}-{}",
+            crate::uid::hostname(),
+            std::process::id(),
+            now_ms()
+        );
+        Ok(Owners {
+            leases: Leases::new(&dir.join("leases"), me)?,
+            watch: OrphanWatch::new(Duration::from_secs(cfg.kafka.orphan_rejoin_secs)),
+            partitions: None,
+            last_write: None,
+            last_look: Instant::now(),
+        })
+    }
+
+    /// Renews the lease every second; every few seconds, looks for unowned partitions and
+    /// rejoins the group when this engine is the one to act.
+    pub fn tick<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+    ) -> Result<()> {
+        if self
+            .last_write
+            .is_some_and(|t| t.elapsed() < Self::WRITE_EVERY)
+        {
+            return Ok(());
+        }
+        self.last_write = Some(Instant::now());
+        let held = match consumer.assignment() {
+            Ok(tpl) => tpl.elements().iter().map(|e| e.partition()).collect(),
+            Err(e) => {
+                warn!(error = %e, "cannot read this engine's assignment; lease not renewed");
+                return Ok(());
+            }
+        };
+        if let Err(e) = self.leases.write(held) {
+            warn!(error = %format!("{e:#}"), "lease not renewed; other engines may count these partitions as unowned");
+        }
+        if self.last_look.elapsed() < Self::LOOK_EVERY {
+            return Ok(());
+        }
+        self.last_look = Instant::now();
+        // The partition count, from the broker; the last known one while it does not answer.
+        match consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
+            Ok(md) => {
+                if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
+                    if !t.partitions().is_empty() {
+                        self.partitions = Some(t.partitions().len() as i32);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot fetch the topic's metadata; keeping the last partition count")
+            }
+        }
+        let Some(partitions) = self.partitions else {
+            return Ok(());
+        };
+        let look = self.watch.look(
+            partitions,
+            &self.leases.live(),
+            self.leases.me(),
+            Instant::now(),
+        );
+        metrics::get()
+            .partitions_unowned
+            .set(look.unowned.len() as i64);
+        if let Some(orphans) = look.rejoin_for {
+            warn!(partitions = ?orphans, "partitions have had no live engine for orphan_rejoin_secs; leaving and rejoining the consumer group to force a fresh assignment");
+            metrics::get().group_rejoins.inc();
+            consumer.unsubscribe();
+            consumer
+                .subscribe(&[topic])
+                .map_err(|e| anyhow!("cannot subscribe to {topic} again: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Leaving for good: the lease goes, so the partitions look free at once.
+    pub fn remove(&self) {
+        self.leases.remove();
     }
 }
 
@@ -270,7 +371,7 @@ mod tests {
             partitions: vec![2],
             written_ms: now_ms() - 60_000,
         };
-        crate::source::write_json(&dir.path().join("old.json"), &stale).unwrap();
+        crate::durable::write_json(&dir.path().join("old.json"), &stale).unwrap();
         std::fs::write(dir.path().join("torn.json"), b"{\"engine\":").unwrap();
         let live = a.live();
         assert_eq!(live.len(), 1);

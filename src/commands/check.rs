@@ -75,7 +75,7 @@ pub fn check(path: &Path, connect: bool) -> Report {
             if let Err(e) = parse::build(s, tz) {
                 r.problems.push(format!("{at}: source {:?}: {e:#}", s.name));
             }
-            match crate::pipeline::replay::expand(&s.paths) {
+            match crate::ingest::history::expand(&s.paths) {
                 Ok(files) if files.is_empty() => r.ok.push(format!(
                     "source {:?}: no file matches {:?} yet",
                     s.name, s.paths
@@ -88,4 +88,21 @@ pub fn check(path: &Path, connect: bool) -> Report {
         }
     }
     r
+}
+
+pub fn main(config: &Path, connect: bool) -> anyhow::Result<i32> {
+    let report = check(config, connect);
+    for line in &report.ok {
+        println!("ok: {line}");
+    }
+    for line in &report.problems {
+        println!("error: {line}");
+    }
+    if report.problems.is_empty() {
+        println!("{}: no problems found", config.display());
+        Ok(0)
+    } else {
+        println!("{}: {} problem(s)", config.display(), report.problems.len());
+        Ok(1)
+    }
 }

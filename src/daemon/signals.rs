@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 #[derive(Debug, Default)]
 pub struct Flags {
-    pub stop: AtomicBool,
+    /// Shared with the source threads, which know nothing else of the daemon.
+    pub stop: Arc<AtomicBool>,
     pub reload: AtomicBool,
 }
 

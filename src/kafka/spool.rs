@@ -749,7 +749,7 @@ fn remove_segment(dir: &Path, segment: u64) -> io::Result<()> {
 
 /// Fsyncs the folder, which makes file creations and deletions durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    crate::source::sync_dir(dir).map_err(|e| annotate(e, "cannot fsync folder", dir))
+    crate::durable::sync_dir(dir).map_err(|e| annotate(e, "cannot fsync folder", dir))
 }
 
 /// Adds what we were doing and the path to an I/O error, keeping its kind.

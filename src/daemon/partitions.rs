@@ -1,0 +1,384 @@
+//! The engine's partitions: one engine state per Kafka partition of `events_topic`, with
+//! its snapshot, its emitted-alert log and its delivery. Events go through the same engine
+//! as `run` and `replay`; alerts go to the sinks and to `alerts_topic` (see
+//! [`with_alerts_topic`]). The consumer group itself is `kafka::consumer`.
+//!
+//! State is kept per partition. The agent keys events by user, so a partition holds
+//! whole users, and one engine per partition sees exactly their events, in order. When
+//! several engines share the group, a rebalance moves partitions between them: the engine
+//! that loses a partition delivers its pending alerts, writes the partition's snapshot and
+//! commits its offset before giving it up; the engine that gains it loads that snapshot.
+//! Snapshots live in `[state] dir`/engine, which engines sharing a group must share
+//! (one host, or a shared volume).
+//!
+//! Delivery: exactly once in state and in alerts, on top of at-least-once transport.
+//! A partition's snapshot holds its engine state, the next offset to apply, and the
+//! highest (agent, file, offset) applied per input file. Offsets are committed to Kafka
+//! only after the snapshot that covers them, so after a crash Kafka redelivers from a
+//! point at or before the snapshot and whatever the snapshot already holds is dropped:
+//! by offset, and by provenance for the duplicates an agent produced again after its own
+//! crash. Alert ids are appended to the partition's emitted log once the sinks flushed
+//! them, and consulted when the partition is loaded, so no alert is written twice.
+//!
+//! What per-partition state changes: peer-group statistics, working habits and
+//! workstation-linked chains are learned from the users of one partition, not the whole
+
+use super::{state, Emitted};
+use crate::alert::Alert;
+use crate::config::{Config, SinkConfig, SinkType, SourceType};
+use crate::daemon::reload::Reloaded;
+use crate::detect::Detector;
+use crate::engine::{Engine, Settings, State};
+use crate::event::Event;
+use crate::kafka::consumer;
+use crate::metrics;
+use crate::reference::Reference;
+use crate::sink::SinkSet;
+use anyhow::Result;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::Message;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// Files whose high-water mark a partition remembers. Re-sends come only from the last
+/// moments before an agent's crash, so files not written to for a long time can go.
+const MAX_FILES_REMEMBERED: usize = 20_000;
+
+/// Forgets the tenth of the remembered files that were last written longest ago.
+fn forget_oldest(applied: &mut BTreeMap<String, (u64, i64)>) {
+    let mut ages: Vec<i64> = applied.values().map(|a| a.1).collect();
+    ages.sort_unstable();
+    let cut = ages[ages.len() / 10];
+    applied.retain(|_, a| a.1 > cut);
+}
+
+/// One partition's snapshot file.
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    version: u32,
+    topic: String,
+    partition: i32,
+    /// Next offset to apply; anything below it is in `engine` already.
+    next: i64,
+    /// Per "agent\u{1f}source\u{1f}file id": the highest file offset applied, and the
+    /// partition offset of the message that carried it (to forget the oldest files).
+    applied: BTreeMap<String, (u64, i64)>,
+    engine: State,
+}
+
+impl state::Snapshot for Snapshot {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    version: u32,
+    topic: &'a str,
+    partition: i32,
+    next: i64,
+    applied: &'a BTreeMap<String, (u64, i64)>,
+    engine: &'a State,
+}
+
+/// One partition's share of the engine: the users Kafka puts there.
+struct Part {
+    engine: Engine,
+    next: i64,
+    applied: BTreeMap<String, (u64, i64)>,
+    emitted: Emitted,
+    last_seen: BTreeMap<String, Instant>,
+    since: Instant,
+    alerts: Vec<Alert>,
+    dirty: bool,
+}
+
+/// Everything that outlives a rebalance: the partitions held, and what they need to be
+/// snapshotted and delivered (shared with the rebalance callback).
+pub struct Parts {
+    dir: PathBuf,
+    topic: String,
+    detectors: Vec<Detector>,
+    reference: Arc<Reference>,
+    settings: Settings,
+    sources: Vec<(String, SourceType)>,
+    idle_after: Duration,
+    sinks: SinkSet,
+    held: BTreeMap<i32, Part>,
+}
+
+impl Parts {
+    /// Nothing held yet: partitions are loaded from their snapshots in `dir` as messages
+    /// of theirs arrive.
+    pub fn new(cfg: &Config, dir: PathBuf) -> Result<Parts> {
+        Ok(Parts {
+            dir,
+            topic: cfg.kafka.events_topic.clone(),
+            detectors: crate::detect::load_config(cfg)?,
+            reference: Arc::new(Reference::load(&cfg.reference)?),
+            settings: Settings::from_config(cfg)?,
+            sources: cfg
+                .sources
+                .iter()
+                .map(|s| (s.name.clone(), s.kind))
+                .collect(),
+            idle_after: Duration::from_secs(cfg.engine.idle_source_secs.max(1)),
+            sinks: crate::sink::build(&with_alerts_topic(cfg))?,
+            held: BTreeMap::new(),
+        })
+    }
+
+    pub fn detectors(&self) -> &[Detector] {
+        &self.detectors
+    }
+
+    /// Closes the sinks, delivering what they hold (within each sink's close timeout).
+    pub fn close(self) -> Result<()> {
+        self.sinks.close()
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    fn snapshot_path(&self, p: i32) -> PathBuf {
+        self.dir.join(format!("{}-{p}.snapshot.json", self.topic))
+    }
+
+    fn emitted_path(&self, p: i32) -> PathBuf {
+        self.dir.join(format!("{}-{p}.emitted.log", self.topic))
+    }
+
+    /// The partition's state, loaded from its snapshot the first time it is needed.
+    fn part(&mut self, p: i32) -> Result<&mut Part> {
+        if !self.held.contains_key(&p) {
+            let part = self.load(p)?;
+            self.held.insert(p, part);
+        }
+        Ok(self.held.get_mut(&p).expect("inserted above"))
+    }
+
+    fn load(&self, p: i32) -> Result<Part> {
+        let mut engine = Engine::new(
+            self.detectors.clone(),
+            Arc::clone(&self.reference),
+            self.settings.clone(),
+        );
+        let path = self.snapshot_path(p);
+        let (next, applied) = match state::load::<Snapshot>(
+            &path,
+            SNAPSHOT_VERSION,
+            "the partition's state is then rebuilt from the topic",
+        )? {
+            Some(s) => {
+                info!(partition = p, next = s.next, "partition state restored");
+                engine.restore(s.engine);
+                (s.next, s.applied)
+            }
+            None => (0, BTreeMap::new()),
+        };
+        let (emitted, ids) = Emitted::open(&self.emitted_path(p))?;
+        engine.mark_emitted(ids.iter().map(String::as_str));
+        for (name, _) in &self.sources {
+            engine.add_source(name);
+        }
+        Ok(Part {
+            engine,
+            next,
+            applied,
+            emitted,
+            last_seen: BTreeMap::new(),
+            since: Instant::now(),
+            alerts: Vec::new(),
+            dirty: false,
+        })
+    }
+
+    /// Applies one message, unless the partition's state holds it already.
+    pub fn take(&mut self, msg: &BorrowedMessage<'_>) -> Result<()> {
+        let m = metrics::get();
+        let part = self.part(msg.partition())?;
+        if msg.offset() < part.next {
+            return Ok(()); // redelivered after a restart: in the snapshot already
+        }
+        part.next = msg.offset() + 1;
+        part.dirty = true;
+        let event = match msg.payload().map(serde_json::from_slice::<Event>) {
+            Some(Ok(e)) => e,
+            Some(Err(err)) => {
+                warn!(partition = msg.partition(), offset = msg.offset(), error = %err, "message is not a canonical event; skipped");
+                m.events_rejected
+                    .with_label_values(&["kafka", "not_canonical_event"])
+                    .inc();
+                return Ok(());
+            }
+            None => {
+                m.events_rejected
+                    .with_label_values(&["kafka", "empty_message"])
+                    .inc();
+                return Ok(());
+            }
+        };
+        if let Some(o) = &event.origin {
+            // Per file *generation*: the same inode truncated in place has a new fingerprint.
+            let k = format!("{}\u{1f}{}\u{1f}{}", o.agent, event.source, o.file_id);
+            if part.applied.get(&k).is_some_and(|a| o.offset <= a.0) {
+                m.events_duplicate.inc();
+                return Ok(()); // an agent's re-send after its crash
+            }
+            part.applied.insert(k, (o.offset, msg.offset()));
+            if part.applied.len() > MAX_FILES_REMEMBERED {
+                forget_oldest(&mut part.applied);
+            }
+        }
+        m.events_processed.with_label_values(&[&event.source]).inc();
+        let source = event.source.clone();
+        part.last_seen.insert(source.clone(), Instant::now());
+        part.engine.push(event, &mut part.alerts);
+        let watcher = self
+            .sources
+            .iter()
+            .any(|(n, k)| *k == SourceType::Fswatch && *n == source);
+        if watcher {
+            // Wall-clock events: the watcher never holds the watermark back.
+            let part = self.held.get_mut(&msg.partition()).expect("loaded above");
+            part.engine.set_idle(&source, true, &mut part.alerts);
+        }
+        Ok(())
+    }
+
+    /// Releases what idle sources held back and delivers every partition's alerts.
+    pub fn tick(&mut self) -> Result<()> {
+        let idle_after = self.idle_after;
+        for part in self.held.values_mut() {
+            for (name, _) in &self.sources {
+                let quiet = match part.last_seen.get(name) {
+                    Some(t) => t.elapsed() >= idle_after,
+                    None => part.since.elapsed() >= idle_after,
+                };
+                if quiet {
+                    let before = part.engine.state().applied;
+                    part.engine.set_idle(name, true, &mut part.alerts);
+                    // Released events changed the state: the next snapshot must hold them.
+                    part.dirty |= part.engine.state().applied != before;
+                }
+            }
+            part.emitted.deliver(&self.sinks, &mut part.alerts)?;
+        }
+        Ok(())
+    }
+
+    /// Delivers and snapshots one partition; returns the offset to commit when a
+    /// snapshot was written.
+    fn save(&mut self, p: i32) -> Result<Option<i64>> {
+        let path = self.snapshot_path(p);
+        let Some(part) = self.held.get_mut(&p) else {
+            return Ok(None);
+        };
+        part.emitted.deliver(&self.sinks, &mut part.alerts)?;
+        if !part.dirty {
+            return Ok(None);
+        }
+        state::save(
+            &path,
+            &SnapshotRef {
+                version: SNAPSHOT_VERSION,
+                topic: &self.topic,
+                partition: p,
+                next: part.next,
+                applied: &part.applied,
+                engine: part.engine.state(),
+            },
+        )?;
+        part.dirty = false;
+        Ok(Some(part.next))
+    }
+
+    /// Delivers, snapshots and commits every partition held.
+    pub fn save_all<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        let held: Vec<i32> = self.held.keys().copied().collect();
+        for p in held {
+            if let Some(next) = self.save(p)? {
+                consumer::commit(consumer, &self.topic, p, next);
+            }
+        }
+        metrics::get()
+            .snapshot_timestamp_seconds
+            .set(metrics::now_secs());
+        let (bytes, users) = self
+            .held
+            .values()
+            .map(|p| p.engine.state_size())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        state::record_size(bytes, users);
+        Ok(())
+    }
+
+    /// End of service: releases every buffered event, closes open findings, saves.
+    pub fn finish<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        for part in self.held.values_mut() {
+            part.engine.flush(&mut part.alerts);
+            part.dirty = true;
+        }
+        self.save_all(consumer)
+    }
+
+    /// The reference data in service.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// Puts what a reload brought into service, in every partition held and for those
+    /// loaded later.
+    pub fn apply(&mut self, reloaded: Reloaded) {
+        if let Some(r) = reloaded.reference {
+            self.reference = r;
+            for part in self.held.values_mut() {
+                part.engine.set_reference(Arc::clone(&self.reference));
+            }
+        }
+        if let Some(ds) = reloaded.detectors {
+            for part in self.held.values_mut() {
+                part.engine.set_detectors(ds.clone());
+            }
+            self.detectors = ds;
+        }
+    }
+}
+
+/// The engine's sinks: those configured, plus `[kafka] alerts_topic` unless a `kafka` sink
+/// is configured already (it then says where alerts go on Kafka). Without `[[sinks]]`,
+/// alerts also go to standard output, as in `run`.
+pub fn with_alerts_topic(cfg: &Config) -> Config {
+    let mut cfg = cfg.clone();
+    if !cfg.sinks.iter().any(|s| s.kind == SinkType::Kafka) {
+        if cfg.sinks.is_empty() {
+            cfg.sinks.push(SinkConfig::default());
+        }
+        cfg.sinks.push(SinkConfig {
+            kind: SinkType::Kafka,
+            ..SinkConfig::default()
+        });
+    }
+    cfg
+}
+
+impl consumer::Holder for Parts {
+    /// Saves a partition and forgets it: another engine takes it over from the snapshot.
+    fn give_up(&mut self, p: i32) -> Result<Option<i64>> {
+        if let Some(part) = self.held.get_mut(&p) {
+            part.dirty = true; // always leave a snapshot behind for the next owner
+        }
+        let next = self.save(p)?;
+        self.held.remove(&p);
+        Ok(next)
+    }
+}

@@ -1,0 +1,145 @@
+//! Reloads while running: reference data whenever its files change on disk, and on
+//! SIGHUP the config file again for detectors and reference paths. Sources, sinks, state
+//! and metrics need a restart.
+//!
+//! A reload that fails keeps what is in service, logs why (file and line), counts it in
+//! `phiwatch_reference_reload_errors_total` or `phiwatch_detector_reload_errors_total`,
+//! and is not tried again until the files change again, so one bad edit is one error, not
+//! one every two seconds.
+
+use crate::config::{Config, ReferenceConfig};
+use crate::detect::{self, Detector};
+use crate::metrics;
+use crate::reference::{Reference, Stamps};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{error, info};
+
+/// How often reference files are looked at for changes.
+const LOOK_EVERY: Duration = Duration::from_secs(2);
+
+/// What a reload brought: each part only when it was reloaded successfully.
+#[derive(Default)]
+pub struct Reloaded {
+    pub reference: Option<Arc<Reference>>,
+    pub detectors: Option<Vec<Detector>>,
+}
+
+/// Watches the reference files and answers SIGHUP for one daemon.
+pub struct Reloader {
+    file: PathBuf,
+    reference: ReferenceConfig,
+    last_look: Instant,
+    /// The files as they were when a reload last failed: not tried again until they change.
+    failed: Option<Stamps>,
+}
+
+impl Reloader {
+    pub fn new(cfg: &Config) -> Reloader {
+        Reloader {
+            file: cfg.file.clone(),
+            reference: cfg.reference.clone(),
+            last_look: Instant::now(),
+            failed: None,
+        }
+    }
+
+    /// Called every turn of a daemon's loop with the reference data in service. With
+    /// `hup` (a SIGHUP arrived) the config file is read again and detectors and reference
+    /// data are reloaded whatever changed; otherwise, every two seconds, reference data
+    /// whose files changed is.
+    pub fn poll(&mut self, hup: bool, current: &Reference) -> Reloaded {
+        if hup {
+            return self.reload_all();
+        }
+        if self.last_look.elapsed() < LOOK_EVERY {
+            return Reloaded::default();
+        }
+        self.last_look = Instant::now();
+        if !current.changed(&self.reference) {
+            return Reloaded::default();
+        }
+        if self
+            .failed
+            .as_ref()
+            .is_some_and(|f| *f == Reference::current_stamps(&self.reference))
+        {
+            return Reloaded::default();
+        }
+        Reloaded {
+            reference: self.reference(),
+            detectors: None,
+        }
+    }
+
+    fn reload_all(&mut self) -> Reloaded {
+        let fresh = match Config::load(&self.file) {
+            Ok(c) => c,
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "SIGHUP: the config file cannot be read; keeping the running configuration");
+                metrics::get().detector_reload_errors.inc();
+                metrics::get().reference_reload_errors.inc();
+                return Reloaded::default();
+            }
+        };
+        info!("SIGHUP: reloading detectors and reference data (changes to sources, sinks, state or metrics take effect after a restart)");
+        self.reference = fresh.reference.clone();
+        let detectors = match detect::load(fresh.engine.detectors.as_deref()) {
+            Ok(ds) => {
+                info!(detectors = ds.len(), "detectors reloaded");
+                record_detectors(&ds);
+                Some(ds)
+            }
+            Err(errs) => {
+                metrics::get().detector_reload_errors.inc();
+                error!(errors = %errs.join("; "), "detector reload failed; keeping the detectors in service");
+                None
+            }
+        };
+        Reloaded {
+            reference: self.reference(),
+            detectors,
+        }
+    }
+
+    fn reference(&mut self) -> Option<Arc<Reference>> {
+        match Reference::load(&self.reference) {
+            Ok(r) => {
+                self.failed = None;
+                let (s, p, c) = r.rows();
+                info!(staff = s, patients = p, care = c, "reference data reloaded");
+                record_reference(&r);
+                Some(Arc::new(r))
+            }
+            Err(e) => {
+                self.failed = Some(Reference::current_stamps(&self.reference));
+                metrics::get().reference_reload_errors.inc();
+                error!(error = %format!("{e:#}"), "reference data reload failed; keeping the previous data");
+                None
+            }
+        }
+    }
+}
+
+/// Exports the rows of reference data in service and when it was loaded.
+pub fn record_reference(r: &Reference) {
+    let m = metrics::get();
+    let (s, p, c) = r.rows();
+    m.reference_rows.with_label_values(&["staff"]).set(s as i64);
+    m.reference_rows
+        .with_label_values(&["patients"])
+        .set(p as i64);
+    m.reference_rows.with_label_values(&["care"]).set(c as i64);
+    m.reference_reload_timestamp_seconds
+        .set(metrics::now_secs());
+}
+
+/// Exports the detectors in service: how many, and a series per detector and severity.
+pub fn record_detectors(detectors: &[Detector]) {
+    let m = metrics::get();
+    m.detectors.set(detectors.len() as i64);
+    for d in detectors {
+        m.register_detector(&d.id, d.severity);
+    }
+}

@@ -1,0 +1,196 @@
+//! History read once, in order, for `replay`: every file of every `file` source, each
+//! read and decoded on a thread of its own (decoding is most of a replay's work, so files
+//! decode in parallel), merged into the engine's total order (event time, source, file,
+//! offset) through a heap that holds each file's next event.
+
+use super::{Decoder, Item};
+use crate::config::{Config, SourceType};
+use crate::deadletter::DeadLetter;
+use crate::engine;
+use crate::event::Event;
+use crate::source::{self, TailOptions};
+use anyhow::{anyhow, bail, Context, Result};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+/// Lines decoded per batch; two batches per file may wait, which bounds memory.
+const BATCH: usize = 512;
+
+/// A batch of decoded lines and how many lines it covers, or a read error.
+type BatchResult = Result<(Vec<Item>, u64), String>;
+
+/// Expands a source's globs into a sorted, de-duplicated list of files.
+pub fn expand(globs: &[String]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for g in globs {
+        let paths = glob::glob(g).map_err(|e| anyhow!("bad glob {g:?}: {e}"))?;
+        for p in paths.flatten() {
+            if p.is_file() {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// One input file: its decoding thread's output and what of it is not taken yet.
+struct FileReader {
+    source: Arc<str>,
+    rx: Receiver<BatchResult>,
+    pending: VecDeque<Item>,
+}
+
+/// Starts the thread that reads `path` with the file source's splitter and decodes it.
+fn spawn_decoder(path: PathBuf, mut decoder: Decoder) -> Result<Receiver<BatchResult>> {
+    let opts = TailOptions {
+        header: decoder.wants_header(),
+        ..TailOptions::default()
+    };
+    let lines = source::read_once(&path, &opts)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let shown: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
+    let (tx, rx) = sync_channel(2);
+    std::thread::Builder::new()
+        .name("replay-decode".into())
+        .stack_size(512 * 1024)
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut count = 0u64;
+            for line in lines {
+                let line = match line {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("reading {shown}: {e}")));
+                        return;
+                    }
+                };
+                count += 1;
+                decoder.decode(line, &mut batch);
+                if batch.len() >= BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.send(Ok((full, count))).is_err() {
+                        return;
+                    }
+                    count = 0;
+                }
+            }
+            decoder.finish(&shown, &mut batch);
+            let _ = tx.send(Ok((batch, count)));
+        })?;
+    Ok(rx)
+}
+
+impl FileReader {
+    /// The next event of this file; rejected lines go to the dead letter on the way.
+    fn next_event(&mut self, dl: &mut DeadLetter, lines: &mut u64) -> Result<Option<Event>> {
+        loop {
+            match self.pending.pop_front() {
+                Some(Item::Event(e)) => return Ok(Some(e)),
+                Some(Item::Rejected {
+                    file,
+                    offset,
+                    line,
+                    reject,
+                }) => dl.reject(&self.source, &file, offset, &line, &reject)?,
+                None => match self.rx.recv() {
+                    Ok(Ok((items, n))) => {
+                        *lines += n;
+                        self.pending.extend(items);
+                    }
+                    Ok(Err(e)) => bail!("{e}"),
+                    Err(_) => return Ok(None),
+                },
+            }
+        }
+    }
+}
+
+struct Head {
+    event: Event,
+    reader: usize,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Head {}
+impl PartialOrd for Head {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Head {
+    fn cmp(&self, o: &Self) -> Ordering {
+        engine::order(&o.event, &self.event).then(o.reader.cmp(&self.reader))
+    }
+}
+
+/// Every file of a config's `file` sources, merged in the engine's total order.
+pub struct History {
+    readers: Vec<FileReader>,
+    heap: BinaryHeap<Head>,
+    /// Lines read so far (blank lines and headers included).
+    pub lines: u64,
+}
+
+impl History {
+    /// Opens every file the `file` sources' globs match now and starts decoding them.
+    /// Rejected lines of the first batches go to `dl` already.
+    pub fn open(cfg: &Config, dl: &mut DeadLetter) -> Result<History> {
+        if cfg.sources.iter().all(|s| s.kind != SourceType::File) {
+            bail!("the config has no `type = \"file\"` source to replay");
+        }
+        let tz = cfg.timezone()?;
+        let mut readers = Vec::new();
+        for s in cfg.sources.iter().filter(|s| s.kind == SourceType::File) {
+            for path in expand(&s.paths)? {
+                let decoder =
+                    Decoder::new(s, tz).with_context(|| format!("source {:?}", s.name))?;
+                let rx =
+                    spawn_decoder(path, decoder).with_context(|| format!("source {:?}", s.name))?;
+                readers.push(FileReader {
+                    source: Arc::from(s.name.as_str()),
+                    rx,
+                    pending: VecDeque::new(),
+                });
+            }
+        }
+        let mut h = History {
+            readers,
+            heap: BinaryHeap::new(),
+            lines: 0,
+        };
+        for i in 0..h.readers.len() {
+            if let Some(event) = h.readers[i].next_event(dl, &mut h.lines)? {
+                h.heap.push(Head { event, reader: i });
+            }
+        }
+        Ok(h)
+    }
+
+    /// Files being read.
+    pub fn files(&self) -> usize {
+        self.readers.len()
+    }
+
+    /// The next event in total order, or `None` at the end of every file.
+    pub fn next_event(&mut self, dl: &mut DeadLetter) -> Result<Option<Event>> {
+        let Some(Head { event, reader }) = self.heap.pop() else {
+            return Ok(None);
+        };
+        if let Some(next) = self.readers[reader].next_event(dl, &mut self.lines)? {
+            self.heap.push(Head {
+                event: next,
+                reader,
+            });
+        }
+        Ok(Some(event))
+    }
+}

@@ -1,0 +1,377 @@
+//! The agent's way to Kafka: a disk spool drained by an idempotent producer.
+//!
+//! Events go through a disk spool on their way to Kafka: each batch a source thread hands
+//! over is appended (and fsynced) with a mark holding the source positions after it, and
+//! a producer drains the spool in order. A mark's positions are checkpointed only once
+//! Kafka has acknowledged every event before it (idempotent producer, `acks=all`), so a
+//! crash of the agent or an outage of Kafka never loses an event.
+//!
+//! While Kafka is unreachable the sources keep reading into the spool; when it reaches
+//! `[kafka] spool_max_bytes` reading pauses (backpressure, never a drop) and
+//! `phiwatch_spool_full` says so. At start the spool is checked record by record (length
+//! and CRC); a torn or damaged tail is cut back to the last intact mark, and the sources
+//! resume from that mark's positions, so what was cut is read again from the logs.
+//!
+//! Delivery: at least once. After a crash the events between the last checkpoint and
+//! the crash are produced again; the engine recognises them by their provenance (agent,
+//! file identity, offset) and drops them.
+
+use super::spool::{Cursor, Record, Spool};
+use crate::config::Config;
+use crate::deadletter::DeadLetter;
+use crate::ingest::{merge_positions, take_batch, Msg};
+use crate::metrics;
+use crate::source::Position;
+use anyhow::{anyhow, Context, Result};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig,
+};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Mutex;
+use std::time::Duration;
+use tracing::{error, info, warn};
+
+pub type Positions = BTreeMap<String, Vec<Position>>;
+
+/// What survives a restart: positions Kafka has everything before, and the spool
+/// cursor just after the mark that carried them.
+#[derive(Serialize, Deserialize, Default)]
+struct Checkpoint {
+    acked: Positions,
+    cursor: Cursor,
+}
+
+/// Events handed to librdkafka and not yet acknowledged, by sequence number. A mark is
+/// acknowledged when every event produced before it is.
+#[derive(Default)]
+struct Deliveries {
+    outstanding: Mutex<BTreeSet<u64>>,
+    failed: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<u64>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: Box<u64>) {
+        match result {
+            Ok(_) => {
+                self.outstanding
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&seq);
+                metrics::get().kafka_events_produced.inc();
+            }
+            Err((e, _)) => {
+                metrics::get().kafka_produce_errors.inc();
+                let mut f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+                if f.is_none() {
+                    *f = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+impl Deliveries {
+    /// The lowest sequence number not yet acknowledged, or `next` when all are.
+    fn low_water(&self, next: u64) -> u64 {
+        let o = self.outstanding.lock().unwrap_or_else(|p| p.into_inner());
+        o.first().copied().unwrap_or(next)
+    }
+}
+
+/// Most events handed to librdkafka at once; the rest wait in the spool.
+const MAX_IN_FLIGHT: usize = 20_000;
+
+/// The spool and the producer that drains it, with the checkpoint of what Kafka has.
+pub struct SpoolProducer {
+    producer: BaseProducer<Deliveries>,
+    spool: Spool,
+    topic: String,
+    /// Sequence number of the next event produced.
+    seq: u64,
+    /// Marks read from the spool whose events are not all acknowledged yet:
+    /// (events produced before the mark, cursor after it, positions).
+    marks: VecDeque<(u64, Cursor, Vec<u8>)>,
+    checkpoint: Checkpoint,
+    checkpoint_path: PathBuf,
+    dirty: bool,
+    /// This host's name, stamped on every event's provenance.
+    host: String,
+    /// Where the sources have read to (what the spool holds).
+    read: Positions,
+}
+
+impl SpoolProducer {
+    /// Opens the checkpoint and the spool in `dir` (cutting a damaged spool tail back)
+    /// and creates the producer. The sources resume from [`SpoolProducer::read`].
+    pub fn open(cfg: &Config, dir: &Path) -> Result<SpoolProducer> {
+        let checkpoint_path = dir.join("positions.json");
+        let checkpoint: Checkpoint = crate::durable::read_json(&checkpoint_path)
+            .map_err(|e| {
+                anyhow!(
+                    "{}: {e}; move it away to read every source again from its start",
+                    checkpoint_path.display()
+                )
+            })?
+            .unwrap_or_default();
+        let spool_dir = dir.join("spool");
+        let (spool, recovery) =
+            Spool::open(&spool_dir, cfg.kafka.spool_max_bytes, checkpoint.cursor)
+                .with_context(|| format!("cannot open the spool {}", spool_dir.display()))?;
+        let m = metrics::get();
+        if recovery.corrupt || recovery.truncated_bytes > 0 {
+            m.spool_recoveries.inc();
+            warn!(
+                spool = %spool_dir.display(),
+                cut_bytes = recovery.truncated_bytes,
+                damaged = recovery.corrupt,
+                "the spool was cut back to its last intact batch; the lines after it are read again from the sources"
+            );
+        }
+        // Sources resume after what the spool holds; without a spooled mark, after what
+        // Kafka acknowledged.
+        let read: Positions = match &recovery.last_mark {
+            Some(bytes) => serde_json::from_slice(bytes).map_err(|e| {
+                anyhow!(
+                    "a spool mark in {} is not valid ({e}); move the spool folder away",
+                    spool_dir.display()
+                )
+            })?,
+            None => checkpoint.acked.clone(),
+        };
+        info!(
+            spooled_records = recovery.records,
+            spool_bytes = spool.bytes(),
+            "spool opened"
+        );
+        m.spool_capacity_bytes.set(cfg.kafka.spool_max_bytes as i64);
+        let tuned = [
+            ("compression.type", "lz4".to_string()),
+            ("linger.ms", "20".to_string()),
+        ];
+        let producer: BaseProducer<Deliveries> = super::client_config(&cfg.kafka, &tuned)?
+            .set("enable.idempotence", "true")
+            .set("enable.gapless.guarantee", "true")
+            .set("acks", "all")
+            // Retry for ever: the spool, not librdkafka's timer, decides how long to wait.
+            .set("message.timeout.ms", "0")
+            .create_with_context(Deliveries::default())
+            .map_err(|e| anyhow!("cannot create the Kafka producer: {e}"))?;
+        Ok(SpoolProducer {
+            producer,
+            spool,
+            topic: cfg.kafka.events_topic.clone(),
+            seq: 0,
+            marks: VecDeque::new(),
+            checkpoint,
+            checkpoint_path,
+            dirty: false,
+            host: crate::uid::hostname(),
+            read,
+        })
+    }
+
+    /// Where the sources have read to: they resume from here.
+    pub fn read(&self) -> &Positions {
+        &self.read
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn spool_is_full(&self) -> bool {
+        self.spool.is_full()
+    }
+
+    pub fn spool_bytes(&self) -> u64 {
+        self.spool.bytes()
+    }
+
+    /// True when everything spooled has been acknowledged by Kafka.
+    pub fn drained(&self) -> bool {
+        self.spool.is_drained() && self.marks.is_empty()
+    }
+
+    /// Takes what the sources sent within 200 ms into the spool, synced. False once every
+    /// source has stopped.
+    pub fn intake(&mut self, rx: &Receiver<Msg>, dl: &mut DeadLetter) -> Result<bool> {
+        let msg = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(m) => m,
+            Err(RecvTimeoutError::Timeout) => return Ok(true),
+            Err(RecvTimeoutError::Disconnected) => return Ok(false),
+        };
+        self.spool_batch(msg, dl)?;
+        // More that is ready, up to the spool's limit, before one fsync for all.
+        while !self.spool.is_full() {
+            match rx.try_recv() {
+                Ok(m) => self.spool_batch(m, dl)?,
+                Err(_) => break,
+            }
+        }
+        self.spool.sync()?;
+        Ok(true)
+    }
+
+    /// At the way out: what the sources read before they stopped goes into the spool
+    /// (it is durable), synced.
+    pub fn intake_rest(&mut self, rx: &Receiver<Msg>, dl: &mut DeadLetter) -> Result<()> {
+        while let Ok(msg) = rx.try_recv() {
+            self.spool_batch(msg, dl)?;
+        }
+        self.spool.sync()?;
+        Ok(())
+    }
+
+    /// Appends a source batch to the spool: its events, then a mark with the positions.
+    fn spool_batch(&mut self, msg: Msg, dl: &mut DeadLetter) -> Result<()> {
+        match msg {
+            Msg::Batch {
+                source,
+                items,
+                positions,
+                lines,
+                bytes,
+            } => {
+                let (spool, host) = (&mut self.spool, &self.host);
+                take_batch(&source, items, lines, bytes, dl, |mut e| {
+                    if let Some(o) = &mut e.origin {
+                        o.agent = host.to_string();
+                    }
+                    spool.append(&Record::Event {
+                        key: crate::event::key(&e.user),
+                        payload: e.to_json_line().into_bytes(),
+                    })?;
+                    Ok(())
+                })?;
+                // Every batch ends with a mark, even a watcher's without positions: records
+                // after the last mark are cut at start, and a watcher cannot read them again.
+                if !positions.is_empty() {
+                    merge_positions(self.read.entry(source).or_default(), positions);
+                }
+                self.spool
+                    .append(&Record::Mark(serde_json::to_vec(&self.read)?))?;
+            }
+            Msg::Idle(_) => {}
+            Msg::Failed(source, why) => error!(source = %source, error = %why, "source stopped"),
+        }
+        Ok(())
+    }
+}
+
+impl SpoolProducer {
+    /// Hands spooled events to librdkafka, serves delivery reports, and moves the
+    /// checkpoint past every mark Kafka has everything before.
+    pub fn pump(&mut self) -> Result<()> {
+        let m = metrics::get();
+        while self.producer.in_flight_count() < MAX_IN_FLIGHT as i32 {
+            let before = self.spool.read_cursor();
+            let Some((rec, after)) = self.spool.read_next()? else {
+                break;
+            };
+            match rec {
+                Record::Event { key, payload } => {
+                    let seq = self.seq;
+                    let record = BaseRecord::with_opaque_to(&self.topic, Box::new(seq))
+                        .key(&key)
+                        .payload(&payload);
+                    match self.producer.send(record) {
+                        Ok(()) => {
+                            self.producer
+                                .context()
+                                .outstanding
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(seq);
+                            self.seq += 1;
+                        }
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                            self.spool.rewind(before);
+                            break;
+                        }
+                        Err((e, _)) => {
+                            m.kafka_produce_errors.inc();
+                            warn!(error = %e, "cannot hand an event to the Kafka client; retrying");
+                            self.spool.rewind(before);
+                            break;
+                        }
+                    }
+                }
+                Record::Mark(positions) => self.marks.push_back((self.seq, after, positions)),
+            }
+        }
+        self.producer
+            .poll(Duration::from_millis(if self.marks.is_empty() {
+                0
+            } else {
+                20
+            }));
+        let failed = self
+            .producer
+            .context()
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(why) = failed {
+            self.restart_from_checkpoint(&why);
+            return Ok(());
+        }
+        let low = self.producer.context().low_water(self.seq);
+        while self.marks.front().is_some_and(|(n, _, _)| *n <= low) {
+            let (_, cursor, positions) = self.marks.pop_front().expect("checked above");
+            self.checkpoint.acked = serde_json::from_slice(&positions)?;
+            self.checkpoint.cursor = cursor;
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// A delivery failed for good: everything after the checkpoint is produced again
+    /// (the engine drops what it already has).
+    fn restart_from_checkpoint(&mut self, why: &str) {
+        warn!(error = %why, "Kafka refused an event; producing again from the last checkpoint");
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        self.producer.poll(Duration::from_millis(100));
+        self.producer
+            .context()
+            .outstanding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        *self
+            .producer
+            .context()
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        self.marks.clear();
+        self.spool.rewind(self.checkpoint.cursor);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+
+    /// Writes the checkpoint, then lets the spool forget what it covers.
+    pub fn save(&mut self) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        crate::durable::write_json(&self.checkpoint_path, &self.checkpoint)
+            .with_context(|| format!("cannot write {}", self.checkpoint_path.display()))?;
+        self.dirty = false;
+        self.spool.release(self.checkpoint.cursor)?;
+        metrics::get()
+            .snapshot_timestamp_seconds
+            .set(metrics::now_secs());
+        Ok(())
+    }
+}
