@@ -155,6 +155,9 @@ fn check(config: &Path, connect: bool) -> Result<i32> {
     for line in &report.ok {
         println!("ok: {line}");
     }
+    for line in &report.warnings {
+        println!("warning: {line}");
+    }
     for line in &report.problems {
         println!("error: {line}");
     }
