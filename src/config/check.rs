@@ -2,7 +2,8 @@
 //! finding with its line in the file where one can be known:
 //!
 //! - everything [`Config::read`] rejects (syntax, unknown keys and tables, types), and
-//!   [`Config::problems`], `[kafka]` and every `[[sinks]]` entry as the commands read them;
+//!   [`Config::problems`], `[kafka]`, every `[[sinks]]` entry and every `file` source's
+//!   parser as the commands build them;
 //! - the state folder exists or can be created, and is writable;
 //! - the folder of every file a sink writes (and of `[dead_letter] path`) can be created;
 //! - every glob of a `file` source matches a file now (a warning: files may come later).
@@ -74,11 +75,33 @@ pub fn config_findings(cfg: &Config) -> Vec<Finding> {
         }
     }
 
+    let tz = cfg.timezone().unwrap_or(chrono_tz::UTC);
     for (i, s) in cfg.sources.iter().enumerate() {
         if s.kind != SourceType::File {
             continue;
         }
         let at = format!("[[sources]] #{} ({:?})", i + 1, s.name);
+        // Its parser (csv columns, jsonl paths, actions), unless the source has problems
+        // already, which the parser would only repeat.
+        if !out
+            .iter()
+            .any(|f| f.message.starts_with(&format!("{at}: ")))
+        {
+            if let Err(e) = crate::parse::build(s, tz) {
+                let msg = format!("{e:#}");
+                let key = if msg.contains("[sources.fields]") {
+                    "fields"
+                } else if msg.contains("[sources.actions]") {
+                    "actions"
+                } else {
+                    ""
+                };
+                out.push(Finding::error(
+                    lines.first(&[format!("sources.{i}.{key}"), format!("sources.{i}")]),
+                    format!("{at}: {msg}"),
+                ));
+            }
+        }
         for (j, g) in s.paths.iter().enumerate() {
             let line = lines.first(&[
                 format!("sources.{i}.paths.{j}"),
@@ -279,6 +302,23 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("fhir/*.ndjson"), "{shown}");
+    }
+
+    #[test]
+    fn parser_problems_carry_the_line_of_their_table() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.csv"), "").unwrap();
+        let p = write(
+            dir.path(),
+            "[[sources]]\nname = \"epic\"\ntype = \"file\"\npaths = [\"*.csv\"]\nformat = \"csv\"\n[sources.fields]\nts = \"T\"\nuser = \"U\"\naction = \"A\"\nusr = \"X\"\n",
+        );
+        let e = errors(&check(&p).1, &p);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(&format!("{}:6: [[sources]] #1 (\"epic\"): ", p.display()))
+                && e[0].contains("unknown field \"usr\""),
+            "{e:?}"
+        );
     }
 
     #[test]

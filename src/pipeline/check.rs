@@ -3,7 +3,6 @@
 
 use crate::config::{Level, SourceType};
 use crate::detect;
-use crate::parse;
 use crate::reference::Reference;
 use std::path::Path;
 
@@ -27,7 +26,6 @@ pub fn check(path: &Path, connect: bool) -> Report {
         }
     }
     let Some(cfg) = cfg else { return r };
-    let at = path.display().to_string();
     let kafka_used = cfg
         .sinks
         .iter()
@@ -64,13 +62,9 @@ pub fn check(path: &Path, connect: bool) -> Report {
         }
         Err(e) => r.problems.push(format!("{e:#}")),
     }
-    let tz = cfg.timezone().unwrap_or(chrono_tz::UTC);
     for s in &cfg.sources {
         if s.kind == SourceType::File {
-            if let Err(e) = parse::build(s, tz) {
-                r.problems.push(format!("{at}: source {:?}: {e:#}", s.name));
-            }
-            // An unmatched or bad glob is a finding above.
+            // Parsers, bad and unmatched globs are findings above.
             if let Ok(files) = crate::pipeline::replay::expand(&s.paths) {
                 if !files.is_empty() {
                     r.ok.push(format!("source {:?}: {} file(s)", s.name, files.len()))
