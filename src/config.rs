@@ -1,8 +1,23 @@
 //! The TOML configuration. Key names are fixed by the outside contract; this module only
 //! adds keys. Relative paths are resolved against the folder holding the config file, so
 //! a config can be moved together with its data.
+//!
+//! The whole file is typed and strict: [`Config::parse`] rejects an unknown key or table
+//! anywhere, with its line and the nearest known name ([`strict`]), and a wrong type with
+//! its line and what to write. Each `[[sinks]]` entry is read once into the keys every
+//! sink takes ([`SinkConfig`]) and the typed settings of its type, which live beside the
+//! sink (`FileSinkConfig` in `sink/file.rs`, ...). [`check`] adds what `phiwatch check`
+//! tests on the machine (folders, globs), every finding with its line.
 
-use anyhow::{bail, Context, Result};
+pub mod check;
+mod strict;
+mod table;
+
+pub use crate::sink::{SinkSettings, SinkType};
+pub use strict::{field_names, sink_label, Finding, Level, Lines};
+pub use table::{from_table, TableError};
+
+use anyhow::{anyhow, bail, Context, Result};
 use chrono_tz::Tz;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -14,7 +29,12 @@ pub struct Config {
     pub reference: ReferenceConfig,
     pub engine: EngineConfig,
     pub sources: Vec<SourceConfig>,
+    /// `[[sinks]]`, each read by [`SinkConfig::from_table`] when the file is parsed.
+    #[serde(skip)]
     pub sinks: Vec<SinkConfig>,
+    /// `[[sinks]]` as parsed, before [`Config::parse`] reads them into `sinks`.
+    #[serde(rename = "sinks")]
+    raw_sinks: Vec<toml::Table>,
     pub state: StateConfig,
     pub metrics: MetricsConfig,
     pub kafka: KafkaConfig,
@@ -25,6 +45,9 @@ pub struct Config {
     /// The config file itself, for error messages.
     #[serde(skip)]
     pub file: PathBuf,
+    /// The line of every key in the file, for messages.
+    #[serde(skip)]
+    pub lines: Lines,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -144,17 +167,6 @@ pub struct SourceConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
-pub enum SinkType {
-    #[default]
-    Stdout,
-    File,
-    Syslog,
-    Kafka,
-    Webhook,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
 pub enum AlertFormat {
     #[default]
     Json,
@@ -172,23 +184,42 @@ pub enum PatientIds {
     Omitted,
 }
 
+/// One `[[sinks]]` entry: the keys every sink takes (see `sink`'s module doc), and the
+/// settings of its type, typed by the sink's own module.
 #[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
 pub struct SinkConfig {
-    #[serde(rename = "type", default)]
+    /// Absent: `stdout`.
+    #[serde(rename = "type", deserialize_with = "crate::sink::deserialize_type")]
     pub kind: SinkType,
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    #[serde(default)]
+    /// Shown in logs and metrics; default `<type>-<n>`.
+    pub name: Option<String>,
     pub format: AlertFormat,
-    #[serde(default)]
-    pub address: Option<String>,
-    #[serde(default)]
-    pub protocol: Option<String>,
-    #[serde(default)]
+    /// Default: the sink type's ([`crate::sink::SinkKind::PATIENT_IDS`]).
     pub patient_ids: Option<PatientIds>,
-    /// Any further sink-specific keys (rotation size, TLS files, URL, ...).
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, toml::Value>,
+    /// Alerts waiting for this sink (default 10000).
+    pub queue_size: Option<u64>,
+    /// `block` (default) or `drop`.
+    pub overflow: Option<String>,
+    /// Seconds `close` keeps trying to deliver (default 10).
+    pub close_timeout_secs: Option<u64>,
+    /// HMAC key of the pseudonyms; default `<state.dir>/pseudonym.key`.
+    pub pseudonym_key_file: Option<PathBuf>,
+    /// `^` (default) or `tab`, format `leef` only.
+    pub leef_delimiter: Option<String>,
+    /// The keys of its type; `None`: that type's defaults.
+    #[serde(skip)]
+    pub settings: Option<SinkSettings>,
+}
+
+impl SinkConfig {
+    /// Reads one parsed `[[sinks]]` entry: the common keys, then its type's settings.
+    /// Keys neither takes are passed over (the strict walk reports them).
+    pub fn from_table(t: &toml::Table) -> std::result::Result<SinkConfig, TableError> {
+        let mut sc: SinkConfig = from_table(t)?;
+        sc.settings = Some(sc.kind.read(t)?);
+        Ok(sc)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -238,7 +269,7 @@ pub struct KafkaConfig {
     pub spool_max_bytes: u64,
     /// Engine: a partition that no live engine has held for this long makes an engine
     /// leave and rejoin the group to force a fresh assignment (0 = never; default 60).
-    /// See `pipeline::lease` for why a broker can leave a partition without an owner.
+    /// See `kafka::lease` for why a broker can leave a partition without an owner.
     pub orphan_rejoin_secs: u64,
     /// Engine: how long the group coordinator waits for a silent engine before giving its
     /// partitions to the others (librdkafka `session.timeout.ms`; default 45).
@@ -275,12 +306,27 @@ pub struct DeadLetterConfig {
 }
 
 impl Config {
-    /// Reads and resolves a config file.
+    /// Reads, strictly checks and resolves a config file. The error lists every problem
+    /// found while reading, one a line, as `FILE:LINE: what is wrong`.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let mut cfg = Config::from_toml(&text)
-            .with_context(|| format!("config file {} is not valid", path.display()))?;
+        Config::read(path).map_err(|findings| {
+            anyhow!(findings
+                .iter()
+                .map(|f| f.render(path))
+                .collect::<Vec<_>>()
+                .join("\n"))
+        })
+    }
+
+    /// Like [`Config::load`], with the problems as findings (for `check`).
+    pub fn read(path: &Path) -> std::result::Result<Config, Vec<Finding>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![Finding::error(
+                None,
+                format!("cannot read config file: {e}"),
+            )]
+        })?;
+        let mut cfg = Config::parse(&text)?;
         let base = path
             .canonicalize()
             .ok()
@@ -291,9 +337,76 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Parses config text strictly; the error lists every problem as `line N: ...`.
     pub fn from_toml(text: &str) -> Result<Config> {
-        let cfg: Config = toml::from_str(text)?;
-        Ok(cfg)
+        Config::parse(text).map_err(|findings| {
+            anyhow!(findings
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"))
+        })
+    }
+
+    /// Parses config text: syntax, then unknown keys and tables anywhere (all of them),
+    /// then types (serde stops at the first), then each `[[sinks]]` entry. Every problem
+    /// is a finding with its line.
+    pub fn parse(text: &str) -> std::result::Result<Config, Vec<Finding>> {
+        let doc = toml_edit::ImDocument::parse(text).map_err(|e| {
+            vec![Finding::error(
+                e.span().map(|s| strict::Walk::line_of(text, s.start)),
+                e.message().trim().replace('\n', "; "),
+            )]
+        })?;
+        let walk = strict::Walk::document(text, &doc);
+        let mut findings = walk.findings.clone();
+        let mut cfg = match toml::from_str::<Config>(text) {
+            Ok(cfg) => Some(cfg),
+            Err(e) => {
+                let pos = e.span().map(|s| s.start);
+                let message = strict::plain_type_error(e.message().trim());
+                let message = match pos.and_then(|p| walk.key_at(p)) {
+                    Some(key) => format!("{key}: {message}"),
+                    None => message,
+                };
+                findings.push(Finding::error(
+                    pos.map(|p| strict::Walk::line_of(text, p)),
+                    message,
+                ));
+                None
+            }
+        };
+        if let Some(cfg) = &mut cfg {
+            for (i, t) in std::mem::take(&mut cfg.raw_sinks).iter().enumerate() {
+                match SinkConfig::from_table(t) {
+                    Ok(sc) => cfg.sinks.push(sc),
+                    Err(e) => {
+                        let entry = format!("sinks.{i}");
+                        let line = match e.key() {
+                            Some(k) => walk.lines.first(&[format!("{entry}.{k}"), entry]),
+                            None => walk.lines.get(&entry),
+                        };
+                        let label = sink_label(
+                            i,
+                            t.get("name").and_then(|v| v.as_str()),
+                            t.get("type").and_then(|v| v.as_str()).unwrap_or("stdout"),
+                        );
+                        findings.push(Finding::error(line, format!("{label}: {e}")));
+                    }
+                }
+            }
+        }
+        match cfg {
+            Some(mut cfg) if findings.is_empty() => {
+                cfg.lines = walk.lines;
+                Ok(cfg)
+            }
+            _ => {
+                findings.sort_by_key(|f| f.line);
+                findings.dedup();
+                Err(findings)
+            }
+        }
     }
 
     /// Makes every relative path absolute against `base`.
@@ -321,11 +434,6 @@ impl Config {
             abs(p);
         }
         abs(&mut self.state.dir);
-        for s in &mut self.sinks {
-            if let Some(p) = &mut s.path {
-                abs(p);
-            }
-        }
         for s in &mut self.sources {
             for g in &mut s.paths {
                 if Path::new(g.as_str()).is_relative() {
@@ -348,82 +456,94 @@ impl Config {
 
     /// Checks what can be checked without touching data: unique source names, known
     /// formats, time zones, csv fields. Returns every problem, not just the first.
+    /// (Sinks are checked when they are built: [`crate::sink::check`].)
     pub fn validate(&self) -> Vec<String> {
+        self.problems().into_iter().map(|f| f.message).collect()
+    }
+
+    /// [`Config::validate`] with the line of each problem.
+    pub fn problems(&self) -> Vec<Finding> {
         let mut problems = Vec::new();
+        let lines = &self.lines;
         if let Err(e) = self.timezone() {
-            problems.push(format!(
-                "{e:#}: use an IANA name such as \"America/Chicago\""
+            problems.push(Finding::error(
+                lines.first(&["engine.timezone", "engine"]),
+                format!("{e:#}: use an IANA name such as \"America/Chicago\""),
             ));
         }
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             let at = format!("[[sources]] #{} ({:?})", i + 1, s.name);
+            let entry = format!("sources.{i}");
+            let line = |key: &str| lines.first(&[format!("{entry}.{key}"), entry.clone()]);
+            let mut push = |line: Option<usize>, m: String| {
+                problems.push(Finding::error(line, format!("{at}: {m}")))
+            };
             if s.name.trim().is_empty() {
-                problems.push(format!(
-                    "{at}: `name` is empty; give every source a unique name"
-                ));
+                push(
+                    line("name"),
+                    "`name` is empty; give every source a unique name".into(),
+                );
             }
             if !names.insert(s.name.clone()) {
-                problems.push(format!(
-                    "{at}: the name is used twice; source names must be unique"
-                ));
+                push(
+                    line("name"),
+                    "the name is used twice; source names must be unique".into(),
+                );
             }
             if s.paths.is_empty() {
-                problems.push(format!(
-                    "{at}: `paths` is empty; list the globs or folders to read"
-                ));
+                push(
+                    line("paths"),
+                    "`paths` is empty; list the globs or folders to read".into(),
+                );
             }
             if s.kind == SourceType::File && s.format.is_none() {
-                problems.push(format!(
-                    "{at}: `format` is missing; use fhir-audit, atna-syslog, csv, jsonl, canonical or auditd"
-                ));
+                push(
+                    line("format"),
+                    "`format` is missing; use fhir-audit, atna-syslog, csv, jsonl, canonical or auditd".into(),
+                );
             }
             if let Some(tz) = &s.timezone {
                 if parse_tz(tz).is_err() {
-                    problems.push(format!("{at}: timezone {tz:?} is not an IANA name"));
+                    push(
+                        line("timezone"),
+                        format!("timezone {tz:?} is not an IANA name"),
+                    );
                 }
             }
             if let Some(d) = &s.delimiter {
                 if delimiter_byte(d).is_none() {
-                    problems.push(format!(
-                        "{at}: delimiter {d:?} must be one character (\"\\t\" for tab)"
-                    ));
+                    push(
+                        line("delimiter"),
+                        format!("delimiter {d:?} must be one character (\"\\t\" for tab)"),
+                    );
                 }
             }
             if matches!(s.format, Some(Format::Csv) | Some(Format::Jsonl)) {
                 for required in ["ts", "user", "action"] {
                     if !s.fields.contains_key(required) && !default_field_ok(s, required) {
-                        problems.push(format!(
-                            "{at}: [sources.fields] has no `{required}`; map it to the column that holds it"
-                        ));
+                        push(
+                            line("fields"),
+                            format!("[sources.fields] has no `{required}`; map it to the column that holds it"),
+                        );
                     }
                 }
             }
             for (raw, canonical) in &s.actions {
                 if crate::event::Action::parse(canonical).is_none() {
-                    problems.push(format!(
-                        "{at}: [sources.actions] maps {raw:?} to unknown action {canonical:?}"
-                    ));
+                    push(
+                        line(&format!("actions.{raw}")),
+                        format!("[sources.actions] maps {raw:?} to unknown action {canonical:?}"),
+                    );
                 }
             }
             if let Some(m) = &s.media {
                 if crate::event::Media::parse(m).is_none() {
-                    problems.push(format!(
-                        "{at}: media {m:?} is not one of removable, network, cloud, local"
-                    ));
+                    push(
+                        line("media"),
+                        format!("media {m:?} is not one of removable, network, cloud, local"),
+                    );
                 }
-            }
-        }
-        for (i, s) in self.sinks.iter().enumerate() {
-            let at = format!("[[sinks]] #{}", i + 1);
-            match s.kind {
-                SinkType::File if s.path.is_none() => {
-                    problems.push(format!("{at}: a file sink needs `path`"))
-                }
-                SinkType::Syslog if s.address.is_none() => {
-                    problems.push(format!("{at}: a syslog sink needs `address` (host:port)"))
-                }
-                _ => {}
             }
         }
         problems
@@ -532,5 +652,172 @@ group = "phiwatch-engine"
         );
         assert_eq!(cfg.state.dir, Path::new("/var/lib/phiwatch"));
         assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
+    }
+
+    /// The findings of `text`, each as `line N: message`.
+    fn findings(text: &str) -> Vec<String> {
+        match Config::parse(text) {
+            Ok(_) => Vec::new(),
+            Err(f) => f.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn unknown_table_is_an_error_with_line_and_suggestion() {
+        let f = findings("# hospital\n\n[refrence]\nstaff = \"staff.csv\"\n");
+        assert_eq!(
+            f,
+            ["line 3: unknown table `[refrence]`; did you mean `[reference]`?"]
+        );
+        let f = findings("[engine]\n[[sink]]\ntype = \"stdout\"\n");
+        assert_eq!(
+            f,
+            ["line 2: unknown table `[[sink]]`; did you mean `[[sinks]]`?"]
+        );
+        let f = findings("[nonsense]\n");
+        assert!(
+            f[0].starts_with("line 1: unknown table `[nonsense]`; the tables are [reference], [engine], [[sources]], [[sinks]]"),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_line_and_suggestion() {
+        let text = "[reference]\nstaff = \"s.csv\"\n\n[engine]\n# where we are\n\n\n\n\n\n\ntimezon = \"America/Chicago\"\n";
+        assert_eq!(
+            findings(text),
+            ["line 12: unknown key `timezon` in [engine]; did you mean `timezone`?"]
+        );
+        assert_eq!(
+            findings("[state]\ndir = \"s\"\nsnapshot_sec = 5\n"),
+            ["line 3: unknown key `snapshot_sec` in [state]; did you mean `snapshot_secs`?"]
+        );
+        // A dotted key and an inline table are walked like tables.
+        assert_eq!(
+            findings("engine.timezon = \"UTC\"\nkafka = { brokerz = \"x\" }\n"),
+            [
+                "line 1: unknown key `timezon` in [engine]; did you mean `timezone`?",
+                "line 2: unknown key `brokerz` in [kafka]; did you mean `brokers`?"
+            ]
+        );
+        // A key written before any table header.
+        assert_eq!(
+            findings("timezone = \"UTC\"\n[engine]\n"),
+            ["line 1: unknown key `timezone` at the top level; it belongs in a table: put it under [engine] or [[sources]]"]
+        );
+        // Every unknown key is reported, not just the first; free tables are not walked.
+        let f = findings(
+            "[metrics]\nlisten = \"x\"\nlisen = \"y\"\n[kafka.properties]\n\"any.thing\" = \"1\"\n[dead_letter]\npth = \"x\"\n",
+        );
+        assert_eq!(
+            f,
+            [
+                "line 3: unknown key `lisen` in [metrics]; did you mean `listen`?",
+                "line 7: unknown key `pth` in [dead_letter]; did you mean `path`?"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_sources_and_sinks() {
+        let text = r#"
+[[sources]]
+name = "ehr"
+type = "file"
+pathz = ["x"]
+format = "csv"
+[sources.fields]
+anything = "goes here"
+
+[[sinks]]
+type = "file"
+path = "a"
+max_byte = 5
+
+[[sinks]]
+name = "siem"
+type = "webhook"
+url = "http://x"
+address = "h:1"
+"#;
+        assert_eq!(
+            findings(text),
+            [
+                "line 5: unknown key `pathz` in [[sources]] #1 (\"ehr\"); did you mean `paths`?",
+                "line 13: unknown key `max_byte` in [[sinks]] #1 (type = \"file\"); did you mean `max_bytes`?",
+                "line 19: [[sinks]] #2 (\"siem\", type = \"webhook\"): `address` is not used by a webhook sink (it is a key of syslog sinks); remove it. The keys a webhook sink takes: `type`, `name`, `format`, `patient_ids`, `queue_size`, `overflow`, `close_timeout_secs`, `pseudonym_key_file`, `leef_delimiter`, `url`, `headers`, `timeout_secs`, `ca_file`, `cert_file`, `key_file`"
+            ]
+        );
+        let f = findings("[[sinks]]\ntype = \"kafka\"\ntopik = \"a\"\n");
+        assert_eq!(
+            f,
+            ["line 3: unknown key `topik` in [[sinks]] #1 (type = \"kafka\"); did you mean `topic`?"]
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_values_have_lines_and_plain_words() {
+        assert_eq!(
+            findings("[engine]\ntimezone = \"UTC\"\nmax_users = \"many\"\n"),
+            ["line 3: `max_users` in [engine]: must be a whole number of at least 0, not \"many\""]
+        );
+        assert_eq!(
+            findings("\n[[sinks]]\ntype = \"file\"\npath = \"a\"\nqueue_size = \"big\"\n"),
+            ["line 5: [[sinks]] #1 (type = \"file\"): `queue_size` must be a whole number of at least 0, not \"big\""]
+        );
+        assert_eq!(
+            findings("[[sinks]]\ntype = \"fil\"\npath = \"a\"\n"),
+            ["line 2: [[sinks]] #1 (type = \"fil\"): `type` = \"fil\" is not known; did you mean \"file\"? (one of \"stdout\", \"file\", \"syslog\", \"kafka\", \"webhook\")"]
+        );
+        assert_eq!(
+            findings("[[sinks]]\ntype = \"file\"\nformat = \"jsn\"\n"),
+            ["line 3: [[sinks]] #1 (type = \"file\"): `format` = \"jsn\" is not known; did you mean \"json\"? (one of \"json\", \"cef\", \"leef\", \"ecs\", \"ocsf\")"]
+        );
+        assert_eq!(
+            findings(
+                "[[sources]]\nname = \"a\"\ntype = \"file\"\n\n[[sources]]\ntype = \"file\"\n"
+            ),
+            ["line 5: [[sources]] #2: missing field `name`"]
+        );
+        assert_eq!(
+            findings("[[sources]]\nname = \"a\"\ntype = \"file\"\nformat = \"fhir\"\n"),
+            ["line 4: `format` in [[sources]] #1 (\"a\"): \"fhir\" is not known; did you mean \"fhir-audit\"? (one of \"fhir-audit\", \"atna-syslog\", \"csv\", \"jsonl\", \"canonical\", \"auditd\")"]
+        );
+        let f = findings("[engine]\ntimezone = \n");
+        assert_eq!(f.len(), 1);
+        assert!(f[0].starts_with("line 2: "), "{f:?}");
+    }
+
+    #[test]
+    fn sinks_are_typed_once_and_lines_are_kept() {
+        let text = "[[sinks]]\ntype = \"file\"\npath = \"a.ndjson\"\nmax_files = 2\n\n[[sinks]]\ntype = \"syslog\"\naddress = \"h:1\"\nprotocol = \"udp\"\n";
+        let cfg = Config::from_toml(text).unwrap();
+        match &cfg.sinks[0].settings {
+            Some(SinkSettings::File(f)) => {
+                assert_eq!(f.path.as_deref(), Some(Path::new("a.ndjson")));
+                assert_eq!((f.max_files, f.fsync_secs), (2, 1));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &cfg.sinks[1].settings {
+            Some(SinkSettings::Syslog(s)) => assert_eq!(s.protocol.as_deref(), Some("udp")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(cfg.lines.get("sinks.1"), Some(6));
+        assert_eq!(cfg.lines.get("sinks.1.address"), Some(8));
+        assert!(Config::from_toml("").unwrap().sinks.is_empty());
+    }
+
+    #[test]
+    fn load_names_the_file_on_every_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("phiwatch.toml");
+        std::fs::write(&p, "[refrence]\n[engine]\ntimezon = \"UTC\"\n").unwrap();
+        let e = format!("{:#}", Config::load(&p).unwrap_err());
+        let d = p.display();
+        assert_eq!(
+            e,
+            format!("{d}:1: unknown table `[refrence]`; did you mean `[reference]`?\n{d}:3: unknown key `timezon` in [engine]; did you mean `timezone`?")
+        );
     }
 }

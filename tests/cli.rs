@@ -65,6 +65,51 @@ fn check_accepts_a_good_setup_and_points_at_broken_files() {
 }
 
 #[test]
+fn check_and_every_command_reject_a_misspelt_table_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_hospital(dir.path());
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[reference]", "[refrence]")
+        .replace("learning_days = 7", "learning_days = 7\ntimezon = \"UTC\"");
+    std::fs::write(&config, &text).unwrap();
+    let line_of = |what: &str| text.lines().position(|l| l.starts_with(what)).unwrap() + 1;
+    let table = format!(
+        "{}:{}: unknown table `[refrence]`; did you mean `[reference]`?",
+        config.display(),
+        line_of("[refrence]")
+    );
+    let key = format!(
+        "{}:{}: unknown key `timezon` in [engine]; did you mean `timezone`?",
+        config.display(),
+        line_of("timezon =")
+    );
+
+    let o = phiwatch()
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains(&format!("error: {table}")), "{out}");
+    assert!(out.contains(&format!("error: {key}")), "{out}");
+    assert!(!out.contains("no problems found"), "{out}");
+
+    // Every command reads the config the same way at start.
+    let o = phiwatch()
+        .arg("replay")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains(&table) && err.contains(&key), "{err}");
+}
+
+#[test]
 fn replay_without_a_config_fails_with_one_line() {
     let o = phiwatch()
         .args(["replay", "--config", "/nonexistent/phiwatch.toml"])

@@ -398,8 +398,14 @@ fn retries_keep_the_alert_and_permanent_errors_give_up() {
 #[test]
 fn config_errors_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
+    // Unknown keys and wrong types are found when the config is read (with their line),
+    // the rest when the sink is built.
     let err = |toml: &str| -> String {
-        let cfg = config(dir.path(), toml);
+        let mut cfg = match Config::from_toml(toml) {
+            Ok(cfg) => cfg,
+            Err(e) => return format!("{e:#}"),
+        };
+        cfg.resolve(dir.path());
         match sink::build(&cfg) {
             Ok(_) => panic!("accepted: {toml}"),
             Err(e) => format!("{e:#}"),
@@ -438,9 +444,16 @@ fn config_errors_say_what_to_do() {
         "{e}"
     );
 
+    let e = Config::from_toml(
+        "[[sinks]]\ntype = \"kafka\"\nbogus = 1\n[[sinks]]\ntype = \"file\"\npath = \"x\"\n",
+    )
+    .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.starts_with("line 3: unknown key `bogus`"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
     let cfg = config(
         dir.path(),
-        "[[sinks]]\ntype = \"kafka\"\nbogus = 1\n[[sinks]]\ntype = \"file\"\npath = \"x\"\n",
+        "[[sinks]]\ntype = \"kafka\"\noverflow = \"spill\"\n[[sinks]]\ntype = \"file\"\npath = \"x\"\n",
     );
     let problems = sink::check(&cfg);
     assert_eq!(problems.len(), 1, "{problems:?}");

@@ -1,9 +1,8 @@
 //! `check`: validates config, detectors, reference data and sources without running, and
 //! reports every problem with where it is and how to fix it.
 
-use crate::config::{Config, SourceType};
+use crate::config::{Level, SourceType};
 use crate::detect;
-use crate::parse;
 use crate::reference::Reference;
 use std::path::Path;
 
@@ -11,29 +10,26 @@ use std::path::Path;
 pub struct Report {
     pub ok: Vec<String>,
     pub problems: Vec<String>,
+    /// Worth a look, but nothing is wrong (a glob that matches no file yet).
+    pub warnings: Vec<String>,
 }
 
 /// With `connect`, also reaches the Kafka brokers and checks the topics exist.
 pub fn check(path: &Path, connect: bool) -> Report {
     let mut r = Report::default();
-    let cfg = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            r.problems.push(format!("{e:#}"));
-            return r;
+    // The config file and what it names on this machine, each finding with its line.
+    let (cfg, findings) = crate::config::check::check(path);
+    for f in findings {
+        match f.level {
+            Level::Error => r.problems.push(f.render(path)),
+            Level::Warning => r.warnings.push(f.render(path)),
         }
-    };
-    let at = path.display().to_string();
-    for p in cfg.validate() {
-        r.problems.push(format!("{at}: {p}"));
     }
+    let Some(cfg) = cfg else { return r };
     let kafka_used = cfg
         .sinks
         .iter()
         .any(|s| s.kind == crate::config::SinkType::Kafka);
-    for p in crate::kafka::validate(&cfg.kafka) {
-        r.problems.push(format!("{at}: {p}"));
-    }
     if connect {
         match crate::kafka::check_connection(&cfg.kafka) {
             Ok(lines) => r.ok.extend(lines),
@@ -41,9 +37,6 @@ pub fn check(path: &Path, connect: bool) -> Report {
         }
     } else if kafka_used {
         r.ok.push("kafka: not contacted (use --connect to test the brokers and topics)".into());
-    }
-    for p in crate::sink::check(&cfg) {
-        r.problems.push(format!("{at}: {p}"));
     }
     match detect::load(cfg.engine.detectors.as_deref()) {
         Ok(ds) => r.ok.push(format!("{} detectors compiled", ds.len())),
@@ -69,21 +62,13 @@ pub fn check(path: &Path, connect: bool) -> Report {
         }
         Err(e) => r.problems.push(format!("{e:#}")),
     }
-    let tz = cfg.timezone().unwrap_or(chrono_tz::UTC);
     for s in &cfg.sources {
         if s.kind == SourceType::File {
-            if let Err(e) = parse::build(s, tz) {
-                r.problems.push(format!("{at}: source {:?}: {e:#}", s.name));
-            }
-            match crate::ingest::history::expand(&s.paths) {
-                Ok(files) if files.is_empty() => r.ok.push(format!(
-                    "source {:?}: no file matches {:?} yet",
-                    s.name, s.paths
-                )),
-                Ok(files) => {
+            // Parsers, bad and unmatched globs are findings above.
+            if let Ok(files) = crate::ingest::history::expand(&s.paths) {
+                if !files.is_empty() {
                     r.ok.push(format!("source {:?}: {} file(s)", s.name, files.len()))
                 }
-                Err(e) => r.problems.push(format!("{at}: source {:?}: {e:#}", s.name)),
             }
         }
     }
@@ -94,6 +79,9 @@ pub fn main(config: &Path, connect: bool) -> anyhow::Result<i32> {
     let report = check(config, connect);
     for line in &report.ok {
         println!("ok: {line}");
+    }
+    for line in &report.warnings {
+        println!("warning: {line}");
     }
     for line in &report.problems {
         println!("error: {line}");

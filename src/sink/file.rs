@@ -20,9 +20,11 @@
 //! New files get mode 0640. When something else moves or deletes the file (logrotate),
 //! the sink notices and opens a new one at `path`. Patient ids default to `plain`.
 
-use super::{Keys, Sink};
-use crate::config::SinkConfig;
+use super::{Sink, SinkKind, Target};
+use crate::config::PatientIds;
+use crate::format::Formatter;
 use anyhow::{Context, Result};
+use serde::Deserialize;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -52,30 +54,57 @@ impl FileConfig {
             fsync_every: Duration::from_secs(1),
         }
     }
+}
 
-    pub fn from_keys(sc: &SinkConfig, keys: &mut Keys) -> Result<FileConfig> {
-        let Some(path) = &sc.path else {
-            anyhow::bail!(
-                "{}: a file sink needs `path`, e.g. path = \"alerts.ndjson\"",
-                keys.at
-            );
+/// The keys of a `file` sink, as written (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct FileSinkConfig {
+    pub path: Option<PathBuf>,
+    pub max_bytes: u64,
+    pub max_files: u64,
+    pub fsync_secs: u64,
+}
+
+impl Default for FileSinkConfig {
+    fn default() -> Self {
+        FileSinkConfig {
+            path: None,
+            max_bytes: 100 * 1024 * 1024,
+            max_files: 5,
+            fsync_secs: 1,
+        }
+    }
+}
+
+impl SinkKind for FileSinkConfig {
+    const TYPE: &'static str = "file";
+    const PATIENT_IDS: PatientIds = PatientIds::Plain;
+
+    fn target(&self, ctx: &super::Context) -> Result<Box<dyn Target>> {
+        let at = ctx.at;
+        let Some(path) = &self.path else {
+            anyhow::bail!("{at}: a file sink needs `path`, e.g. path = \"alerts.ndjson\"");
         };
-        let mut c = FileConfig::new(path);
-        if let Some(n) = keys.u64("max_bytes")? {
-            c.max_bytes = n;
-        }
-        if let Some(n) = keys.u64("max_files")? {
-            c.max_files = u32::try_from(n)
-                .ok()
-                .filter(|n| *n <= 1000)
-                .with_context(|| {
-                    format!("{}: max_files = {n} is too many; use 0 to 1000", keys.at)
-                })?;
-        }
-        if let Some(n) = keys.u64("fsync_secs")? {
-            c.fsync_every = Duration::from_secs(n);
-        }
-        Ok(c)
+        let mut c = FileConfig::new(ctx.path(path));
+        c.max_bytes = self.max_bytes;
+        let n = self.max_files;
+        c.max_files = u32::try_from(n)
+            .ok()
+            .filter(|n| *n <= 1000)
+            .with_context(|| format!("{at}: max_files = {n} is too many; use 0 to 1000"))?;
+        c.fsync_every = Duration::from_secs(self.fsync_secs);
+        Ok(Box::new(c))
+    }
+}
+
+impl Target for FileConfig {
+    fn open(&self, _: &Formatter) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(FileSink::open(self.clone())?))
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
     }
 }
 

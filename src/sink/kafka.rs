@@ -5,31 +5,62 @@
 //! acknowledges it (`acks=all`, idempotent producer); a failure is returned to the queue
 //! worker, which retries with backoff, so a broker outage delays alerts and loses none.
 
-use super::{Keys, Sink};
+use super::{Sink, SinkKind, Target};
 use crate::alert::Alert;
-use crate::config::Config;
+use crate::config::PatientIds;
+use crate::format::Formatter;
 use anyhow::{anyhow, Result};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
+use serde::Deserialize;
 use std::time::Duration;
 
-#[derive(Debug, Clone)]
+/// The keys of a `kafka` sink: `topic` (default `[kafka] alerts_topic`), `timeout_secs`
+/// (default 30); brokers, TLS and SASL come from `[kafka]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct KafkaSinkConfig {
+    pub topic: Option<String>,
+    pub timeout_secs: u64,
+}
+
+impl Default for KafkaSinkConfig {
+    fn default() -> Self {
+        KafkaSinkConfig {
+            topic: None,
+            timeout_secs: 30,
+        }
+    }
+}
+
+impl SinkKind for KafkaSinkConfig {
+    const TYPE: &'static str = "kafka";
+    const PATIENT_IDS: PatientIds = PatientIds::Pseudonymised;
+
+    fn target(&self, ctx: &super::Context) -> Result<Box<dyn Target>> {
+        Ok(Box::new(KafkaProducerConfig::new(self, &ctx.cfg.kafka)?))
+    }
+}
+
+/// What a [`KafkaSink`] produces with.
+#[derive(Debug, Clone)]
+pub struct KafkaProducerConfig {
     pub topic: String,
     pub client: ClientConfig,
     pub timeout: Duration,
 }
 
-impl KafkaSinkConfig {
-    /// Keys: `topic` (default `[kafka] alerts_topic`), `timeout_secs` (default 30);
-    /// brokers, TLS and SASL come from `[kafka]`.
-    pub fn from_keys(cfg: &Config, keys: &mut Keys) -> Result<KafkaSinkConfig> {
-        let topic = keys
-            .string("topic")?
-            .unwrap_or_else(|| cfg.kafka.alerts_topic.clone());
-        let timeout = Duration::from_secs(keys.u64("timeout_secs")?.unwrap_or(30).max(1));
-        let mut client =
-            crate::kafka::client_config(&cfg.kafka, &[("compression.type", "lz4".into())])?;
+impl KafkaProducerConfig {
+    pub fn new(
+        settings: &KafkaSinkConfig,
+        kafka: &crate::config::KafkaConfig,
+    ) -> Result<KafkaProducerConfig> {
+        let topic = settings
+            .topic
+            .clone()
+            .unwrap_or_else(|| kafka.alerts_topic.clone());
+        let timeout = Duration::from_secs(settings.timeout_secs.max(1));
+        let mut client = crate::kafka::client_config(kafka, &[("compression.type", "lz4".into())])?;
         client
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -37,7 +68,7 @@ impl KafkaSinkConfig {
                 "message.timeout.ms",
                 (timeout.as_millis() as u64).to_string(),
             );
-        Ok(KafkaSinkConfig {
+        Ok(KafkaProducerConfig {
             topic,
             client,
             timeout,
@@ -45,13 +76,19 @@ impl KafkaSinkConfig {
     }
 }
 
+impl Target for KafkaProducerConfig {
+    fn open(&self, _: &Formatter) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(KafkaSink::new(self.clone())?))
+    }
+}
+
 pub struct KafkaSink {
-    cfg: KafkaSinkConfig,
+    cfg: KafkaProducerConfig,
     producer: BaseProducer,
 }
 
 impl KafkaSink {
-    pub fn new(cfg: KafkaSinkConfig) -> Result<KafkaSink> {
+    pub fn new(cfg: KafkaProducerConfig) -> Result<KafkaSink> {
         let producer: BaseProducer = cfg
             .client
             .create()

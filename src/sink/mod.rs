@@ -24,6 +24,12 @@
 //! | `patient_ids` | `plain` for file/stdout, `pseudonymised` otherwise | `plain`, `pseudonymised`, `omitted` |
 //! | `pseudonym_key_file` | `<state.dir>/pseudonym.key` (created if absent) | HMAC key of the pseudonyms |
 //! | `leef_delimiter` | `^` | `^` or `tab` (format `leef` only) |
+//!
+//! These are the fields of [`SinkConfig`]; the keys of each type are a serde struct beside
+//! its sink (`FileSinkConfig` in [`file`], ...) implementing [`SinkKind`]. Each entry is
+//! read once, when the config file is parsed, and an unknown key is an error there, with
+//! its line. Adding a sink is one file (its settings struct, a [`Target`] that opens it,
+//! the [`Sink`]) plus one line in the `sink_types!` list below.
 
 pub mod file;
 pub mod kafka;
@@ -33,15 +39,168 @@ pub mod syslog;
 pub mod webhook;
 
 use crate::alert::Alert;
-use crate::config::{AlertFormat, Config, PatientIds, SinkConfig, SinkType};
+use crate::config::{AlertFormat, Config, PatientIds, SinkConfig, TableError};
 use crate::format::{format_name, Formatter, LeefDelimiter};
 use crate::pseudonym::{self, PatientPolicy};
-use anyhow::{bail, Context, Result};
-use std::collections::{BTreeMap, BTreeSet};
+use anyhow::{bail, Context as _, Result};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use queue::{Overflow, QueueOptions, SinkSet, SinkStats, StatsSnapshot};
+
+/// The settings of one sink type: the keys of its `[[sinks]]` entries besides those every
+/// sink takes, as a serde struct (all keys optional: `Default` is an entry that sets
+/// none). Listed in `sink_types!`.
+pub trait SinkKind:
+    DeserializeOwned + Default + Clone + fmt::Debug + Send + Sync + 'static
+{
+    /// Its `type = "..."`.
+    const TYPE: &'static str;
+    /// Its `patient_ids` when the entry sets none.
+    const PATIENT_IDS: PatientIds;
+
+    /// Checks the settings and makes what opens the sink, without opening anything.
+    /// Messages start with `ctx.at`, which names the entry.
+    fn target(&self, ctx: &Context) -> Result<Box<dyn Target>>;
+}
+
+/// A sink's checked settings: what [`SinkSpec::open`] opens.
+pub trait Target: fmt::Debug + Send + Sync {
+    /// Opens the sink (files are opened here; network sinks connect lazily).
+    fn open(&self, formatter: &Formatter) -> Result<Box<dyn Sink>>;
+
+    /// Files it writes, whose folders `phiwatch check` tests.
+    fn files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+}
+
+/// What [`SinkKind::target`] may need besides its settings.
+pub struct Context<'a> {
+    /// `[[sinks]] #N ("name", type = "kind")`, to start messages with.
+    pub at: &'a str,
+    pub cfg: &'a Config,
+}
+
+impl Context<'_> {
+    /// A path of the settings, made absolute against the config file's folder.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        if p.is_relative() {
+            self.cfg.base_dir.join(p)
+        } else {
+            p.to_path_buf()
+        }
+    }
+}
+
+/// The registry: one line per sink type, `Variant => module::SettingsStruct`; the first
+/// is the type of an entry without `type`.
+macro_rules! sink_types {
+    ($first:ident => $first_ty:ty, $($variant:ident => $ty:ty,)*) => {
+        /// A sink's `type`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+        pub enum SinkType {
+            #[default]
+            $first,
+            $($variant,)*
+        }
+
+        /// The typed settings of one `[[sinks]]` entry, by type.
+        #[derive(Debug, Clone)]
+        pub enum SinkSettings {
+            $first($first_ty),
+            $($variant($ty),)*
+        }
+
+        impl SinkType {
+            pub const ALL: &'static [SinkType] = &[SinkType::$first, $(SinkType::$variant,)*];
+            /// The `type` names, in [`SinkType::ALL`] order.
+            pub const NAMES: &'static [&'static str] =
+                &[<$first_ty as SinkKind>::TYPE, $(<$ty as SinkKind>::TYPE,)*];
+
+            /// Its `type = "..."`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    SinkType::$first => <$first_ty as SinkKind>::TYPE,
+                    $(SinkType::$variant => <$ty as SinkKind>::TYPE,)*
+                }
+            }
+
+            /// The keys of its settings (besides those every sink takes).
+            pub fn keys(self) -> &'static [&'static str] {
+                match self {
+                    SinkType::$first => crate::config::field_names::<$first_ty>(),
+                    $(SinkType::$variant => crate::config::field_names::<$ty>(),)*
+                }
+            }
+
+            /// `patient_ids` when the entry sets none.
+            pub fn patient_ids(self) -> PatientIds {
+                match self {
+                    SinkType::$first => <$first_ty as SinkKind>::PATIENT_IDS,
+                    $(SinkType::$variant => <$ty as SinkKind>::PATIENT_IDS,)*
+                }
+            }
+
+            /// Reads its settings from a parsed `[[sinks]]` entry.
+            pub fn read(self, t: &toml::Table) -> Result<SinkSettings, TableError> {
+                Ok(match self {
+                    SinkType::$first => SinkSettings::$first(crate::config::from_table(t)?),
+                    $(SinkType::$variant => SinkSettings::$variant(crate::config::from_table(t)?),)*
+                })
+            }
+
+            /// The settings of an entry that sets none of its keys.
+            pub fn default_settings(self) -> SinkSettings {
+                match self {
+                    SinkType::$first => SinkSettings::$first(Default::default()),
+                    $(SinkType::$variant => SinkSettings::$variant(Default::default()),)*
+                }
+            }
+        }
+
+        impl SinkSettings {
+            pub fn kind(&self) -> SinkType {
+                match self {
+                    SinkSettings::$first(_) => SinkType::$first,
+                    $(SinkSettings::$variant(_) => SinkType::$variant,)*
+                }
+            }
+
+            fn target(&self, ctx: &Context) -> Result<Box<dyn Target>> {
+                match self {
+                    SinkSettings::$first(s) => s.target(ctx),
+                    $(SinkSettings::$variant(s) => s.target(ctx),)*
+                }
+            }
+        }
+    };
+}
+
+sink_types! {
+    Stdout => stdout::StdoutSinkConfig,
+    File => file::FileSinkConfig,
+    Syslog => syslog::SyslogSinkConfig,
+    Kafka => kafka::KafkaSinkConfig,
+    Webhook => webhook::WebhookSinkConfig,
+}
+
+impl SinkType {
+    /// The type called `name` in a config.
+    pub fn parse(name: &str) -> Option<SinkType> {
+        SinkType::ALL.iter().copied().find(|k| k.name() == name)
+    }
+}
+
+/// `type = "..."` of a `[[sinks]]` entry.
+pub(crate) fn deserialize_type<'de, D: Deserializer<'de>>(d: D) -> Result<SinkType, D::Error> {
+    let name = String::deserialize(d)?;
+    SinkType::parse(&name).ok_or_else(|| serde::de::Error::unknown_variant(&name, SinkType::NAMES))
+}
 
 /// One destination of rendered alert lines. Implementations do one attempt per call and
 /// return an error when it failed; the queue worker retries with exponential backoff
@@ -80,28 +239,13 @@ pub struct SinkSpec {
     pub formatter: Formatter,
     pub policy: PatientPolicy,
     pub queue: QueueOptions,
-    pub target: Target,
-}
-
-/// The sink-specific part of a [`SinkSpec`].
-#[derive(Debug, Clone)]
-pub enum Target {
-    Stdout,
-    File(file::FileConfig),
-    Syslog(syslog::SyslogConfig),
-    Webhook(webhook::WebhookConfig),
-    Kafka(kafka::KafkaSinkConfig),
+    /// The sink-specific part.
+    pub target: Arc<dyn Target>,
 }
 
 /// The config name of a sink type.
 pub fn kind_name(kind: SinkType) -> &'static str {
-    match kind {
-        SinkType::Stdout => "stdout",
-        SinkType::File => "file",
-        SinkType::Syslog => "syslog",
-        SinkType::Kafka => "kafka",
-        SinkType::Webhook => "webhook",
-    }
+    kind.name()
 }
 
 /// Builds and starts every `[[sinks]]` of the config; with none configured, one `stdout`
@@ -116,7 +260,7 @@ pub fn build(cfg: &Config) -> Result<SinkSet> {
             formatter: Formatter::new(AlertFormat::Json),
             policy: PatientPolicy::Plain,
             queue: QueueOptions::default(),
-            target: Target::Stdout,
+            target: Arc::new(stdout::StdoutTarget),
         };
         set.start(spec)?;
         return Ok(set);
@@ -151,48 +295,29 @@ impl SinkSpec {
         cfg: &Config,
         create_key: bool,
     ) -> Result<SinkSpec> {
-        let kind = kind_name(sc.kind);
-        let at = format!("[[sinks]] #{} (type = \"{kind}\")", index + 1);
-        let mut keys = Keys::new(&at, &sc.extra, &cfg.base_dir);
-        let name = keys
-            .string("name")?
+        let kind = sc.kind.name();
+        let name = sc
+            .name
+            .clone()
             .unwrap_or_else(|| format!("{kind}-{}", index + 1));
-        let at = format!("[[sinks]] #{} ({name:?}, type = \"{kind}\")", index + 1);
-        keys.at = at.clone();
-        let unused = [
-            ("path", sc.path.is_some() && sc.kind != SinkType::File),
-            (
-                "address",
-                sc.address.is_some() && sc.kind != SinkType::Syslog,
-            ),
-            (
-                "protocol",
-                sc.protocol.is_some() && sc.kind != SinkType::Syslog,
-            ),
-        ];
-        if let Some((key, _)) = unused.iter().find(|(_, set)| *set) {
-            let hint = match sc.kind {
-                SinkType::Webhook => "; a webhook sink takes `url`",
-                _ => "",
-            };
-            bail!("{at}: `{key}` is not used by a {kind} sink; remove it{hint}");
-        }
+        let at = crate::config::sink_label(index, Some(&name), kind);
+        let ctx = Context { at: &at, cfg };
 
         let queue = QueueOptions {
-            size: keys.u64("queue_size")?.unwrap_or(10_000).max(1) as usize,
-            overflow: match keys.string("overflow")?.as_deref() {
+            size: sc.queue_size.unwrap_or(10_000).max(1) as usize,
+            overflow: match sc.overflow.as_deref() {
                 None | Some("block") => Overflow::Block,
                 Some("drop") => Overflow::Drop,
                 Some(other) => bail!(
                     "{at}: overflow = {other:?} is not known; use \"block\" (wait, never drop) or \"drop\""
                 ),
             },
-            close_timeout: Duration::from_secs(keys.u64("close_timeout_secs")?.unwrap_or(10)),
+            close_timeout: Duration::from_secs(sc.close_timeout_secs.unwrap_or(10)),
         };
 
         let mut formatter = Formatter::new(sc.format);
-        if let Some(d) = keys.string("leef_delimiter")? {
-            formatter.leef_delimiter = LeefDelimiter::parse(&d).with_context(|| {
+        if let Some(d) = &sc.leef_delimiter {
+            formatter.leef_delimiter = LeefDelimiter::parse(d).with_context(|| {
                 format!("{at}: leef_delimiter = {d:?} is not supported; use \"^\" or \"tab\"")
             })?;
             if sc.format != AlertFormat::Leef {
@@ -200,11 +325,8 @@ impl SinkSpec {
             }
         }
 
-        let wanted = sc.patient_ids.unwrap_or(match sc.kind {
-            SinkType::File | SinkType::Stdout => PatientIds::Plain,
-            SinkType::Syslog | SinkType::Kafka | SinkType::Webhook => PatientIds::Pseudonymised,
-        });
-        let key_file = keys.path("pseudonym_key_file")?;
+        let wanted = sc.patient_ids.unwrap_or(sc.kind.patient_ids());
+        let key_file = sc.pseudonym_key_file.as_deref().map(|p| ctx.path(p));
         let policy = match wanted {
             PatientIds::Plain => PatientPolicy::Plain,
             PatientIds::Omitted => PatientPolicy::Omitted,
@@ -227,33 +349,29 @@ impl SinkSpec {
             }
         };
 
-        let target = match sc.kind {
-            SinkType::Stdout => Target::Stdout,
-            SinkType::File => Target::File(file::FileConfig::from_keys(sc, &mut keys)?),
-            SinkType::Syslog => Target::Syslog(syslog::SyslogConfig::from_keys(sc, &mut keys)?),
-            SinkType::Webhook => Target::Webhook(webhook::WebhookConfig::from_keys(sc, &mut keys)?),
-            SinkType::Kafka => Target::Kafka(kafka::KafkaSinkConfig::from_keys(cfg, &mut keys)?),
+        let defaults;
+        let settings = match &sc.settings {
+            Some(s) if s.kind() == sc.kind => s,
+            Some(s) => bail!("{at}: the settings are those of a {} sink", s.kind().name()),
+            None => {
+                defaults = sc.kind.default_settings();
+                &defaults
+            }
         };
-        keys.finish(sc.kind)?;
+        let target = settings.target(&ctx)?;
         Ok(SinkSpec {
             name,
             kind: sc.kind,
             formatter,
             policy,
             queue,
-            target,
+            target: Arc::from(target),
         })
     }
 
     /// Opens the sink itself (files are opened here; network sinks connect lazily).
     pub fn open(&self) -> Result<Box<dyn Sink>> {
-        Ok(match &self.target {
-            Target::Stdout => Box::new(stdout::StdoutSink::new()),
-            Target::File(c) => Box::new(file::FileSink::open(c.clone())?),
-            Target::Syslog(c) => Box::new(syslog::SyslogSink::new(c.clone())?),
-            Target::Webhook(c) => Box::new(webhook::WebhookSink::new(c.clone(), &self.formatter)?),
-            Target::Kafka(c) => Box::new(kafka::KafkaSink::new(c.clone())?),
-        })
+        self.target.open(&self.formatter)
     }
 }
 
@@ -265,118 +383,4 @@ pub fn default_key_path(cfg: &Config) -> PathBuf {
         cfg.state.dir.clone()
     };
     dir.join("pseudonym.key")
-}
-
-/// The sink-specific keys of one `[[sinks]]` entry (`SinkConfig::extra`), read with
-/// errors that say where and what to write; [`Keys::finish`] rejects unknown keys.
-pub struct Keys<'a> {
-    pub at: String,
-    extra: &'a BTreeMap<String, toml::Value>,
-    base_dir: &'a Path,
-    used: BTreeSet<&'static str>,
-}
-
-impl<'a> Keys<'a> {
-    pub fn new(at: &str, extra: &'a BTreeMap<String, toml::Value>, base_dir: &'a Path) -> Self {
-        Keys {
-            at: at.to_string(),
-            extra,
-            base_dir,
-            used: BTreeSet::new(),
-        }
-    }
-
-    fn get(&mut self, key: &'static str) -> Option<&'a toml::Value> {
-        self.used.insert(key);
-        self.extra.get(key)
-    }
-
-    pub fn string(&mut self, key: &'static str) -> Result<Option<String>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-            Some(v) => bail!(
-                "{}: `{key}` must be a string in quotes, not {}",
-                self.at,
-                v.type_str()
-            ),
-        }
-    }
-
-    pub fn u64(&mut self, key: &'static str) -> Result<Option<u64>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Integer(n)) if *n >= 0 => Ok(Some(*n as u64)),
-            Some(v) => bail!(
-                "{}: `{key}` must be a whole number of at least 0, not {v}",
-                self.at
-            ),
-        }
-    }
-
-    /// A path, made absolute against the config file's folder.
-    pub fn path(&mut self, key: &'static str) -> Result<Option<PathBuf>> {
-        Ok(self.string(key)?.map(|s| {
-            let p = PathBuf::from(s);
-            if p.is_relative() {
-                self.base_dir.join(p)
-            } else {
-                p
-            }
-        }))
-    }
-
-    /// A table of strings, such as HTTP headers.
-    pub fn string_table(&mut self, key: &'static str) -> Result<Vec<(String, String)>> {
-        match self.get(key) {
-            None => Ok(Vec::new()),
-            Some(toml::Value::Table(t)) => t
-                .iter()
-                .map(|(k, v)| match v {
-                    toml::Value::String(s) => Ok((k.clone(), s.clone())),
-                    other => bail!(
-                        "{}: `{key}.{k}` must be a string in quotes, not {}",
-                        self.at,
-                        other.type_str()
-                    ),
-                })
-                .collect(),
-            Some(v) => bail!(
-                "{}: `{key}` must be a table such as `{key} = {{ Authorization = \"Bearer ...\" }}`, not {}",
-                self.at,
-                v.type_str()
-            ),
-        }
-    }
-
-    /// Errors on any key that no reader asked for (a typo, or a key of another sink type).
-    pub fn finish(&self, kind: SinkType) -> Result<()> {
-        let unknown: Vec<&String> = self
-            .extra
-            .keys()
-            .filter(|k| !self.used.contains(k.as_str()))
-            .collect();
-        if let Some(k) = unknown.first() {
-            let known: Vec<&str> = ["type", "format", "patient_ids"]
-                .into_iter()
-                .chain(self.used.iter().copied())
-                .chain(
-                    match kind {
-                        SinkType::File => &["path"][..],
-                        SinkType::Syslog => &["address", "protocol"][..],
-                        _ => &[][..],
-                    }
-                    .iter()
-                    .copied(),
-                )
-                .collect();
-            bail!(
-                "{}: unknown key `{k}` for a {} sink; the keys it takes are: {}",
-                self.at,
-                kind_name(kind),
-                known.join(", ")
-            );
-        }
-        Ok(())
-    }
 }

@@ -3,9 +3,35 @@
 //! Delivery: at most once. A failed write (a closed pipe) is not retried: the alert is
 //! counted as `failed` and logged. Patient ids default to `plain`.
 
-use super::{Permanent, Sink};
+use super::{Permanent, Sink, SinkKind, Target};
+use crate::config::PatientIds;
+use crate::format::Formatter;
 use anyhow::Result;
+use serde::Deserialize;
 use std::io::Write;
+
+/// A `stdout` sink takes no keys of its own.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StdoutSinkConfig {}
+
+impl SinkKind for StdoutSinkConfig {
+    const TYPE: &'static str = "stdout";
+    const PATIENT_IDS: PatientIds = PatientIds::Plain;
+
+    fn target(&self, _: &super::Context) -> Result<Box<dyn Target>> {
+        Ok(Box::new(StdoutTarget))
+    }
+}
+
+/// Opens a [`StdoutSink`].
+#[derive(Debug, Clone, Copy)]
+pub struct StdoutTarget;
+
+impl Target for StdoutTarget {
+    fn open(&self, _: &Formatter) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(StdoutSink::new()))
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct StdoutSink {

@@ -42,14 +42,15 @@
 //!
 //! Patient ids default to `pseudonymised`.
 
-use super::{Keys, Permanent, Sink};
+use super::{Permanent, Sink, SinkKind, Target};
 use crate::alert::{Alert, Severity};
-use crate::config::SinkConfig;
-use crate::format::syslog_severity;
+use crate::config::PatientIds;
+use crate::format::{syslog_severity, Formatter};
 use anyhow::{anyhow, bail, Context, Result};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use serde::Deserialize;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
@@ -112,9 +113,58 @@ impl SyslogConfig {
         }
     }
 
-    pub fn from_keys(sc: &SinkConfig, keys: &mut Keys) -> Result<SyslogConfig> {
-        let at = keys.at.clone();
-        let protocol = match sc
+    /// The host part of `address` (without brackets for IPv6).
+    pub fn host(&self) -> &str {
+        let host = self
+            .address
+            .rsplit_once(':')
+            .map_or(self.address.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+}
+
+/// The keys of a `syslog` sink, as written (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct SyslogSinkConfig {
+    pub address: Option<String>,
+    pub protocol: Option<String>,
+    pub facility: Option<String>,
+    pub hostname: Option<String>,
+    pub app_name: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub tls_server_name: Option<String>,
+    pub connect_timeout_secs: u64,
+    pub write_timeout_secs: u64,
+}
+
+impl Default for SyslogSinkConfig {
+    fn default() -> Self {
+        SyslogSinkConfig {
+            address: None,
+            protocol: None,
+            facility: None,
+            hostname: None,
+            app_name: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            tls_server_name: None,
+            connect_timeout_secs: 5,
+            write_timeout_secs: 10,
+        }
+    }
+}
+
+impl SinkKind for SyslogSinkConfig {
+    const TYPE: &'static str = "syslog";
+    const PATIENT_IDS: PatientIds = PatientIds::Pseudonymised;
+
+    fn target(&self, ctx: &super::Context) -> Result<Box<dyn Target>> {
+        let at = ctx.at;
+        let protocol = match self
             .protocol
             .as_deref()
             .map(str::to_ascii_lowercase)
@@ -127,26 +177,26 @@ impl SyslogConfig {
                 bail!("{at}: protocol = {p:?} is not known; use \"udp\", \"tcp\" or \"tls\"")
             }
         };
-        let Some(address) = sc.address.as_deref().filter(|a| !a.trim().is_empty()) else {
+        let Some(address) = self.address.as_deref().filter(|a| !a.trim().is_empty()) else {
             bail!("{at}: a syslog sink needs `address`, e.g. address = \"siem.example:6514\"");
         };
         let mut c = SyslogConfig::new(address.trim(), protocol);
-        if let Some(f) = keys.string("facility")? {
-            c.facility = parse_facility(&f).with_context(|| {
+        if let Some(f) = &self.facility {
+            c.facility = parse_facility(f).with_context(|| {
                 format!("{at}: facility = {f:?} is not known; use a name such as \"authpriv\" or \"local4\", or 0-23")
             })?;
         }
-        if let Some(h) = keys.string("hostname")? {
-            c.hostname = header_field(&h, 255);
+        if let Some(h) = &self.hostname {
+            c.hostname = header_field(h, 255);
         }
-        if let Some(a) = keys.string("app_name")? {
-            c.app_name = header_field(&a, 48);
+        if let Some(a) = &self.app_name {
+            c.app_name = header_field(a, 48);
         }
         c.tls = TlsFiles {
-            ca_file: keys.path("ca_file")?,
-            cert_file: keys.path("cert_file")?,
-            key_file: keys.path("key_file")?,
-            server_name: keys.string("tls_server_name")?,
+            ca_file: self.ca_file.as_deref().map(|p| ctx.path(p)),
+            cert_file: self.cert_file.as_deref().map(|p| ctx.path(p)),
+            key_file: self.key_file.as_deref().map(|p| ctx.path(p)),
+            server_name: self.tls_server_name.clone(),
         };
         if protocol != Protocol::Tls && c.tls != TlsFiles::default() {
             bail!("{at}: ca_file, cert_file, key_file and tls_server_name need protocol = \"tls\"");
@@ -154,22 +204,16 @@ impl SyslogConfig {
         if c.tls.cert_file.is_some() != c.tls.key_file.is_some() {
             bail!("{at}: a client certificate needs both `cert_file` and `key_file`");
         }
-        if let Some(n) = keys.u64("connect_timeout_secs")? {
-            c.connect_timeout = Duration::from_secs(n.max(1));
-        }
-        if let Some(n) = keys.u64("write_timeout_secs")? {
-            c.write_timeout = Duration::from_secs(n.max(1));
-        }
-        Ok(c)
+        c.connect_timeout = Duration::from_secs(self.connect_timeout_secs.max(1));
+        c.write_timeout = Duration::from_secs(self.write_timeout_secs.max(1));
+        Ok(Box::new(c))
     }
+}
 
-    /// The host part of `address` (without brackets for IPv6).
-    pub fn host(&self) -> &str {
-        let host = self
-            .address
-            .rsplit_once(':')
-            .map_or(self.address.as_str(), |(h, _)| h);
-        host.trim_start_matches('[').trim_end_matches(']')
+impl Target for SyslogConfig {
+    /// Reads the TLS files now, so a wrong path fails at start.
+    fn open(&self, _: &Formatter) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(SyslogSink::new(self.clone())?))
     }
 }
 

@@ -21,10 +21,12 @@
 //! Patient ids default to `pseudonymised`. The url's query string (which may hold a
 //! token) is never logged.
 
-use super::{Keys, Permanent, Sink};
-use crate::config::SinkConfig;
+use super::{Permanent, Sink, SinkKind, Target};
+use crate::config::PatientIds;
 use crate::format::Formatter;
 use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
@@ -51,35 +53,70 @@ impl WebhookConfig {
         }
     }
 
-    pub fn from_keys(sc: &SinkConfig, keys: &mut Keys) -> Result<WebhookConfig> {
-        let at = keys.at.clone();
-        let url = match keys.string("url")? {
-            Some(u) => u,
-            None => bail!(
-                "{at}: a webhook sink needs `url`, e.g. url = \"https://siem.example/alerts\""
-            ),
-        };
-        let _ = sc;
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            bail!("{at}: url must start with http:// or https://");
-        }
-        let mut c = WebhookConfig::new(&url);
-        c.headers = keys.string_table("headers")?;
-        if let Some(n) = keys.u64("timeout_secs")? {
-            c.timeout = Duration::from_secs(n.max(1));
-        }
-        c.ca_file = keys.path("ca_file")?;
-        c.cert_file = keys.path("cert_file")?;
-        c.key_file = keys.path("key_file")?;
-        if c.cert_file.is_some() != c.key_file.is_some() {
-            bail!("{at}: a client certificate needs both `cert_file` and `key_file`");
-        }
-        Ok(c)
-    }
-
     /// The url without its query string, for logs.
     pub fn url_for_logs(&self) -> &str {
         self.url.split(['?', '#']).next().unwrap_or("")
+    }
+}
+
+/// The keys of a `webhook` sink, as written (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct WebhookSinkConfig {
+    pub url: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub timeout_secs: u64,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for WebhookSinkConfig {
+    fn default() -> Self {
+        WebhookSinkConfig {
+            url: None,
+            headers: BTreeMap::new(),
+            timeout_secs: 10,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        }
+    }
+}
+
+impl SinkKind for WebhookSinkConfig {
+    const TYPE: &'static str = "webhook";
+    const PATIENT_IDS: PatientIds = PatientIds::Pseudonymised;
+
+    fn target(&self, ctx: &super::Context) -> Result<Box<dyn Target>> {
+        let at = ctx.at;
+        let Some(url) = &self.url else {
+            bail!("{at}: a webhook sink needs `url`, e.g. url = \"https://siem.example/alerts\"");
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("{at}: url must start with http:// or https://");
+        }
+        let mut c = WebhookConfig::new(url);
+        c.headers = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        c.timeout = Duration::from_secs(self.timeout_secs.max(1));
+        c.ca_file = self.ca_file.as_deref().map(|p| ctx.path(p));
+        c.cert_file = self.cert_file.as_deref().map(|p| ctx.path(p));
+        c.key_file = self.key_file.as_deref().map(|p| ctx.path(p));
+        if c.cert_file.is_some() != c.key_file.is_some() {
+            bail!("{at}: a client certificate needs both `cert_file` and `key_file`");
+        }
+        Ok(Box::new(c))
+    }
+}
+
+impl Target for WebhookConfig {
+    /// Reads the TLS files now, so a wrong path fails at start.
+    fn open(&self, formatter: &Formatter) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(WebhookSink::new(self.clone(), formatter)?))
     }
 }
 
