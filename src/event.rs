@@ -309,3 +309,41 @@ mod tests {
         assert_eq!(Action::parse("Break-Glass"), Some(Action::BreakGlass));
     }
 }
+
+/// An agent's word on its sources, sent to every partition of the events topic between
+/// the events: which sources are caught up and quiet (`idle`), which are still reading
+/// (`active`), and the agent's wall clock. On the wire: `{"heartbeat": {...}}`, never a
+/// canonical event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub agent: String,
+    #[serde(default)]
+    pub active: Vec<String>,
+    #[serde(default)]
+    pub idle: Vec<String>,
+    /// The agent's wall clock when it was written (epoch ms).
+    pub wall_ms: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HeartbeatEnvelope<T> {
+    heartbeat: T,
+}
+
+impl Heartbeat {
+    const PREFIX: &'static [u8] = b"{\"heartbeat\":";
+
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(&HeartbeatEnvelope { heartbeat: self }).expect("serialises")
+    }
+
+    /// The heartbeat in a message payload, or None when the payload is something else.
+    pub fn from_payload(payload: &[u8]) -> Option<Heartbeat> {
+        if !payload.starts_with(Self::PREFIX) {
+            return None;
+        }
+        serde_json::from_slice::<HeartbeatEnvelope<Heartbeat>>(payload)
+            .ok()
+            .map(|e| e.heartbeat)
+    }
+}

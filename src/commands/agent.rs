@@ -62,6 +62,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        out.beat_if_due()?;
         out.pump()?;
         if last_save.elapsed() >= Duration::from_secs(1) {
             dl.flush()?;

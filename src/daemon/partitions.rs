@@ -29,7 +29,7 @@ use crate::config::{Config, SinkConfig, SinkType, SourceType};
 use crate::daemon::reload::Reloaded;
 use crate::detect::Detector;
 use crate::engine::{Engine, Settings, State};
-use crate::event::Event;
+use crate::event::{Event, Heartbeat};
 use crate::kafka::consumer;
 use crate::metrics;
 use crate::reference::Reference;
@@ -42,7 +42,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 const SNAPSHOT_VERSION: u32 = 1;
@@ -95,10 +94,26 @@ struct Part {
     next: i64,
     applied: BTreeMap<String, (u64, i64)>,
     emitted: Emitted,
-    last_seen: BTreeMap<String, Instant>,
-    since: Instant,
     alerts: Vec<Alert>,
     dirty: bool,
+}
+
+impl Part {
+    /// An agent's heartbeat: its sources become known, those it says are idle stop
+    /// holding event time back, and when every source of the partition is idle the clock
+    /// follows the agent's wall clock (see `Engine::advance_clock`). Only the agent knows
+    /// a source is quiet; gaps in arrival (a broker outage) decide nothing here.
+    fn heard(&mut self, hb: Heartbeat) {
+        for s in &hb.active {
+            self.engine.add_source(s);
+        }
+        for s in &hb.idle {
+            self.engine.set_idle(s, true, &mut self.alerts);
+        }
+        if let Some(wall) = chrono::DateTime::from_timestamp_millis(hb.wall_ms) {
+            self.engine.advance_clock(wall, &mut self.alerts);
+        }
+    }
 }
 
 /// Everything that outlives a rebalance: the partitions held, and what they need to be
@@ -110,7 +125,6 @@ pub struct Parts {
     reference: Arc<Reference>,
     settings: Settings,
     sources: Vec<(String, SourceType)>,
-    idle_after: Duration,
     sinks: SinkSet,
     held: BTreeMap<i32, Part>,
 }
@@ -130,7 +144,6 @@ impl Parts {
                 .iter()
                 .map(|s| (s.name.clone(), s.kind))
                 .collect(),
-            idle_after: Duration::from_secs(cfg.engine.idle_source_secs.max(1)),
             sinks: crate::sink::build(&with_alerts_topic(cfg))?,
             held: BTreeMap::new(),
         })
@@ -187,16 +200,12 @@ impl Parts {
         };
         let (emitted, ids) = Emitted::open(&self.emitted_path(p))?;
         engine.mark_emitted(ids.iter().map(String::as_str));
-        for (name, _) in &self.sources {
-            engine.add_source(name);
-        }
+        // Sources are registered as agents name them (heartbeats) or their events arrive.
         Ok(Part {
             engine,
             next,
             applied,
             emitted,
-            last_seen: BTreeMap::new(),
-            since: Instant::now(),
             alerts: Vec::new(),
             dirty: false,
         })
@@ -211,6 +220,10 @@ impl Parts {
         }
         part.next = msg.offset() + 1;
         part.dirty = true;
+        if let Some(hb) = msg.payload().and_then(Heartbeat::from_payload) {
+            part.heard(hb);
+            return Ok(());
+        }
         let event = match msg.payload().map(serde_json::from_slice::<Event>) {
             Some(Ok(e)) => e,
             Some(Err(err)) => {
@@ -241,7 +254,6 @@ impl Parts {
         }
         m.events_processed.with_label_values(&[&event.source]).inc();
         let source = event.source.clone();
-        part.last_seen.insert(source.clone(), Instant::now());
         part.engine.push(event, &mut part.alerts);
         let watcher = self
             .sources
@@ -255,22 +267,9 @@ impl Parts {
         Ok(())
     }
 
-    /// Releases what idle sources held back and delivers every partition's alerts.
+    /// Delivers every partition's alerts.
     pub fn tick(&mut self) -> Result<()> {
-        let idle_after = self.idle_after;
         for part in self.held.values_mut() {
-            for (name, _) in &self.sources {
-                let quiet = match part.last_seen.get(name) {
-                    Some(t) => t.elapsed() >= idle_after,
-                    None => part.since.elapsed() >= idle_after,
-                };
-                if quiet {
-                    let before = part.engine.state().applied;
-                    part.engine.set_idle(name, true, &mut part.alerts);
-                    // Released events changed the state: the next snapshot must hold them.
-                    part.dirty |= part.engine.state().applied != before;
-                }
-            }
             part.emitted.deliver(&self.sinks, &mut part.alerts)?;
         }
         Ok(())

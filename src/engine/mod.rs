@@ -69,6 +69,10 @@ pub struct State {
     pub buffer: ReorderBuffer,
     /// Events applied so far.
     pub applied: u64,
+    /// The idle clock (epoch ms): how far event time has been let pass while every source
+    /// was idle (see [`Engine::advance_clock`]).
+    #[serde(default)]
+    pub clock: Option<i64>,
 }
 
 /// Counters for the replay summary and metrics.
@@ -185,6 +189,39 @@ impl Engine {
     pub fn set_idle(&mut self, name: &str, idle: bool, out: &mut Vec<Alert>) {
         self.state.buffer.set_idle(name, idle);
         self.release(out);
+    }
+
+    /// True when every source is idle: caught up and quiet.
+    pub fn all_idle(&self) -> bool {
+        self.state.buffer.all_idle()
+    }
+
+    /// True when the source is registered or has been seen.
+    pub fn knows_source(&self, name: &str) -> bool {
+        self.state.buffer.knows(name)
+    }
+
+    /// Lets event time pass while the logs are quiet. When every source is idle (caught
+    /// up, nothing new for a while), nothing earlier than what has arrived is on its way,
+    /// so the engine's clock follows `now` (the wall clock of whoever knows the sources
+    /// are quiet) less the allowed lateness, the usual stream-processing rule for idle
+    /// inputs: buffered events are applied and findings whose gap is up close, in real
+    /// time, and history far in the past closes as soon as it has been read. An event
+    /// that arrives later with an older time is still applied (counted as late); it
+    /// opens a new finding instead of joining a closed one. Nothing is dropped.
+    pub fn advance_clock(&mut self, now: DateTime<Utc>, out: &mut Vec<Alert>) {
+        if !self.state.buffer.all_idle() {
+            return;
+        }
+        let to = now.timestamp_millis() - self.settings.allowed_lateness_secs * 1000;
+        if self.state.clock.is_some_and(|c| c >= to) {
+            return;
+        }
+        self.state.clock = Some(to);
+        self.release(out);
+        if let Some(t) = DateTime::from_timestamp_millis(to) {
+            self.sweep(t, out);
+        }
     }
 
     /// Accepts an event in arrival order (`run`). It is applied once the watermark passes it.

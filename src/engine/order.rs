@@ -80,6 +80,17 @@ impl ReorderBuffer {
         self.heap.len()
     }
 
+    /// True when every source known is idle (caught up and quiet): nothing earlier than
+    /// what has arrived is on its way, so time may pass without events.
+    pub fn all_idle(&self) -> bool {
+        self.sources.values().all(|c| c.idle)
+    }
+
+    /// True when the source is known (registered or seen).
+    pub fn knows(&self, name: &str) -> bool {
+        self.sources.contains_key(name)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }

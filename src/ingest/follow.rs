@@ -31,6 +31,7 @@ pub fn follow(
     };
     let opts = TailOptions {
         header: decoder.wants_header(),
+        order_by: Some(super::order_key(&s, tz)),
         ..TailOptions::default()
     };
     let mut tailer = Tailer::new(s.paths.clone(), opts, &resume);

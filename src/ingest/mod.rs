@@ -14,7 +14,7 @@ use crate::deadletter::DeadLetter;
 use crate::event::{Event, Provenance};
 use crate::metrics;
 use crate::parse::{self, reason, Parser, Reject};
-use crate::source::{LineKind, Position, TailLine};
+use crate::source::{LineKind, OrderKey, Position, TailLine, TailOptions};
 use chrono_tz::Tz;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -171,6 +171,33 @@ impl Decoder {
         });
         e
     }
+}
+
+/// Lines looked at for a file's first event before giving up on it.
+const FIRST_EVENT_LINES: usize = 100;
+
+/// How a source's history is put in order: by the time of each file's first event, read
+/// with the source's own parser (see `source::TailOptions::order_by`).
+pub fn order_key(source: &SourceConfig, tz: Tz) -> OrderKey {
+    let source = source.clone();
+    OrderKey(Arc::new(move |path: &std::path::Path| {
+        let mut decoder = Decoder::new(&source, tz).ok()?;
+        let opts = TailOptions {
+            header: decoder.wants_header(),
+            ..TailOptions::default()
+        };
+        let mut items = Vec::new();
+        for line in crate::source::read_once(path, &opts).ok()?.take(FIRST_EVENT_LINES) {
+            decoder.decode(line.ok()?, &mut items);
+            if let Some(ts) = items.iter().find_map(|i| match i {
+                Item::Event(e) => Some(e.ts.timestamp_millis()),
+                Item::Rejected { .. } => None,
+            }) {
+                return Some(ts);
+            }
+        }
+        None
+    }))
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.

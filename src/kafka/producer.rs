@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 pub type Positions = BTreeMap<String, Vec<Position>>;
@@ -108,6 +108,10 @@ pub struct SpoolProducer {
     host: String,
     /// Where the sources have read to (what the spool holds).
     read: Positions,
+    /// The events topic's partition count and when it was learned.
+    partitions: Option<(i32, Instant)>,
+    /// Heartbeats: which sources are idle, which are not, and when the last one went out.
+    beat: Heartbeats,
 }
 
 impl SpoolProducer {
@@ -166,7 +170,7 @@ impl SpoolProducer {
             .set("message.timeout.ms", "0")
             .create_with_context(Deliveries::default())
             .map_err(|e| anyhow!("cannot create the Kafka producer: {e}"))?;
-        Ok(SpoolProducer {
+        let mut out = SpoolProducer {
             producer,
             spool,
             topic: cfg.kafka.events_topic.clone(),
@@ -177,7 +181,13 @@ impl SpoolProducer {
             dirty: false,
             host: crate::uid::hostname(),
             read,
-        })
+            partitions: None,
+            beat: Heartbeats::new(cfg),
+        };
+        // Tells the engines which sources this agent reads before any event does.
+        out.spool_heartbeat()?;
+        out.spool.sync()?;
+        Ok(out)
     }
 
     /// Where the sources have read to: they resume from here.
@@ -253,6 +263,7 @@ impl SpoolProducer {
                     })?;
                     Ok(())
                 })?;
+                self.beat.idle.remove(&source);
                 // Every batch ends with a mark, even a watcher's without positions: records
                 // after the last mark are cut at start, and a watcher cannot read them again.
                 if !positions.is_empty() {
@@ -261,18 +272,155 @@ impl SpoolProducer {
                 self.spool
                     .append(&Record::Mark(serde_json::to_vec(&self.read)?))?;
             }
-            Msg::Idle(_) => {}
-            Msg::Failed(source, why) => error!(source = %source, error = %why, "source stopped"),
+            Msg::Idle(source) => {
+                self.beat.idle.insert(source);
+                self.spool_heartbeat()?;
+            }
+            Msg::Failed(source, why) => {
+                error!(source = %source, error = %why, "source stopped");
+                self.beat.idle.insert(source);
+                self.spool_heartbeat()?;
+            }
         }
+        Ok(())
+    }
+
+    /// While some sources are idle, a heartbeat every second, so the engines' clocks
+    /// follow this host's while its logs are quiet.
+    pub fn beat_if_due(&mut self) -> Result<()> {
+        if self.beat.idle.is_empty()
+            || self.beat.last.elapsed() < Heartbeats::EVERY
+            || self.spool.is_full()
+        {
+            return Ok(());
+        }
+        self.spool_heartbeat()?;
+        self.spool.sync()?;
+        Ok(())
+    }
+
+    /// Appends a heartbeat for every partition, then a mark (so the spool can release it).
+    fn spool_heartbeat(&mut self) -> Result<()> {
+        let payload = self.beat.payload(&self.host);
+        self.spool.append(&Record::Broadcast(payload))?;
+        self.spool
+            .append(&Record::Mark(serde_json::to_vec(&self.read)?))?;
+        self.beat.last = Instant::now();
         Ok(())
     }
 }
 
+/// What the agent tells every partition about its sources. Only the agent knows that a
+/// source is caught up and quiet; the engine never guesses it from gaps in arrival, so a
+/// broker or network outage delays alerts but cannot reorder events.
+struct Heartbeats {
+    /// File sources, all active until their reader says they are idle.
+    files: Vec<String>,
+    /// Watchers: their events carry wall-clock time, so they never hold event time back.
+    watchers: Vec<String>,
+    idle: std::collections::BTreeSet<String>,
+    last: Instant,
+}
+
+impl Heartbeats {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn new(cfg: &Config) -> Heartbeats {
+        use crate::config::SourceType;
+        let names = |kind| {
+            cfg.sources
+                .iter()
+                .filter(|s| s.kind == kind)
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        Heartbeats {
+            files: names(SourceType::File),
+            watchers: names(SourceType::Fswatch),
+            idle: Default::default(),
+            last: Instant::now(),
+        }
+    }
+
+    fn payload(&self, host: &str) -> Vec<u8> {
+        let (idle, active): (Vec<&String>, Vec<&String>) =
+            self.files.iter().partition(|s| self.idle.contains(*s));
+        let idle: Vec<&String> = idle.into_iter().chain(&self.watchers).collect();
+        crate::event::Heartbeat {
+            agent: host.to_string(),
+            active: active.into_iter().cloned().collect(),
+            idle: idle.into_iter().cloned().collect(),
+            wall_ms: crate::kafka::lease::now_ms() as i64,
+        }
+        .to_json_line()
+        .into_bytes()
+    }
+}
+
 impl SpoolProducer {
+    /// Hands one message to librdkafka, tracked for its delivery report. False when it
+    /// must be tried again later (the client's queue is full, or it refused).
+    fn send(&mut self, key: Option<&str>, partition: Option<i32>, payload: &[u8]) -> bool {
+        let seq = self.seq;
+        let mut record = BaseRecord::with_opaque_to(&self.topic, Box::new(seq)).payload(payload);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        match self.producer.send(record) {
+            Ok(()) => {
+                self.producer
+                    .context()
+                    .outstanding
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(seq);
+                self.seq += 1;
+                true
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => false,
+            Err((e, _)) => {
+                metrics::get().kafka_produce_errors.inc();
+                warn!(error = %e, "cannot hand an event to the Kafka client; retrying");
+                false
+            }
+        }
+    }
+
+    /// The events topic's partition count, asked of the brokers once a minute at most
+    /// (None while they cannot say).
+    fn partitions(&mut self) -> Option<i32> {
+        let fresh = self
+            .partitions
+            .is_some_and(|(_, at)| at.elapsed() < Duration::from_secs(60));
+        if !fresh {
+            match self
+                .producer
+                .client()
+                .fetch_metadata(Some(&self.topic), Duration::from_secs(1))
+            {
+                Ok(md) => {
+                    if let Some(t) = md.topics().iter().find(|t| t.name() == self.topic) {
+                        if !t.partitions().is_empty() {
+                            self.partitions = Some((t.partitions().len() as i32, Instant::now()));
+                        }
+                    }
+                }
+                Err(e) => {
+                    if self.partitions.is_none() {
+                        warn!(error = %e, "cannot learn the events topic's partitions; heartbeats wait");
+                    }
+                }
+            }
+        }
+        self.partitions.map(|(n, _)| n)
+    }
+
     /// Hands spooled events to librdkafka, serves delivery reports, and moves the
     /// checkpoint past every mark Kafka has everything before.
     pub fn pump(&mut self) -> Result<()> {
-        let m = metrics::get();
         while self.producer.in_flight_count() < MAX_IN_FLIGHT as i32 {
             let before = self.spool.read_cursor();
             let Some((rec, after)) = self.spool.read_next()? else {
@@ -280,30 +428,21 @@ impl SpoolProducer {
             };
             match rec {
                 Record::Event { key, payload } => {
-                    let seq = self.seq;
-                    let record = BaseRecord::with_opaque_to(&self.topic, Box::new(seq))
-                        .key(&key)
-                        .payload(&payload);
-                    match self.producer.send(record) {
-                        Ok(()) => {
-                            self.producer
-                                .context()
-                                .outstanding
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .insert(seq);
-                            self.seq += 1;
-                        }
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                            self.spool.rewind(before);
-                            break;
-                        }
-                        Err((e, _)) => {
-                            m.kafka_produce_errors.inc();
-                            warn!(error = %e, "cannot hand an event to the Kafka client; retrying");
-                            self.spool.rewind(before);
-                            break;
-                        }
+                    if !self.send(Some(&key), None, &payload) {
+                        self.spool.rewind(before);
+                        break;
+                    }
+                }
+                Record::Broadcast(payload) => {
+                    // Heartbeats go to every partition; one already sent to some of them
+                    // and sent again after a rewind is harmless.
+                    let Some(n) = self.partitions() else {
+                        self.spool.rewind(before);
+                        break;
+                    };
+                    if !(0..n).all(|p| self.send(None, Some(p), &payload)) {
+                        self.spool.rewind(before);
+                        break;
                     }
                 }
                 Record::Mark(positions) => self.marks.push_back((self.seq, after, positions)),

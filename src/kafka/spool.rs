@@ -77,6 +77,7 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 8 << 20;
 const HEADER_LEN: u64 = 8;
 const TYPE_EVENT: u8 = 1;
 const TYPE_MARK: u8 = 2;
+const TYPE_BROADCAST: u8 = 3;
 /// Buffer size for the writer and the reader. Events are small, so buffering
 /// saves one system call per record.
 const IO_BUFFER: usize = 64 << 10;
@@ -104,6 +105,9 @@ pub enum Record {
     },
     /// Opaque bytes (the agent's source positions as JSON) marking the end of a batch.
     Mark(Vec<u8>),
+    /// A message for every partition of the topic (the agent's heartbeat): ordered after
+    /// every event spooled before it, in each partition.
+    Broadcast(Vec<u8>),
 }
 
 /// What [`Spool::open`] found and repaired.
@@ -616,6 +620,11 @@ fn encode(rec: &Record) -> io::Result<Vec<u8>> {
             frame.push(TYPE_MARK);
             frame.extend_from_slice(payload);
         }
+        Record::Broadcast(payload) => {
+            frame.reserve(1 + payload.len());
+            frame.push(TYPE_BROADCAST);
+            frame.extend_from_slice(payload);
+        }
     }
     let body_len = frame.len() - header;
     if body_len > MAX_BODY_LEN as usize {
@@ -650,6 +659,7 @@ fn decode(mut body: Vec<u8>) -> Result<Record, String> {
             Ok(Record::Event { key, payload })
         }
         Some(&TYPE_MARK) => Ok(Record::Mark(body.split_off(1))),
+        Some(&TYPE_BROADCAST) => Ok(Record::Broadcast(body.split_off(1))),
         Some(&t) => Err(format!("unknown record type {t}")),
         None => Err("empty body".to_string()),
     }
@@ -775,7 +785,7 @@ mod tests {
     fn mark_payload(r: &Record) -> Vec<u8> {
         match r {
             Record::Mark(p) => p.clone(),
-            Record::Event { .. } => panic!("not a mark: {r:?}"),
+            Record::Event { .. } | Record::Broadcast(_) => panic!("not a mark: {r:?}"),
         }
     }
 
@@ -993,7 +1003,7 @@ mod tests {
             assert!(got.is_empty() || matches!(got.last(), Some(Record::Mark(_))));
             let expect_mark = got.iter().rev().find_map(|r| match r {
                 Record::Mark(p) => Some(p.clone()),
-                Record::Event { .. } => None,
+                Record::Event { .. } | Record::Broadcast(_) => None,
             });
             assert_eq!(rec.last_mark, expect_mark, "cut at {cut}");
             assert_eq!(rec.records, got.len() as u64);

@@ -153,7 +153,31 @@ pub struct TailOptions {
     /// file stays followed until all its lines are acknowledged. When false every line
     /// counts as acknowledged when handed out. Default false.
     pub explicit_acks: bool,
+    /// How history is put in order: the event time (epoch ms) a file starts at, as its
+    /// reader's parser sees it. Without it (or when it cannot tell), the file's
+    /// modification time stands in. Default none.
+    pub order_by: Option<OrderKey>,
 }
+
+/// The time a file's content starts at (epoch ms), for reading history in event-time
+/// order whatever the files' modification times say (a folder copied with `cp` has them
+/// all within a second).
+#[derive(Clone)]
+pub struct OrderKey(pub Arc<dyn Fn(&Path) -> Option<i64> + Send + Sync>);
+
+impl std::fmt::Debug for OrderKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OrderKey(..)")
+    }
+}
+
+impl PartialEq for OrderKey {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for OrderKey {}
 
 impl Default for TailOptions {
     fn default() -> Self {
@@ -164,6 +188,7 @@ impl Default for TailOptions {
             start_at_end_for_new_files: false,
             rotated_quiet: Duration::from_secs(5),
             explicit_acks: false,
+            order_by: None,
         }
     }
 }
@@ -544,9 +569,10 @@ struct Followed {
     after: Option<u64>,
     /// The last turn read to the end of the file and handed out every complete line.
     drained: bool,
-    /// Backlog (not written for `BACKLOG_AFTER` when found): its modification time and
-    /// path, the order backlog is read in.
-    backlog: Option<(SystemTime, PathBuf)>,
+    /// Backlog (there when reading started, or not written for `BACKLOG_AFTER` when
+    /// found): when its content starts (see [`TailOptions::order_by`]) and its path, the
+    /// order backlog is read in.
+    backlog: Option<(i64, PathBuf)>,
     last_growth: Instant,
     /// Left the globs, went quiet, and its last partial line was handed out: nothing more
     /// is read; it waits for its acknowledgements.
@@ -1108,12 +1134,24 @@ impl Tailer {
         now: Instant,
     ) -> io::Result<Followed> {
         let prefix = Prefix::read(&file, self.opts.fingerprint_bytes, start)?;
-        let backlog = file
-            .metadata()?
-            .modified()
-            .ok()
-            .filter(|m| m.elapsed().is_ok_and(|age| age >= BACKLOG_AFTER))
-            .map(|m| (m, path.clone()));
+        let modified = file.metadata()?.modified().ok();
+        // Every file there at the first look is history, whatever its age: a folder of
+        // logs copied in just before the start must be read in order too.
+        let old = modified.is_some_and(|m| m.elapsed().is_ok_and(|age| age >= BACKLOG_AFTER));
+        let backlog = (self.first_poll || old).then(|| {
+            let starts = self
+                .opts
+                .order_by
+                .as_ref()
+                .and_then(|k| (k.0)(&path))
+                .or_else(|| {
+                    modified
+                        .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
+                        .map(|d| d.as_millis() as i64)
+                })
+                .unwrap_or(i64::MAX);
+            (starts, path.clone())
+        });
         Ok(Followed {
             key,
             shown: shown(&path),

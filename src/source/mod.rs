@@ -9,7 +9,7 @@ pub mod file;
 pub mod fswatch;
 
 pub use checkpoint::Checkpoints;
-pub use file::{read_once, LineKind, ReadOnce, TailLine, TailOptions, Tailer};
+pub use file::{read_once, LineKind, OrderKey, ReadOnce, TailLine, TailOptions, Tailer};
 
 use serde::{Deserialize, Serialize};
 
