@@ -1,6 +1,8 @@
 //! Detectors: one file each in `detectors/`, id = file name. Loading (YAML -> spec),
 //! compiling (spec -> [`Detector`] with resolved fields) and evaluating (in the engine)
 //! are kept apart, as in RSigma, so `check` can validate everything without running.
+//! Each kind's `params` are defined and checked beside its algorithm in
+//! `engine::kinds`, so that one kind is one file; compiling here hands them over.
 //!
 //! A detector file is Sigma-shaped: `title`, `description`, `level`, a `detection` block
 //! with selections and a `condition`. Stateless detectors (`kind: rule`) fire on one
@@ -12,6 +14,7 @@ pub mod rule;
 pub mod template;
 
 use crate::alert::Severity;
+use crate::engine::kinds::Kind;
 use anyhow::{anyhow, bail, Context, Result};
 use rule::Matcher;
 use serde::Deserialize;
@@ -119,141 +122,6 @@ fn default_kind() -> String {
     "rule".into()
 }
 
-/// Distinct patients, events, or records per day against the user's and peers' usual.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BaselineParams {
-    /// `distinct_patients`, `events` or `records`.
-    #[serde(default = "metric_default")]
-    pub metric: String,
-    /// Days summed into one value (1 = per day; 7 = rolling week).
-    #[serde(default = "one")]
-    pub period_days: u32,
-    /// Never alert below this value.
-    pub min: u64,
-    /// Alert above this multiple of the user's own usual (90th percentile of past days).
-    #[serde(default = "three")]
-    pub user_factor: f64,
-    /// ... and above this multiple of the peer group's usual (role + department).
-    #[serde(default = "three")]
-    pub peer_factor: f64,
-    /// Days of the user's own history needed before their own usual counts.
-    #[serde(default = "five")]
-    pub min_history_days: u32,
-}
-
-/// Accesses at hours the user does not usually work.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AfterHoursParams {
-    /// Local hour the night starts (inclusive).
-    #[serde(default = "twenty")]
-    pub night_start: u8,
-    /// Local hour the night ends (exclusive).
-    #[serde(default = "six")]
-    pub night_end: u8,
-    /// An hour is unusual for a user when less than this share of their past accesses
-    /// fell within an hour of it.
-    #[serde(default = "rare")]
-    pub rare_share: f64,
-    /// Distinct patients opened at unusual hours in one night before alerting.
-    pub min_patients: u64,
-    /// Past accesses a user needs before their habits are trusted.
-    #[serde(default = "hundred")]
-    pub min_history_events: u64,
-}
-
-/// Many matching events within a short sliding window.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BurstParams {
-    pub window_secs: u64,
-    pub min_count: u64,
-    /// Alert only above this multiple of the user's busiest past window (90th percentile of daily maxima).
-    #[serde(default = "two")]
-    pub user_factor: f64,
-}
-
-/// A first step followed by a second within a window, by the same user or on the same
-/// host: an export, then a copy to removable, cloud or network media.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SequenceParams {
-    /// Name of the selection in `detection` that is the first step.
-    #[serde(default = "first_default")]
-    pub first: String,
-    /// Name of the selection that is the second step.
-    #[serde(default = "then_default")]
-    pub then: String,
-    /// Seconds the second step may follow the first.
-    pub window_secs: u64,
-    /// Link steps by the same `user`, or also by the same `host` (a shared workstation
-    /// where the copy runs under another account).
-    #[serde(default = "same_default")]
-    pub same: String,
-    /// Records (in the export, or estimated in the file) from which the alert is critical.
-    #[serde(default = "critical_default")]
-    pub critical_records: u64,
-}
-
-fn first_default() -> String {
-    "first".into()
-}
-fn then_default() -> String {
-    "then".into()
-}
-fn same_default() -> String {
-    "user_or_host".into()
-}
-fn critical_default() -> u64 {
-    100
-}
-
-fn metric_default() -> String {
-    "distinct_patients".into()
-}
-fn one() -> u32 {
-    1
-}
-fn five() -> u32 {
-    5
-}
-fn three() -> f64 {
-    3.0
-}
-fn two() -> f64 {
-    2.0
-}
-fn twenty() -> u8 {
-    20
-}
-fn six() -> u8 {
-    6
-}
-fn rare() -> f64 {
-    0.02
-}
-fn hundred() -> u64 {
-    100
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
-    DistinctPatients,
-    Events,
-    Records,
-}
-
-#[derive(Debug, Clone)]
-pub enum Kind {
-    Rule,
-    Baseline(BaselineParams, Metric),
-    AfterHours(AfterHoursParams),
-    Burst(BurstParams),
-    /// Sequence with the indexes of its two step selections.
-    Sequence(SequenceParams, usize, usize),
-}
-
 /// A compiled detector.
 #[derive(Debug, Clone)]
 pub struct Detector {
@@ -295,67 +163,12 @@ impl Detector {
             bail!("score {} is above 100", spec.score);
         }
         let matcher = Matcher::compile(&spec.detection).context("in `detection`")?;
-        let params = |p: &serde_norway::Value| -> serde_norway::Value {
-            if p.is_null() {
-                serde_norway::Value::Mapping(Default::default())
-            } else {
-                p.clone()
-            }
+        let params = if spec.params.is_null() {
+            serde_norway::Value::Mapping(Default::default())
+        } else {
+            spec.params
         };
-        let kind = match spec.kind.as_str() {
-            "rule" => Kind::Rule,
-            "baseline" => {
-                let p: BaselineParams = serde_norway::from_value(params(&spec.params))
-                    .context("in `params` of a baseline detector")?;
-                let m = match p.metric.as_str() {
-                    "distinct_patients" => Metric::DistinctPatients,
-                    "events" => Metric::Events,
-                    "records" => Metric::Records,
-                    other => {
-                        bail!("params.metric {other:?}: use distinct_patients, events or records")
-                    }
-                };
-                if p.period_days == 0 || p.period_days > 28 {
-                    bail!("params.period_days must be 1 to 28");
-                }
-                Kind::Baseline(p, m)
-            }
-            "after_hours" => {
-                let p: AfterHoursParams = serde_norway::from_value(params(&spec.params))
-                    .context("in `params` of an after_hours detector")?;
-                if p.night_start > 23 || p.night_end > 23 {
-                    bail!("params.night_start and night_end are hours 0-23");
-                }
-                Kind::AfterHours(p)
-            }
-            "burst" => Kind::Burst(
-                serde_norway::from_value(params(&spec.params))
-                    .context("in `params` of a burst detector")?,
-            ),
-            "sequence" => {
-                let p: SequenceParams = serde_norway::from_value(params(&spec.params))
-                    .context("in `params` of a sequence detector")?;
-                let first = matcher.selection_index(&p.first).ok_or_else(|| {
-                    anyhow!(
-                        "params.first names selection {:?}, which `detection` does not define",
-                        p.first
-                    )
-                })?;
-                let then = matcher.selection_index(&p.then).ok_or_else(|| {
-                    anyhow!(
-                        "params.then names selection {:?}, which `detection` does not define",
-                        p.then
-                    )
-                })?;
-                if !matches!(p.same.as_str(), "user" | "user_or_host") {
-                    bail!("params.same must be `user` or `user_or_host`");
-                }
-                Kind::Sequence(p, first, then)
-            }
-            other => bail!(
-                "kind {other:?} is not known; use rule, baseline, after_hours, burst or sequence"
-            ),
-        };
+        let kind = Kind::compile(&spec.kind, params, &matcher)?;
         for t in std::iter::once(&spec.summary).chain(&spec.reasons) {
             template::check(t).with_context(|| format!("in template {t:?}"))?;
         }

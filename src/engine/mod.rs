@@ -11,19 +11,20 @@
 //! with source positions and restored after a restart.
 
 mod findings;
+pub mod kinds;
 pub mod order;
 mod peers;
 mod stats;
 mod users;
 
 use crate::alert::Alert;
-use crate::detect::{Detector, Kind};
+use crate::detect::Detector;
 use crate::enrich::Enriched;
 use crate::event::Event;
 use crate::reference::Reference;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
-use findings::{Context, Findings};
+use findings::Findings;
 pub use order::order;
 use order::ReorderBuffer;
 use rustc_hash::FxHashMap;
@@ -65,7 +66,7 @@ pub struct State {
     pub habits: FxHashMap<String, peers::Habits>,
     /// Sequence first steps by workstation: key "detector\u{1f}host".
     #[serde(default)]
-    pub hosts: FxHashMap<String, users::Step>,
+    pub hosts: FxHashMap<String, kinds::sequence::Step>,
     pub buffer: ReorderBuffer,
     /// Events applied so far.
     pub applied: u64,
@@ -130,7 +131,8 @@ impl Engine {
         }
     }
 
-    /// Swaps in reloaded detectors; state of detectors that remain is kept.
+    /// Swaps in reloaded detectors; state of detectors that remain is kept (a detector
+    /// whose kind changed starts afresh).
     pub fn set_detectors(&mut self, detectors: Vec<Detector>) {
         self.detectors = detectors;
     }
@@ -143,7 +145,22 @@ impl Engine {
         &self.state
     }
 
-    pub fn restore(&mut self, state: State) {
+    /// Takes over restored state. A snapshot does not say which kind wrote each
+    /// detector's per-user state, so each is read as its detector's kind now; state of
+    /// detectors no longer loaded is kept as read, in case they come back.
+    pub fn restore(&mut self, mut state: State) {
+        let by_id: FxHashMap<&str, &kinds::Kind> = self
+            .detectors
+            .iter()
+            .map(|d| (d.id.as_str(), &d.kind))
+            .collect();
+        for user in state.users.values_mut() {
+            for (id, slot) in user.detectors.iter_mut() {
+                if let Some(k) = by_id.get(id.as_str()) {
+                    k.adopt(slot);
+                }
+            }
+        }
         self.state = state;
     }
 
@@ -309,33 +326,16 @@ impl Engine {
             if !d.matcher.matches(&e) {
                 continue;
             }
-            let hit = match &d.kind {
-                Kind::Rule => Some(Context::for_event(&e)),
-                Kind::Baseline(p, metric) => {
-                    let peer_key = group.as_ref().map(|g| format!("{}\u{1f}{g}", d.id));
-                    users::baseline(
-                        user,
-                        &mut self.state.peers,
-                        peer_key,
-                        &d.id,
-                        p,
-                        *metric,
-                        &e,
-                        learned,
-                    )
-                }
-                Kind::AfterHours(p) => users::after_hours(user, &d.id, p, &e, learned),
-                Kind::Burst(p) => users::burst(user, &d.id, p, &e, learned),
-                Kind::Sequence(p, first, then) => users::sequence(
-                    user,
-                    &mut self.state.hosts,
-                    &d.id,
-                    p,
-                    d.matcher.selection_matches(*first, &e),
-                    d.matcher.selection_matches(*then, &e),
-                    &e,
-                ),
-            };
+            let hit = d.kind.evaluate(kinds::Cx {
+                id: &d.id,
+                e: &e,
+                matcher: &d.matcher,
+                learned,
+                user: &mut *user,
+                peer_group: group.as_deref(),
+                peers: &mut self.state.peers,
+                hosts: &mut self.state.hosts,
+            });
             if let Some(ctx) = hit {
                 self.state.findings.update(d, &e, ctx, &self.detectors, out);
             }

@@ -1,0 +1,105 @@
+//! `kind: burst`: many matching events (searches) in a short sliding window. Judged
+//! against the user's own busiest past windows, so a registrar who searches all day is
+//! not flagged for doing so today.
+
+use super::common::{human, patient, Daily};
+use super::{Cx, DetectorKind};
+use crate::detect::rule::Matcher;
+use crate::engine::findings::Context;
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// `params` of a burst detector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurstParams {
+    pub window_secs: u64,
+    pub min_count: u64,
+    /// Alert only above this multiple of the user's busiest past window (90th percentile of daily maxima).
+    #[serde(default = "two")]
+    pub user_factor: f64,
+}
+
+fn two() -> f64 {
+    2.0
+}
+
+#[derive(Debug, Clone)]
+pub struct Burst {
+    pub params: BurstParams,
+}
+
+/// The day's busiest window so far is the day's value in [`Daily`]; past days' maxima
+/// are what "usual" means for this user.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Windows {
+    #[serde(flatten)]
+    days: Daily,
+    /// Times (ms) of events in the sliding window.
+    window: VecDeque<i64>,
+}
+
+impl DetectorKind for Burst {
+    const NAME: &'static str = "burst";
+    type User = Windows;
+
+    fn compile(params: serde_norway::Value, _matcher: &Matcher) -> Result<Burst> {
+        let params = serde_norway::from_value(params).context("in `params` of a burst detector")?;
+        Ok(Burst { params })
+    }
+
+    fn evaluate(&self, cx: Cx<'_>) -> Option<Context> {
+        let p = &self.params;
+        let e = cx.e;
+        let Windows { days: st, window } = cx.user.state::<Burst>(cx.id);
+        let today = e.local_day;
+        st.roll(today, None, 1);
+        let ts = e.event.ts.timestamp_millis();
+        window.push_back(ts);
+        let from = ts - p.window_secs as i64 * 1000;
+        while window.front().is_some_and(|&t| t < from) {
+            window.pop_front();
+        }
+        // Bounded: a window never holds more than what alerts anyway, times the factor.
+        while window.len() as u64 > (p.min_count * 20).max(1000) {
+            window.pop_front();
+        }
+        let count = window.len() as u64;
+        // The day's value is its busiest window.
+        st.value = st.value.max(count);
+        st.events += 1;
+        if !cx.learned {
+            return None;
+        }
+        let mut c = Context::default();
+        c.describe(e);
+        c.values.insert("value", human(count));
+        c.values
+            .insert("window", format!("{} minutes", p.window_secs.div_ceil(60)));
+        c.events = Some(count);
+        if st.fired == Some(today) {
+            c.extend_only = true;
+            c.patients.extend(patient(e));
+            return Some(c);
+        }
+        let usual = st.usual(5, today, 1);
+        let mut threshold = p.min_count as f64;
+        if let Some(u) = usual {
+            threshold = threshold.max(u as f64 * p.user_factor);
+            c.values.insert("usual", human(u));
+        }
+        if (count as f64) < threshold {
+            return None;
+        }
+        st.fired = Some(today);
+        c.first_seen = window.front().copied();
+        c.patients.extend(patient(e));
+        Some(c)
+    }
+
+    fn approx_bytes(user: &Windows) -> usize {
+        user.days.approx_bytes() + user.window.len() * 8
+    }
+}

@@ -1,0 +1,143 @@
+//! What several kinds share, kept in one place so that they count and word things alike:
+//! a user's value per day with its bounded history, the distinct patients of a day, and
+//! how a patient and a number are taken into an alert.
+
+use crate::engine::stats::{quantile, DayValues, HISTORY_DAYS};
+use crate::enrich::Enriched;
+use chrono::{Duration, NaiveDate};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// Distinct patients remembered per user, detector and day; beyond it the count stops
+/// growing (the detectors have long fired by then).
+const MAX_DAY_PATIENTS: usize = 2048;
+
+/// Distinct patients of one day (comparison key -> display spelling), capped so that a
+/// user opening thousands of charts cannot grow the state without bound.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Patients(FxHashMap<String, String>);
+
+impl Patients {
+    /// Adds a patient unless already there or the cap is reached.
+    pub fn add(&mut self, p: Option<&(String, String)>) {
+        if let Some((k, d)) = p {
+            if self.0.len() < MAX_DAY_PATIENTS && !self.0.contains_key(k) {
+                self.0.insert(k.clone(), d.clone());
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// As (key, display) in key order, so an alert lists them the same way every run.
+    pub fn sorted(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> =
+            self.0.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort();
+        v
+    }
+
+    pub fn approx_bytes(&self) -> usize {
+        self.0.iter().map(|(k, v)| k.len() + v.len() + 48).sum()
+    }
+}
+
+/// A user's value for the current day and for the days before it, for kinds that judge
+/// today against the user's own past (and feed the peer group's). Field names are those
+/// of snapshots written before the kinds had their own files, so such snapshots still
+/// load; `serde(default)` lets one load into any kind's state.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Daily {
+    pub day: Option<NaiveDate>,
+    /// Distinct patients of the day.
+    pub patients: Patients,
+    pub value: u64,
+    pub events: u64,
+    pub first_ms: i64,
+    /// Past days' values, oldest first.
+    pub history: VecDeque<(NaiveDate, u64)>,
+    /// Window the detector last alerted in; it alerts at most once per window.
+    pub fired: Option<NaiveDate>,
+}
+
+impl Daily {
+    /// Starts a new day, moving the finished one into history. The peer group gets the
+    /// user's total over the `period` days ending with the finished day.
+    pub fn roll(&mut self, today: NaiveDate, peers: Option<&mut DayValues>, period: u32) {
+        if self.day == Some(today) {
+            return;
+        }
+        if let Some(d) = self.day {
+            self.history.push_back((d, self.value));
+            while self.history.len() > HISTORY_DAYS {
+                self.history.pop_front();
+            }
+            if let Some(p) = peers {
+                p.add(d, self.sum_window(d, period));
+            }
+        }
+        self.day = Some(today);
+        self.value = 0;
+        self.events = 0;
+        self.patients.clear();
+    }
+
+    /// Sum of history values in the `period` days ending with `end`.
+    fn sum_window(&self, end: NaiveDate, period: u32) -> u64 {
+        let from = end - Duration::days(period as i64 - 1);
+        self.history
+            .iter()
+            .filter(|(d, _)| *d >= from && *d <= end)
+            .map(|h| h.1)
+            .sum()
+    }
+
+    /// The user's usual total over `period` days: the 90th percentile of their past
+    /// rolling totals, counting only windows that ended before the current one began, so
+    /// that what is happening now (a slow hoard) never becomes its own baseline.
+    pub fn usual(&self, min_days: u32, today: NaiveDate, period: u32) -> Option<u64> {
+        let cutoff = today - Duration::days(period as i64);
+        let past: Vec<NaiveDate> = self
+            .history
+            .iter()
+            .map(|h| h.0)
+            .filter(|d| *d <= cutoff)
+            .collect();
+        if past.len() < min_days as usize {
+            return None;
+        }
+        let mut sums: Vec<u64> = past.iter().map(|d| self.sum_window(*d, period)).collect();
+        quantile(&mut sums, 0.9)
+    }
+
+    pub fn sum_since(&self, from: NaiveDate) -> u64 {
+        self.history
+            .iter()
+            .filter(|(d, _)| *d >= from)
+            .map(|h| h.1)
+            .sum()
+    }
+
+    pub fn approx_bytes(&self) -> usize {
+        96 + self.history.len() * 16 + self.patients.approx_bytes()
+    }
+}
+
+/// The event's patient as (comparison key, display spelling), when it names one.
+pub fn patient(e: &Enriched) -> Option<(String, String)> {
+    Some((e.patient_key.clone()?, e.patient_display()?.to_string()))
+}
+
+/// How a count reads in an alert; one place, so every kind words numbers alike.
+pub fn human(n: u64) -> String {
+    n.to_string()
+}
