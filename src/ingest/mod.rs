@@ -187,7 +187,10 @@ pub fn order_key(source: &SourceConfig, tz: Tz) -> OrderKey {
             ..TailOptions::default()
         };
         let mut items = Vec::new();
-        for line in crate::source::read_once(path, &opts).ok()?.take(FIRST_EVENT_LINES) {
+        for line in crate::source::read_once(path, &opts)
+            .ok()?
+            .take(FIRST_EVENT_LINES)
+        {
             decoder.decode(line.ok()?, &mut items);
             if let Some(ts) = items.iter().find_map(|i| match i {
                 Item::Event(e) => Some(e.ts.timestamp_millis()),

@@ -5,8 +5,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
-/// Every message of `topic` (its `partitions`) as JSON: waits for at least `want`, then
-/// 2 s more so that a duplicate has its chance to show; gives up after 30 s.
+/// Every message of `topic` (its `partitions`) as JSON, agents' heartbeats left out: waits
+/// for at least `want`, then 2 s more so that a duplicate has its chance to show; gives up
+/// after 30 s.
 pub fn read_all(
     bootstrap: &str,
     topic: &str,
@@ -31,8 +32,11 @@ pub fn read_all(
     while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                got.push(serde_json::from_slice(m.payload().unwrap()).unwrap());
-                quiet_since = None;
+                let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+                if v.get("heartbeat").is_none() {
+                    got.push(v);
+                    quiet_since = None;
+                }
             }
             Some(Err(e)) => panic!("consume error on {topic}: {e}"),
             None if got.len() >= want => {
