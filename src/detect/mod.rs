@@ -7,6 +7,7 @@
 //! event. Stateful ones name a `kind` with `params`; their `detection` selects the events
 //! they count. See the README for the full list of fields, kinds and parameters.
 
+pub mod alerting;
 pub mod condition;
 pub mod rule;
 pub mod template;
@@ -109,6 +110,9 @@ pub struct Spec {
     /// user again (one incident, one alert: a leaver's account used day after day).
     #[serde(default)]
     pub suppress_days: u32,
+    /// `immediate` or `on-close`: see [`alerting`].
+    #[serde(default)]
+    pub alert: Option<String>,
 }
 
 fn default_score() -> u8 {
@@ -268,6 +272,8 @@ pub struct Detector {
     pub reasons: Vec<String>,
     pub gap_secs: i64,
     pub suppress_days: u32,
+    /// The `alert` key; `None` when absent (see [`Detector::alerts_at_once`]).
+    pub alert: Option<alerting::AlertWhen>,
 }
 
 impl Detector {
@@ -356,6 +362,7 @@ impl Detector {
                 "kind {other:?} is not known; use rule, baseline, after_hours, burst or sequence"
             ),
         };
+        let alert = alerting::parse(spec.alert.as_deref())?;
         for t in std::iter::once(&spec.summary).chain(&spec.reasons) {
             template::check(t).with_context(|| format!("in template {t:?}"))?;
         }
@@ -371,6 +378,7 @@ impl Detector {
             reasons: spec.reasons,
             gap_secs: spec.gap_minutes.unwrap_or(30) as i64 * 60,
             suppress_days: spec.suppress_days,
+            alert,
         })
     }
 }
