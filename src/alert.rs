@@ -46,7 +46,8 @@ impl fmt::Display for Severity {
 pub struct Alert {
     /// Unique, and stable across replays of the same input: see [`alert_id`].
     pub id: String,
-    /// Event time of the event that completed the finding.
+    /// Event time of the event that completed the finding (for an alert written at once,
+    /// the event that raised it).
     #[serde(with = "rfc3339")]
     pub ts: DateTime<Utc>,
     pub detector: String,
@@ -61,6 +62,11 @@ pub struct Alert {
     #[serde(with = "rfc3339")]
     pub last_seen: DateTime<Utc>,
     pub events: u64,
+    /// Set on a follow-up alert only: the `id` of the alert this finding already raised
+    /// at once (`alert: immediate`). Absent from the JSON when unset, so every other
+    /// alert serialises exactly as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<String>,
 }
 
 impl Alert {
@@ -91,6 +97,25 @@ pub fn alert_id(detector: &str, user_key: &str, window: &str, patient_keys: &[St
         h.update(p.as_bytes());
         h.update([0u8]);
     }
+    let digest = h.finalize();
+    format!("pw-{}", hex::encode(&digest[..12]))
+}
+
+/// The id of the one follow-up alert of a finding that alerted at once: a hash of the
+/// first alert's id (itself stable across replays), in its own domain so it never equals
+/// an [`alert_id`].
+///
+/// ```
+/// use phiwatch::alert::{alert_id, follow_up_id};
+/// let first = alert_id("export-then-copy", "u1", "2024-05-14", &[]);
+/// let next = follow_up_id(&first);
+/// assert!(next.starts_with("pw-") && next != first);
+/// assert_eq!(next, follow_up_id(&first));
+/// ```
+pub fn follow_up_id(first_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"follow-up\0");
+    h.update(first_id.as_bytes());
     let digest = h.finalize();
     format!("pw-{}", hex::encode(&digest[..12]))
 }

@@ -107,6 +107,7 @@ mod tests {
             first_seen: ts,
             last_seen: ts,
             events: 2,
+            follows: None,
         }
     }
 

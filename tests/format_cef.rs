@@ -7,7 +7,7 @@ use phiwatch::alert::Severity;
 use phiwatch::config::AlertFormat;
 use phiwatch::format::{self, cef};
 use phiwatch::pseudonym::{pseudonymise, PatientPolicy, PseudonymKey};
-use support::{parse_cef, sample, KEY};
+use support::{follow_up, parse_cef, sample, FIRST_ID, KEY};
 
 fn plain(a: &phiwatch::alert::Alert) -> String {
     format::render(a, AlertFormat::Cef, &PatientPolicy::Plain)
@@ -125,6 +125,20 @@ fn sample_round_trips_through_a_cef_parser() {
     assert_eq!(cef.get("cs3"), Some("MRN00012345,mrn-77"));
     assert_eq!(cef.get("cn1Label"), Some("score"));
     assert_eq!(cef.get("cn1"), Some("73"));
+}
+
+#[test]
+fn a_follow_up_carries_follows_in_cs4() {
+    let cef = parse_cef(&plain(&follow_up()));
+    assert_eq!(cef.get("cs4Label"), Some("follows"));
+    assert_eq!(cef.get("cs4"), Some(FIRST_ID));
+    assert_eq!(cef.get("externalId"), Some(follow_up().id.as_str()));
+    let keys: Vec<&str> = cef.ext.iter().map(|(k, _)| k.as_str()).collect();
+    let at = keys.iter().position(|k| *k == "cs4Label").unwrap();
+    assert_eq!(keys[at - 1], "cs3", "{keys:?}");
+    assert_eq!(keys[at + 1], "cs4");
+    // Absent from any other alert (see the golden line too).
+    assert_eq!(parse_cef(&plain(&sample())).get("cs4Label"), None);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use phiwatch::config::AlertFormat;
 use phiwatch::format;
 use phiwatch::pseudonym::{pseudonymise, PatientPolicy, PseudonymKey};
 use serde_json::Value;
-use support::{sample, KEY};
+use support::{follow_up, sample, FIRST_ID, KEY};
 
 fn doc(p: &PatientPolicy) -> (String, Value) {
     let line = format::render(&sample(), AlertFormat::Ecs, p);
@@ -49,6 +49,16 @@ fn required_fields_and_types() {
     assert_eq!(v["phiwatch"]["patient_ids"], "plain");
     // Nothing about patients under ECS names.
     assert!(v.get("patient").is_none() && v["user"].get("target").is_none());
+}
+
+#[test]
+fn a_follow_up_carries_follows_in_the_phiwatch_namespace() {
+    let line = format::render(&follow_up(), AlertFormat::Ecs, &PatientPolicy::Plain);
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["phiwatch"]["follows"], FIRST_ID);
+    assert_eq!(v["event"]["id"], follow_up().id.as_str());
+    let (_, v) = doc(&PatientPolicy::Plain);
+    assert!(v["phiwatch"].get("follows").is_none());
 }
 
 #[test]

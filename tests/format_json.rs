@@ -8,7 +8,7 @@ use phiwatch::config::AlertFormat;
 use phiwatch::format;
 use phiwatch::pseudonym::{pseudonymise, PatientPolicy, PseudonymKey};
 use serde_json::Value;
-use support::{sample, KEY};
+use support::{follow_up, sample, FIRST_ID, KEY};
 
 #[test]
 fn plain_json_is_the_contract_alert() {
@@ -42,6 +42,32 @@ fn plain_json_is_the_contract_alert() {
     assert_eq!(back, a);
     // Same text as the alert's own serialisation, byte for byte.
     assert_eq!(line, a.to_json_line());
+}
+
+#[test]
+fn a_follow_up_names_the_first_alert_and_others_do_not() {
+    let a = follow_up();
+    let line = format::render(&a, AlertFormat::Json, &PatientPolicy::Plain);
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["follows"], FIRST_ID);
+    assert_eq!(v.as_object().unwrap().len(), 13);
+    // Last, after the contract fields, so the others keep their place.
+    assert!(line.ends_with(&format!(",\"events\":5,\"follows\":\"{FIRST_ID}\"}}")));
+    let back: Alert = serde_json::from_str(&line).unwrap();
+    assert_eq!(back, a);
+    // Not a patient id: every policy keeps it.
+    let key = PseudonymKey::new(KEY);
+    for p in [PatientPolicy::Pseudonymised(key), PatientPolicy::Omitted] {
+        let v: Value = serde_json::from_str(&format::render(&a, AlertFormat::Json, &p)).unwrap();
+        assert_eq!(v["follows"], FIRST_ID);
+    }
+    // Any other alert: no `follows` key at all, and the fixture reads back unchanged.
+    let line = format::render(&sample(), AlertFormat::Json, &PatientPolicy::Plain);
+    assert!(!line.contains("follows"), "{line}");
+    assert_eq!(
+        line,
+        include_str!("fixtures/format/alert.json").trim_end_matches('\n')
+    );
 }
 
 #[test]

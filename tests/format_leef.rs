@@ -7,7 +7,7 @@ use phiwatch::alert::Severity;
 use phiwatch::config::AlertFormat;
 use phiwatch::format::{self, Formatter, LeefDelimiter};
 use phiwatch::pseudonym::{pseudonymise, PatientPolicy, PseudonymKey};
-use support::{parse_leef, sample, KEY};
+use support::{follow_up, parse_leef, sample, FIRST_ID, KEY};
 
 fn render(a: &phiwatch::alert::Alert, d: LeefDelimiter, p: &PatientPolicy) -> String {
     let mut f = Formatter::new(AlertFormat::Leef);
@@ -93,6 +93,21 @@ fn keys_and_values() {
         ));
         assert_eq!(l.get("sev"), Some(n));
     }
+}
+
+#[test]
+fn a_follow_up_carries_follows() {
+    for d in [LeefDelimiter::Caret, LeefDelimiter::Tab] {
+        let leef = parse_leef(&render(&follow_up(), d, &PatientPolicy::Plain));
+        assert_eq!(leef.get("follows"), Some(FIRST_ID));
+        assert_eq!(leef.get("alertId"), Some(follow_up().id.as_str()));
+    }
+    let leef = parse_leef(&render(
+        &sample(),
+        LeefDelimiter::Caret,
+        &PatientPolicy::Plain,
+    ));
+    assert_eq!(leef.get("follows"), None);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use phiwatch::config::AlertFormat;
 use phiwatch::format;
 use phiwatch::pseudonym::{pseudonymise, PatientPolicy, PseudonymKey};
 use serde_json::{json, Value};
-use support::{sample, KEY};
+use support::{follow_up, sample, FIRST_ID, KEY};
 
 fn doc(a: &phiwatch::alert::Alert, p: &PatientPolicy) -> (String, Value) {
     let line = format::render(a, AlertFormat::Ocsf, p);
@@ -63,6 +63,23 @@ fn required_attributes_and_types() {
             {"uid": "mrn-77", "type": "Patient Record", "role_id": 1}
         ])
     );
+}
+
+#[test]
+fn a_follow_up_names_the_first_finding_in_related_events() {
+    let a = follow_up();
+    let (_, v) = doc(&a, &PatientPolicy::Omitted);
+    assert_eq!(v["finding_info"]["uid"], a.id.as_str());
+    assert_eq!(v["metadata"]["uid"], a.id.as_str());
+    // A Related Event/Finding: `uid` (required) is the first alert's `metadata.uid`.
+    assert_eq!(
+        v["finding_info"]["related_events"],
+        json!([{"uid": FIRST_ID, "type_uid": 200401, "type_name": "Detection Finding: Create"}])
+    );
+    assert_eq!(v["unmapped"]["phiwatch"]["follows"], FIRST_ID);
+    let (_, v) = doc(&sample(), &PatientPolicy::Plain);
+    assert!(v["finding_info"].get("related_events").is_none());
+    assert!(v["unmapped"]["phiwatch"].get("follows").is_none());
 }
 
 #[test]

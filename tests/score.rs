@@ -44,6 +44,7 @@ fn alert(user: &str, detector: &str, ts: DateTime<Utc>) -> Alert {
         first_seen: ts,
         last_seen: ts,
         events: 1,
+        follows: None,
     }
 }
 

@@ -9,6 +9,7 @@
 //! event. Stateful ones name a `kind` with `params`; their `detection` selects the events
 //! they count. See the README for the full list of fields, kinds and parameters.
 
+pub mod alerting;
 pub mod condition;
 pub mod rule;
 pub mod template;
@@ -112,6 +113,9 @@ pub struct Spec {
     /// user again (one incident, one alert: a leaver's account used day after day).
     #[serde(default)]
     pub suppress_days: u32,
+    /// `immediate` or `on-close`: see [`alerting`].
+    #[serde(default)]
+    pub alert: Option<String>,
 }
 
 fn default_score() -> u8 {
@@ -136,6 +140,8 @@ pub struct Detector {
     pub reasons: Vec<String>,
     pub gap_secs: i64,
     pub suppress_days: u32,
+    /// The `alert` key; `None` when absent (see [`Detector::alerts_at_once`]).
+    pub alert: Option<alerting::AlertWhen>,
 }
 
 impl Detector {
@@ -169,6 +175,7 @@ impl Detector {
             spec.params
         };
         let kind = Kind::compile(&spec.kind, params, &matcher)?;
+        let alert = alerting::parse(spec.alert.as_deref())?;
         for t in std::iter::once(&spec.summary).chain(&spec.reasons) {
             template::check(t).with_context(|| format!("in template {t:?}"))?;
         }
@@ -184,6 +191,7 @@ impl Detector {
             reasons: spec.reasons,
             gap_secs: spec.gap_minutes.unwrap_or(30) as i64 * 60,
             suppress_days: spec.suppress_days,
+            alert,
         })
     }
 }

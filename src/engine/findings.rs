@@ -1,8 +1,15 @@
 //! Open findings: evidence gathered for one user and one detector until it goes quiet,
 //! then written as one alert. This is what keeps the alert count low: ten charts of
 //! relatives opened in one evening are one alert naming ten patients, not ten alerts.
+//!
+//! A detector that alerts at once (`alert: immediate`, a critical level, or a finding
+//! raised to critical; see [`Detector::alerts_at_once`]) writes its alert on the
+//! finding's first evidence instead, and remembers it in the finding ([`Sent`]). The
+//! finding stays open and keeps gathering; when it closes, one follow-up alert naming the
+//! first in `follows` describes the whole finding, only if something is new since the
+//! first (more events, more patients, or raised to critical).
 
-use crate::alert::{alert_id, Alert};
+use crate::alert::{alert_id, follow_up_id, Alert};
 use crate::detect::{template, Detector};
 use crate::enrich::Enriched;
 use crate::event::Action;
@@ -146,6 +153,39 @@ pub struct Finding {
     pub values: BTreeMap<String, String>,
     #[serde(default)]
     pub critical: bool,
+    /// The alert already written at once for this finding, if one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<Sent>,
+}
+
+/// An alert written on a finding's first evidence, and how much it showed, so that the
+/// finding's close knows whether anything is new.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    pub id: String,
+    pub events: u64,
+    pub patients: usize,
+    pub critical: bool,
+}
+
+impl Sent {
+    /// What the finding holds beyond this alert, in plain words; `None` when nothing.
+    fn news(&self, f: &Finding) -> Option<String> {
+        let mut parts = Vec::new();
+        let more =
+            |n: u64, one: &str, many: &str| format!("{n} more {}", if n == 1 { one } else { many });
+        if f.events > self.events {
+            parts.push(more(f.events - self.events, "event", "events"));
+        }
+        if f.patients.len() > self.patients {
+            let n = (f.patients.len() - self.patients) as u64;
+            parts.push(more(n, "patient", "patients"));
+        }
+        if f.critical && !self.critical {
+            parts.push("raised to critical".to_string());
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
 }
 
 /// Open findings and the ids of alerts already written.
@@ -214,7 +254,7 @@ impl Findings {
                 }
             }
         }
-        let f = self.open.entry(key).or_insert_with(|| Finding {
+        let f = self.open.entry(key.clone()).or_insert_with(|| Finding {
             detector: d.id.clone(),
             user_key: e.user_key.clone(),
             window: e.local_day,
@@ -224,6 +264,7 @@ impl Findings {
             events: 0,
             values: BTreeMap::new(),
             critical: false,
+            sent: None,
         });
         f.critical |= ctx.critical;
         f.last = ts;
@@ -244,6 +285,34 @@ impl Findings {
         for (k, v) in ctx.values {
             f.values.insert(k.to_string(), v);
         }
+        if f.sent.is_none() && d.alerts_at_once(f.critical) {
+            self.alert_at_once(d, &key, out);
+        }
+    }
+
+    /// Writes the open finding `key`'s alert now, on its first evidence, and remembers it
+    /// in the finding. An id already written (a restart replaying events it had already
+    /// alerted on) is remembered but not written again.
+    fn alert_at_once(&mut self, d: &Detector, key: &str, out: &mut Vec<Alert>) {
+        let Some(f) = self.open.get_mut(key) else {
+            return;
+        };
+        let keys: Vec<String> = f.patients.keys().cloned().collect();
+        let id = alert_id(&d.id, &f.user_key, &f.window.to_string(), &keys);
+        f.sent = Some(Sent {
+            id: id.clone(),
+            events: f.events,
+            patients: f.patients.len(),
+            critical: f.critical,
+        });
+        if self.emitted.contains_key(&id) {
+            return;
+        }
+        self.emitted.insert(id.clone(), f.window);
+        if d.suppress_days > 0 {
+            self.last_alert.insert(key.to_string(), f.window);
+        }
+        out.push(render(d, f, id, None));
     }
 
     /// Writes findings that have been quiet longer than their detector's gap.
@@ -306,8 +375,18 @@ impl Findings {
         let Some(d) = all.iter().find(|d| d.id == f.detector) else {
             return; // the detector was removed by a reload
         };
-        let keys: Vec<String> = f.patients.keys().cloned().collect();
-        let id = alert_id(&d.id, &f.user_key, &f.window.to_string(), &keys);
+        let (id, follows) = match &f.sent {
+            None => {
+                let keys: Vec<String> = f.patients.keys().cloned().collect();
+                let id = alert_id(&d.id, &f.user_key, &f.window.to_string(), &keys);
+                (id, None)
+            }
+            // Written at once: one follow-up, only if the finding grew since.
+            Some(sent) => match sent.news(&f) {
+                Some(news) => (follow_up_id(&sent.id), Some((sent.id.clone(), news))),
+                None => return,
+            },
+        };
         if self.emitted.contains_key(&id) {
             return;
         }
@@ -316,50 +395,63 @@ impl Findings {
             self.last_alert
                 .insert(format!("{}\u{1f}{}", f.user_key, d.id), f.window);
         }
-        let n = f.patients.len();
-        let lookup = |name: &str| -> Option<String> {
-            match name {
-                "patients" => Some(n.to_string()),
-                "patient_word" => Some(if n == 1 { "patient" } else { "patients" }.to_string()),
-                "events" => Some(f.events.to_string()),
-                other => f.values.get(other).cloned(),
-            }
-        };
-        let summary = template::render(&d.summary, lookup).unwrap_or_else(|| {
-            format!(
-                "{}: {}",
-                d.title,
-                f.values.get("user").cloned().unwrap_or_default()
-            )
-        });
-        let reasons: Vec<String> = d
-            .reasons
-            .iter()
-            .filter_map(|t| template::render(t, lookup))
-            .collect();
-        let ts = |ms: i64| Utc.timestamp_millis_opt(ms).single().unwrap_or_default();
-        out.push(Alert {
-            id,
-            ts: ts(f.last),
-            detector: d.id.clone(),
-            severity: if f.critical {
-                crate::alert::Severity::Critical
-            } else {
-                d.severity
-            },
-            score: if f.critical { d.score.max(90) } else { d.score },
-            user: f
-                .values
-                .get("user")
-                .cloned()
-                .unwrap_or_else(|| f.user_key.clone()),
-            patients: f.patients.into_values().collect(),
-            summary,
-            reasons,
-            first_seen: ts(f.first),
-            last_seen: ts(f.last),
-            events: f.events,
-        });
+        out.push(render(d, &f, id, follows));
+    }
+}
+
+/// The alert of a finding as it stands: summary and reasons from the detector's
+/// templates. A follow-up (`follows`: the first alert's id, and what is new since) ends
+/// its reasons with a sentence naming the first alert.
+fn render(d: &Detector, f: &Finding, id: String, follows: Option<(String, String)>) -> Alert {
+    let n = f.patients.len();
+    let lookup = |name: &str| -> Option<String> {
+        match name {
+            "patients" => Some(n.to_string()),
+            "patient_word" => Some(if n == 1 { "patient" } else { "patients" }.to_string()),
+            "events" => Some(f.events.to_string()),
+            other => f.values.get(other).cloned(),
+        }
+    };
+    let summary = template::render(&d.summary, lookup).unwrap_or_else(|| {
+        format!(
+            "{}: {}",
+            d.title,
+            f.values.get("user").cloned().unwrap_or_default()
+        )
+    });
+    let mut reasons: Vec<String> = d
+        .reasons
+        .iter()
+        .filter_map(|t| template::render(t, lookup))
+        .collect();
+    if let Some((first, news)) = &follows {
+        reasons.push(format!(
+            "this follows alert {first}, written at the first evidence; since then: {news}"
+        ));
+    }
+    let ts = |ms: i64| Utc.timestamp_millis_opt(ms).single().unwrap_or_default();
+    Alert {
+        id,
+        ts: ts(f.last),
+        detector: d.id.clone(),
+        severity: if f.critical {
+            crate::alert::Severity::Critical
+        } else {
+            d.severity
+        },
+        score: if f.critical { d.score.max(90) } else { d.score },
+        user: f
+            .values
+            .get("user")
+            .cloned()
+            .unwrap_or_else(|| f.user_key.clone()),
+        patients: f.patients.values().cloned().collect(),
+        summary,
+        reasons,
+        first_seen: ts(f.first),
+        last_seen: ts(f.last),
+        events: f.events,
+        follows: follows.map(|(first, _)| first),
     }
 }
 
@@ -391,5 +483,194 @@ mod tests {
         assert_eq!(out.len(), 1, "written once the gap was up");
         assert_eq!(out[0].user, "u1");
         assert!(f.next_due.is_none(), "nothing left open");
+    }
+
+    fn detector(extra: &str) -> Detector {
+        let text = format!(
+            "title: Test\nlevel: high\nscore: 70\n{extra}summary: \"{{user}} touched {{patients}} {{patient_word}} in {{events}} events\"\nreasons:\n  - \"{{action}} a chart\"\ndetection:\n  sel:\n    action: export\n  condition: sel\n"
+        );
+        Detector::compile("urgent", &text).unwrap()
+    }
+
+    /// Feeds one export by u1 of `patient` at `t0 + min` minutes into `f`.
+    fn feed(
+        f: &mut Findings,
+        d: &Detector,
+        min: i64,
+        patient: &str,
+        mut ctx: impl FnMut(&Enriched) -> Context,
+        out: &mut Vec<Alert>,
+    ) {
+        let reference = Reference::default();
+        let t0: DateTime<Utc> = "2026-03-03T16:00:00Z".parse().unwrap();
+        let t = t0 + chrono::Duration::minutes(min);
+        let mut ev = Event::new(t, "u1", Action::Export);
+        ev.patient = Some(patient.into());
+        let e = Enriched::new(&ev, &reference, chrono_tz::UTC);
+        let all = [d.clone()];
+        f.close_quiet(t, &all, out);
+        f.update(d, &e, ctx(&e), &all, out);
+    }
+
+    fn plain(e: &Enriched) -> Context {
+        Context::for_event(e)
+    }
+
+    #[test]
+    fn an_immediate_detector_alerts_on_its_first_evidence() {
+        let d = detector("alert: immediate\n");
+        let mut f = Findings::default();
+        let mut out = Vec::new();
+        feed(&mut f, &d, 0, "p1", plain, &mut out);
+        assert_eq!(out.len(), 1, "written at once");
+        let a = &out[0];
+        assert_eq!(a.id, alert_id("urgent", "u1", "2026-03-03", &["p1".into()]));
+        assert_eq!(a.follows, None);
+        assert_eq!(a.events, 1);
+        assert_eq!(a.patients, ["p1"]);
+        assert_eq!(a.summary, "u1 touched 1 patient in 1 events");
+        assert!(!a.to_json_line().contains("follows"));
+        // The finding is still open, and nothing new came: its close writes nothing.
+        assert_eq!(f.open.len(), 1);
+        f.close_all(std::slice::from_ref(&d), &mut out);
+        assert_eq!(out.len(), 1, "no follow-up without new evidence");
+        assert!(f.open.is_empty());
+    }
+
+    #[test]
+    fn evidence_that_adds_nothing_gives_no_follow_up() {
+        // A stateful detector hands over its own event count: the same 2 events, the
+        // same patient, again and again (a second copy of the same export).
+        let d = detector("alert: immediate\n");
+        let two = |e: &Enriched| Context {
+            events: Some(2),
+            ..Context::for_event(e)
+        };
+        let mut f = Findings::default();
+        let mut out = Vec::new();
+        feed(&mut f, &d, 0, "p1", two, &mut out);
+        feed(&mut f, &d, 5, "p1", two, &mut out);
+        feed(&mut f, &d, 9, "p1", two, &mut out);
+        f.close_all(std::slice::from_ref(&d), &mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+    }
+
+    #[test]
+    fn later_evidence_is_one_follow_up_naming_the_first_alert() {
+        let d = detector("alert: immediate\n");
+        let all = [d.clone()];
+        let mut f = Findings::default();
+        let mut out = Vec::new();
+        feed(&mut f, &d, 0, "p1", plain, &mut out);
+        assert_eq!(out.len(), 1);
+        let first = out[0].id.clone();
+        // Three more events, one of them a new patient: nothing is written per event.
+        feed(&mut f, &d, 4, "p1", plain, &mut out);
+        feed(&mut f, &d, 8, "p2", plain, &mut out);
+        feed(&mut f, &d, 12, "p1", plain, &mut out);
+        assert_eq!(out.len(), 1, "no alert per event");
+        // The finding goes quiet: one follow-up for the whole finding.
+        let later: DateTime<Utc> = "2026-03-03T17:00:00Z".parse().unwrap();
+        f.close_quiet(later, &all, &mut out);
+        assert_eq!(out.len(), 2, "{out:#?}");
+        let next = &out[1];
+        assert_eq!(next.follows.as_deref(), Some(first.as_str()));
+        assert_eq!(next.id, follow_up_id(&first));
+        assert_ne!(next.id, first);
+        assert_eq!(next.events, 4);
+        assert_eq!(next.patients, ["p1", "p2"]);
+        assert_eq!(next.summary, "u1 touched 2 patients in 4 events");
+        assert_eq!(next.first_seen, out[0].first_seen);
+        assert_eq!(next.ts, next.last_seen);
+        let last = next.reasons.last().unwrap();
+        assert!(last.contains(&first), "{last}");
+        assert!(last.contains("3 more events, 1 more patient"), "{last}");
+        assert!(next
+            .to_json_line()
+            .contains(&format!("\"follows\":\"{first}\"")));
+        // Nothing is left to write.
+        f.close_all(&all, &mut out);
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn a_restored_snapshot_neither_repeats_nor_forgets() {
+        let d = detector("alert: immediate\n");
+        let all = [d.clone()];
+        let mut f = Findings::default();
+        let mut out = Vec::new();
+        feed(&mut f, &d, 0, "p1", plain, &mut out);
+        assert_eq!(out.len(), 1);
+        let first = out[0].id.clone();
+        // Snapshot, restart.
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(json.contains("\"sent\""), "{json}");
+        let mut f: Findings = serde_json::from_str(&json).unwrap();
+        // More evidence after the restart: not alerted again at once ...
+        feed(&mut f, &d, 3, "p2", plain, &mut out);
+        assert_eq!(out.len(), 1, "the immediate alert is not repeated");
+        // ... and the finding is not forgotten: its close writes the follow-up.
+        let json = serde_json::to_string(&f).unwrap();
+        let mut f: Findings = serde_json::from_str(&json).unwrap();
+        f.close_all(&all, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].follows.as_deref(), Some(first.as_str()));
+        assert_eq!(out[1].patients, ["p1", "p2"]);
+
+        // A restart from a snapshot older than the alert replays its first event: the
+        // id is known (read back from the sink), so it is not written twice, and the
+        // finding still knows it was sent.
+        let mut f = Findings::default();
+        f.mark_emitted(&first);
+        let mut again = Vec::new();
+        feed(&mut f, &d, 0, "p1", plain, &mut again);
+        assert!(again.is_empty(), "{again:#?}");
+        feed(&mut f, &d, 2, "p1", plain, &mut again);
+        f.close_all(&all, &mut again);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].follows.as_deref(), Some(first.as_str()));
+    }
+
+    #[test]
+    fn a_snapshot_from_before_immediate_alerts_still_loads() {
+        let old = r#"{"open":{"u1\u001furgent":{"detector":"urgent","user_key":"u1","window":"2026-03-03","first":1772553600000,"last":1772553600000,"patients":{"p1":"p1"},"events":1,"values":{"user":"u1"}}},"emitted":{},"swept_at":0}"#;
+        let mut f: Findings = serde_json::from_str(old).unwrap();
+        assert_eq!(f.open.values().next().unwrap().sent, None);
+        // An on-close finding serialises exactly as before: no `sent` key.
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(!json.contains("sent"), "{json}");
+        let d = detector("");
+        let mut out = Vec::new();
+        f.close_all(&[d], &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].follows, None);
+    }
+
+    #[test]
+    fn on_close_is_the_default_and_a_raise_to_critical_alerts_at_once() {
+        let d = detector("");
+        let mut f = Findings::default();
+        let mut out = Vec::new();
+        feed(&mut f, &d, 0, "p1", plain, &mut out);
+        assert!(out.is_empty(), "on-close: nothing until it closes");
+        let critical = |e: &Enriched| Context {
+            critical: true,
+            ..Context::for_event(e)
+        };
+        feed(&mut f, &d, 1, "p1", critical, &mut out);
+        assert_eq!(out.len(), 1, "raised to critical: written at once");
+        assert_eq!(out[0].severity, crate::alert::Severity::Critical);
+        assert_eq!(out[0].events, 2);
+        f.close_all(std::slice::from_ref(&d), &mut out);
+        assert_eq!(out.len(), 1);
+
+        // An explicit on-close waits even for a critical finding.
+        let d = detector("alert: on-close\n");
+        let mut f = Findings::default();
+        feed(&mut f, &d, 0, "p1", critical, &mut out);
+        assert_eq!(out.len(), 1);
+        f.close_all(std::slice::from_ref(&d), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].follows, None);
     }
 }

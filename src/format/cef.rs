@@ -25,6 +25,7 @@
 //! | `cs1Label=detector cs1` | the detector |
 //! | `cs2Label=reasons cs2` | the reasons, joined with `; ` |
 //! | `cs3Label=patients cs3` | the patients, comma-joined (absent like `duser`) |
+//! | `cs4Label=follows cs4` | a follow-up's `follows`: the id of the alert its finding raised at once (absent otherwise) |
 //! | `cn1Label=score cn1` | the score, 0-100 |
 
 use super::{epoch_ms, severity_0_10, PRODUCT, VENDOR, VERSION};
@@ -61,6 +62,10 @@ pub fn render(alert: &Alert) -> String {
     if !patients.is_empty() {
         ext.str("cs3Label", "patients");
         ext.str("cs3", &patients);
+    }
+    if let Some(first) = &alert.follows {
+        ext.str("cs4Label", "follows");
+        ext.str("cs4", first);
     }
     ext.str("cn1Label", "score");
     ext.num("cn1", i64::from(alert.score));

@@ -17,9 +17,11 @@
 //! | `message` | the summary |
 //! | `observer.vendor` / `product` / `version` | `phiwatch` / `phiwatch` / crate version |
 //! | `ecs.version` | `8.11.0` |
-//! | `phiwatch.*` | what ECS has no field for: `patients` (absent when omitted), `patient_ids` (the policy), `reasons`, `events`, `severity`, `score` |
+//! | `phiwatch.*` | what ECS has no field for: `patients` (absent when omitted), `patient_ids` (the policy), `reasons`, `events`, `severity`, `score`, `follows` (a follow-up's: the `event.id` of the alert its finding raised at once; absent otherwise) |
 //!
-//! ECS has no patient field, hence the custom `phiwatch` namespace.
+//! ECS has no patient field, hence the custom `phiwatch` namespace. Nor has it a field for
+//! "this alert follows that one" (`event.reference` is a URL, `related.*` holds users,
+//! hosts, IPs and hashes), so `follows` is custom too.
 
 use super::{rfc3339, severity_0_10, PRODUCT, VENDOR, VERSION};
 use crate::alert::Alert;
@@ -38,6 +40,9 @@ pub fn render(alert: &Alert, policy: &PatientPolicy) -> String {
     });
     if !matches!(policy, PatientPolicy::Omitted) {
         phiwatch["patients"] = json!(alert.patients);
+    }
+    if let Some(first) = &alert.follows {
+        phiwatch["follows"] = json!(first);
     }
     let score = f64::from(alert.score);
     let doc: Value = json!({

@@ -11,9 +11,10 @@
 //!
 //! Keys: `devTime` (alert `ts`, 13-digit epoch ms, needs no `devTimeFormat`), `sev`
 //! (1-10, see the table in [`crate::format`]), `cat` (the detector), `usrName` (the staff
-//! account), then custom keys `alertId`, `score`, `severity`, `eventCount`, `startTime`,
-//! `endTime` (epoch ms), `patients` (comma-joined; absent when none or omitted),
-//! `summary`, `reasons` (joined with `; `).
+//! account), then custom keys `alertId`, `follows` (a follow-up's: the id of the alert its
+//! finding raised at once; absent otherwise), `score`, `severity`, `eventCount`,
+//! `startTime`, `endTime` (epoch ms), `patients` (comma-joined; absent when none or
+//! omitted), `summary`, `reasons` (joined with `; `).
 
 use super::{epoch_ms, severity_0_10, PRODUCT, VENDOR, VERSION};
 use crate::alert::Alert;
@@ -82,6 +83,9 @@ pub fn render(alert: &Alert, delim: LeefDelimiter) -> String {
     attr("cat", &alert.detector);
     attr("usrName", &alert.user);
     attr("alertId", &alert.id);
+    if let Some(first) = &alert.follows {
+        attr("follows", first);
+    }
     attr("score", &alert.score.to_string());
     attr("severity", alert.severity.as_str());
     attr("eventCount", &alert.events.to_string());

@@ -24,6 +24,11 @@
 //!
 //! The score (0-100) travels separately: CEF `cn1`, LEEF `score`, ECS
 //! `event.risk_score`, OCSF `risk_score`.
+//!
+//! A follow-up alert (its finding was written at once, then grew) names the first alert's
+//! id in `follows`: JSON `follows`, CEF `cs4` (`cs4Label=follows`), LEEF `follows`, ECS
+//! `phiwatch.follows`, OCSF `finding_info.related_events[0].uid` and
+//! `unmapped.phiwatch.follows`. Every format leaves it out when it is unset.
 
 pub mod cef;
 pub mod ecs;

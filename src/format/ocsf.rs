@@ -12,9 +12,14 @@
 //! | `status_id` / `is_alert` | 1 New / true |
 //! | `metadata` | `version` 1.8.0, `product` {name, vendor_name, version}, `uid` = alert id |
 //! | `finding_info` | `uid` alert id, `title` summary, `desc` reasons joined with `; `, `analytic` {type_id 1 Rule, uid/name = detector}, `types` ["Insider Privacy", detector], `created_time` = `time` |
+//! | `finding_info.related_events` | a follow-up only: one Related Event/Finding {`uid` = `follows`, the alert its finding raised at once, whose `metadata.uid` it is; `type_uid` 200401, `type_name`}; absent otherwise |
 //! | `evidences` | one, `actor.user` {uid, name} = the staff account |
 //! | `resources` | one per patient: {uid, type "Patient Record", role_id 1 Target}; absent when none or omitted |
-//! | `unmapped.phiwatch` | `severity`, `patient_ids` (the policy), `reasons` |
+//! | `unmapped.phiwatch` | `severity`, `patient_ids` (the policy), `reasons`, `follows` (a follow-up's, as above; absent otherwise) |
+//!
+//! `finding_info.related_events` (array of `related_event`, whose `uid` is required and
+//! equals the related OCSF event's `metadata.uid`) is in OCSF 1.8.0 (`objects/finding_info.json`,
+//! `objects/related_event.json` at tag v1.8.0).
 
 use super::{epoch_ms, ocsf_severity, PRODUCT, VENDOR, VERSION};
 use crate::alert::Alert;
@@ -70,6 +75,14 @@ pub fn render(alert: &Alert, policy: &PatientPolicy) -> String {
             "reasons": alert.reasons,
         }},
     });
+    if let Some(first) = &alert.follows {
+        doc["finding_info"]["related_events"] = json!([{
+            "uid": first,
+            "type_uid": TYPE_UID,
+            "type_name": "Detection Finding: Create",
+        }]);
+        doc["unmapped"]["phiwatch"]["follows"] = json!(first);
+    }
     if !alert.patients.is_empty() {
         doc["resources"] = alert
             .patients
