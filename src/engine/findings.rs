@@ -189,7 +189,7 @@ impl Sent {
 }
 
 /// Open findings and the ids of alerts already written.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Findings {
     /// key: "user\u{1f}detector".
     open: FxHashMap<String, Finding>,
@@ -224,6 +224,20 @@ impl Findings {
 
     pub fn was_emitted(&self, id: &str) -> bool {
         self.emitted.contains_key(id)
+    }
+
+    /// Records an alert written ahead of its finding (see `Engine::push`), with its
+    /// window, so the finding does not write it again when its evidence is applied.
+    pub fn mark_emitted_in(&mut self, id: &str, window: NaiveDate) {
+        self.emitted.insert(id.to_string(), window);
+    }
+
+    /// The id of the alert the open finding of `user_key` and `detector` sent at once.
+    pub fn sent_id(&self, user_key: &str, detector: &str) -> Option<&str> {
+        self.open
+            .get(&format!("{user_key}\u{1f}{detector}"))
+            .and_then(|f| f.sent.as_ref())
+            .map(|s| s.id.as_str())
     }
 
     /// Adds evidence; closes (writes) the open finding first if it is from another
@@ -305,13 +319,13 @@ impl Findings {
             patients: f.patients.len(),
             critical: f.critical,
         });
+        if d.suppress_days > 0 {
+            self.last_alert.insert(key.to_string(), f.window);
+        }
         if self.emitted.contains_key(&id) {
             return;
         }
         self.emitted.insert(id.clone(), f.window);
-        if d.suppress_days > 0 {
-            self.last_alert.insert(key.to_string(), f.window);
-        }
         out.push(render(d, f, id, None));
     }
 

@@ -247,8 +247,94 @@ impl Engine {
         if self.state.buffer.is_late(&ev) {
             self.counters.late += 1;
         }
+        let early = self.may_fire_early(&ev).then(|| ev.clone());
         self.state.buffer.push(ev);
         self.release(out);
+        if let Some(ev) = early {
+            let wm = self
+                .state
+                .buffer
+                .watermark(self.settings.allowed_lateness_secs);
+            if ev.ts.timestamp_millis() > wm {
+                self.fire_early(&ev, out);
+            }
+        }
+    }
+
+    /// Live events only, outside `replay`, and only with detectors that alert at once.
+    fn may_fire_early(&self, ev: &Event) -> bool {
+        if self.state.buffer.is_merged() || !self.detectors.iter().any(|d| d.alerts_at_once(true)) {
+            return false;
+        }
+        let horizon = Duration::seconds(2 * self.settings.allowed_lateness_secs + 60);
+        ev.ts >= Utc::now() - horizon
+    }
+
+    /// Early firing. A live event waits in the reorder buffer for the allowed lateness
+    /// (5 min by default) so that events are applied in event-time order; a detector that
+    /// alerts at once (an export followed by a USB copy, a terminated account) cannot
+    /// wait that long while other sources keep the watermark back. So such an event is
+    /// also evaluated as soon as it arrives, on a copy of the state it touches, and the
+    /// alert that evaluation gives is written now. When the event is applied in order,
+    /// its finding computes the same alert id and does not write it again. If events
+    /// still on their way change what the first evidence is (rare: an earlier event of
+    /// the same user and detector within the lateness), the in-order alert follows too.
+    fn fire_early(&mut self, ev: &Event, out: &mut Vec<Alert>) {
+        let reference = Arc::clone(&self.reference);
+        let mut e = Enriched::new(ev, &reference, self.settings.timezone);
+        let group = e.staff.map(|s| s.peer_group());
+        if let Some(g) = &group {
+            let mut habits = self.state.habits.get(g).cloned().unwrap_or_default();
+            habits.judge_and_learn(&mut e);
+        }
+        let candidates: Vec<&Detector> = self
+            .detectors
+            .iter()
+            .filter(|d| d.alerts_at_once(true) && d.matcher.matches(&e))
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let learned = self.learned(e.local_day);
+        let mut user = self
+            .state
+            .users
+            .get(&e.user_key)
+            .cloned()
+            .unwrap_or_default();
+        let mut peers = self.state.peers.clone();
+        let mut hosts = self.state.hosts.clone();
+        let mut findings = self.state.findings.clone();
+        let mut scratch = Vec::new();
+        let mut early = Vec::new();
+        for d in candidates {
+            let hit = d.kind.evaluate(kinds::Cx {
+                id: &d.id,
+                e: &e,
+                matcher: &d.matcher,
+                learned,
+                user: &mut user,
+                peer_group: group.as_deref(),
+                peers: &mut peers,
+                hosts: &mut hosts,
+            });
+            let Some(ctx) = hit else { continue };
+            findings.update(d, &e, ctx, &self.detectors, &mut scratch);
+            let Some(id) = findings.sent_id(&e.user_key, &d.id) else {
+                continue;
+            };
+            if self.state.findings.was_emitted(id) {
+                continue;
+            }
+            if let Some(a) = scratch.iter().find(|a| a.id == id) {
+                early.push(a.clone());
+            }
+        }
+        for a in early {
+            self.state.findings.mark_emitted_in(&a.id, e.local_day);
+            self.count(std::slice::from_ref(&a));
+            out.push(a);
+        }
     }
 
     /// Tells the engine its input is one stream merged in event-time order (`replay`):

@@ -72,6 +72,10 @@ impl ReorderBuffer {
         self.merged = merged;
     }
 
+    pub fn is_merged(&self) -> bool {
+        self.merged
+    }
+
     pub fn set_idle(&mut self, name: &str, idle: bool) {
         self.sources.entry(name.to_string()).or_default().idle = idle;
     }

@@ -7,7 +7,7 @@ use chrono::{Duration, NaiveDate};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct UserState {
     /// Event time (s) of the user's last event, for eviction.
     pub last_active: i64,

@@ -45,13 +45,17 @@
 //!
 //! # Backlog
 //!
-//! Files nobody has written for [`BACKLOG_AFTER`] when they are found (yesterday's daily
-//! export, last week's rotated logs) are history, and history is read in order: oldest
-//! modification time first (then by path), each to its end before the next, and before
-//! any file still being written. Why: the engine orders events by time per source, and a
-//! month of daily files read side by side would hand it day 30 while day 1 is still
-//! coming, making everything in between late. Files being written are read side by side
-//! (round robin), so a busy one cannot starve the others.
+//! Every file there at the first poll, whatever its age, and every file found later that
+//! nobody has written for [`BACKLOG_AFTER`] (yesterday's daily export, last week's rotated
+//! logs, a history folder copied in) is history, and history is read in order: by the
+//! time its content starts ([`TailOptions::order_by`], the file's first event as the
+//! caller's parser reads it; the modification time stands in without one), each file to
+//! its end before the next, and before any file still being written. Why: the engine
+//! orders events by time per source, and a month of daily files read side by side would
+//! hand it day 30 while day 1 is still coming, making everything in between late; and
+//! modification times lie (a folder copied with `cp` has them all within a second, in
+//! any order). Files being written are read side by side (round robin), so a busy one
+//! cannot starve the others.
 //!
 //! # Lines
 //!

@@ -51,7 +51,7 @@ pub struct AfterHours {
 
 /// One user's night so far. A night spans midnight, so it is its own window rather than
 /// a calendar day. Keys are those of older snapshots (`day` for the night).
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Night {
     /// Local day the night began on.

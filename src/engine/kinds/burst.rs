@@ -32,7 +32,7 @@ pub struct Burst {
 
 /// The day's busiest window so far is the day's value in [`Daily`]; past days' maxima
 /// are what "usual" means for this user.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Windows {
     #[serde(flatten)]

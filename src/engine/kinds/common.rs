@@ -15,7 +15,7 @@ const MAX_DAY_PATIENTS: usize = 2048;
 
 /// Distinct patients of one day (comparison key -> display spelling), capped so that a
 /// user opening thousands of charts cannot grow the state without bound.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Patients(FxHashMap<String, String>);
 
@@ -54,7 +54,7 @@ impl Patients {
 /// today against the user's own past (and feed the peer group's). Field names are those
 /// of snapshots written before the kinds had their own files, so such snapshots still
 /// load; `serde(default)` lets one load into any kind's state.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Daily {
     pub day: Option<NaiveDate>,

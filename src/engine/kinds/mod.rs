@@ -125,7 +125,7 @@ macro_rules! registry {
         }
 
         /// One user's state for one detector.
-        #[derive(Debug)]
+        #[derive(Debug, Clone)]
         pub enum Slot {
             /// Read from a snapshot, not yet claimed by its detector's kind.
             Stored(serde_json::Value),

@@ -64,7 +64,7 @@ pub struct Step {
 
 /// The user's latest first step. Steps by workstation are not per user; they are kept
 /// in the engine state's `hosts`.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LastStep {
     step: Option<Step>,
