@@ -45,7 +45,8 @@
 //!
 //! # Backlog
 //!
-//! Every file there at the first poll, whatever its age, and every file found later that
+//! Every file there at the first poll that no checkpoint names, whatever its age, and
+//! every file found later (or checkpointed) that
 //! nobody has written for [`BACKLOG_AFTER`] (yesterday's daily export, last week's rotated
 //! logs, a history folder copied in) is history, and history is read in order: by the
 //! time its content starts ([`TailOptions::order_by`], the file's first event as the
@@ -777,16 +778,28 @@ impl Tailer {
         let mut serviced = vec![false; n];
         let mut settled = vec![false; n];
         // Backlog is read one file at a time, oldest first, before files being written.
+        // A file that waits for the file it replaced (rotation) is not read before it,
+        // whatever their order as history.
+        let waits = |f: &Followed| {
+            f.after
+                .and_then(|k| index.get(&k))
+                .is_some_and(|&p| !self.files[p].drained && !self.files[p].done)
+        };
         let first_backlog = self
             .files
             .iter()
-            .filter(|f| !f.drained && !f.failing && !f.done)
+            .filter(|f| !f.drained && !f.failing && !f.done && !waits(f))
             .filter_map(|f| f.backlog.as_ref().map(|b| (b, f.key)))
             .min()
             .map(|(_, key)| key);
         if let Some(key) = first_backlog {
+            // Its predecessor (read to its end, or it would not be first) is looked at in
+            // the same poll, so the file after it may go on.
+            let before = self.files.iter().find(|f| f.key == key).and_then(|f| f.after);
             for (i, f) in self.files.iter().enumerate() {
-                settled[i] = f.key != key && !(f.backlog.is_some() && f.drained);
+                settled[i] = f.key != key
+                    && Some(f.key) != before
+                    && !(f.backlog.is_some() && f.drained);
             }
         }
         let mut progress = true;
@@ -1024,8 +1037,10 @@ impl Tailer {
                 .copied()
                 .filter(|&before| !self.waits_for(before, o.key));
             let glob_path = o.path.clone();
+            // There at the start with nothing checkpointed: history, whatever its age.
+            let history = self.first_poll && !matches!(o.resume, Resume::At(_));
             match self.follow(
-                o.key, o.path, glob_path, o.file, o.id, start, true, after, now,
+                o.key, o.path, glob_path, o.file, o.id, start, true, after, history, now,
             ) {
                 Ok(f) => {
                     info!(path = %f.shown, offset = start, "{how}");
@@ -1084,7 +1099,7 @@ impl Tailer {
                 let k = self.next_key;
                 self.next_key += 1;
                 let was = PathBuf::from(&p.path);
-                match self.follow(k, path, was, file, key, p.offset, false, None, now) {
+                match self.follow(k, path, was, file, key, p.offset, false, None, false, now) {
                     Ok(f) => {
                         info!(path = %f.shown, was = %p.path, offset = p.offset, "resuming a file rotated while stopped");
                         previous.insert(PathBuf::from(&p.path), k);
@@ -1135,14 +1150,15 @@ impl Tailer {
         start: u64,
         matched: bool,
         after: Option<u64>,
+        history: bool,
         now: Instant,
     ) -> io::Result<Followed> {
         let prefix = Prefix::read(&file, self.opts.fingerprint_bytes, start)?;
         let modified = file.metadata()?.modified().ok();
-        // Every file there at the first look is history, whatever its age: a folder of
-        // logs copied in just before the start must be read in order too.
+        // Every file there at the first look and not checkpointed is history, whatever
+        // its age: a folder of logs copied in just before the start is read in order too.
         let old = modified.is_some_and(|m| m.elapsed().is_ok_and(|age| age >= BACKLOG_AFTER));
-        let backlog = (self.first_poll || old).then(|| {
+        let backlog = (history || old).then(|| {
             let starts = self
                 .opts
                 .order_by
