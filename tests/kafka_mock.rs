@@ -2,10 +2,13 @@
 //! that goes away mid-stream and comes back, and against one that answers produce
 //! requests with errors. Either way every line reaches the topic exactly once, and a
 //! read position is checkpointed only once Kafka has acknowledged everything before it.
-//! (The real-broker tests with real processes are in kafka_e2e.rs.)
+//! (The real-broker tests with real processes are `kafka::e2e` in tests/behaviour.rs.)
+//!
+//! A binary of its own: the agents run inside this process, on its one metrics registry,
+//! and the mock brokers accept connections on sockets a child process would inherit, so
+//! no test that starts child processes runs beside them (see `support::serial`).
 
-#[path = "support/topic.rs"]
-mod topic;
+mod support;
 
 use phiwatch::config::Config;
 use phiwatch::daemon::signals::Flags;
@@ -19,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::{topic, wait_for};
 
 const TOPIC: &str = "phiwatch.events";
 const PARTITIONS: i32 = 3;
@@ -170,14 +174,11 @@ fn a_broker_outage_holds_the_checkpoint_and_loses_nothing() {
     agent.write(300);
     // Read into the spool while the broker is away ...
     let spool = agent.dir.path().join("state/agent/spool");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !spool_holds(&spool, "\"patient\":\"p499\"") {
-        assert!(
-            Instant::now() < deadline,
-            "the last line never reached the spool"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(
+        "the last line to reach the spool",
+        Duration::from_secs(30),
+        || spool_holds(&spool, "\"patient\":\"p499\""),
+    );
     // ... but not acknowledged, so the checkpoint must not move.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
@@ -266,11 +267,12 @@ fn spool_holds(dir: &Path, needle: &str) -> bool {
 fn a_second_agent_on_the_same_state_folder_is_refused() {
     let c = cluster();
     let agent = Agent::start(&c.bootstrap_servers());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !agent.dir.path().join("state/agent/agent.lock").exists() {
-        assert!(Instant::now() < deadline, "the agent took no lock");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let lock = agent.dir.path().join("state/agent/agent.lock");
+    wait_for(
+        "the agent to take its lock",
+        Duration::from_secs(10),
+        || lock.exists(),
+    );
     let cfg = Config::load(&agent.dir.path().join("phiwatch.toml")).unwrap();
     let flags = Arc::new(Flags {
         stop: Arc::new(AtomicBool::new(false)),

@@ -168,7 +168,10 @@ pub struct TailOptions {
 /// order whatever the files' modification times say (a folder copied with `cp` has them
 /// all within a second).
 #[derive(Clone)]
-pub struct OrderKey(pub Arc<dyn Fn(&Path) -> Option<i64> + Send + Sync>);
+pub struct OrderKey(pub Arc<StartsAt>);
+
+/// A file's path to the event time its content starts at (epoch ms), if it can tell.
+pub type StartsAt = dyn Fn(&Path) -> Option<i64> + Send + Sync;
 
 impl std::fmt::Debug for OrderKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -795,11 +798,14 @@ impl Tailer {
         if let Some(key) = first_backlog {
             // Its predecessor (read to its end, or it would not be first) is looked at in
             // the same poll, so the file after it may go on.
-            let before = self.files.iter().find(|f| f.key == key).and_then(|f| f.after);
+            let before = self
+                .files
+                .iter()
+                .find(|f| f.key == key)
+                .and_then(|f| f.after);
             for (i, f) in self.files.iter().enumerate() {
-                settled[i] = f.key != key
-                    && Some(f.key) != before
-                    && !(f.backlog.is_some() && f.drained);
+                settled[i] =
+                    f.key != key && Some(f.key) != before && !(f.backlog.is_some() && f.drained);
             }
         }
         let mut progress = true;

@@ -1,40 +1,12 @@
 //! A real rsyslogd for tests: TCP and UDP inputs on free loopback ports, each writing
 //! the header fields and the message untouched to its own file. Shared by the syslog sink
 //! tests and the end-to-end run tests.
-#![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use super::{free_tcp_port, free_udp_port, wait_for};
+use std::net::{TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits (bounded) until `f` is true.
-pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// rsyslogd
+use std::time::Duration;
 
 pub struct Rsyslog {
     child: Child,
@@ -120,10 +92,6 @@ input(type="imudp" address="127.0.0.1" port="{udp_port}" ruleset="udp")
     }
 
     pub fn lines(&self, file: &str) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join(file))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        super::lines(&self.dir.path().join(file))
     }
 }

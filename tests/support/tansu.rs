@@ -1,11 +1,11 @@
 //! A real Kafka broker for tests: tansu 0.6.0 on free loopback ports, its own storage,
 //! topics created explicitly (tansu creates none by itself). Killed when dropped.
-#![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use super::{free_tcp_port, wait_for};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Broker {
     child: Child,
@@ -24,14 +24,6 @@ impl Drop for Broker {
             eprintln!("broker folder kept: {}", dir.keep().display());
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub fn find_tansu() -> Option<PathBuf> {
@@ -58,7 +50,7 @@ impl Broker {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = free_tcp_port();
         let b = Broker {
             child: spawn(dir.path(), port, storage)?,
             port,
@@ -70,15 +62,12 @@ impl Broker {
     }
 
     fn wait_up(&self) {
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "tansu did not listen on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let port = self.port;
+        wait_for(
+            &format!("tansu to listen on {port}"),
+            Duration::from_secs(30),
+            || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
     }
 
     pub fn address(&self) -> String {
@@ -150,7 +139,7 @@ fn spawn(dir: &Path, port: u16, storage: &str) -> Option<Child> {
             ])
             .env(
                 "PROMETHEUS_LISTENER_URL",
-                format!("tcp://127.0.0.1:{}", free_port()),
+                format!("tcp://127.0.0.1:{}", free_tcp_port()),
             )
             // tansu logs to stdout (RUST_LOG picks the level); appended across restarts.
             .stdout(log(dir))

@@ -1,5 +1,4 @@
 //! Reads a topic back from the beginning, for tests that check what reached Kafka.
-#![allow(dead_code)]
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};

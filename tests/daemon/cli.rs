@@ -1,0 +1,143 @@
+//! The command line as an operator meets it: `check` on good and broken setups, `demo`,
+//! `simulate` determinism, `score`.
+
+use crate::support::hospital::{engine_setting, write_hospital};
+use crate::support::process::{check, phiwatch, replay};
+
+#[test]
+fn check_accepts_a_good_setup_and_points_at_broken_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_hospital(dir.path());
+    let (code, out) = check(&config, false);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("9 staff"), "{out}");
+
+    // A bad date on line 3 of the roster, and a detector with a typo in a field name.
+    let staff = dir.path().join("staff.csv");
+    let text = std::fs::read_to_string(&staff).unwrap();
+    let broken: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 2 {
+                l.replace("2019-01-01", "01/02/2019")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&staff, broken.join("\n") + "\n").unwrap();
+    let det = dir.path().join("detectors");
+    std::fs::create_dir_all(&det).unwrap();
+    std::fs::write(
+        det.join("mine.yml"),
+        "title: t\nlevel: high\nsummary: s\ndetection:\n  sel:\n    patient.vipp: true\n  condition: sel\n",
+    )
+    .unwrap();
+    engine_setting(&config, "detectors = \"detectors\"");
+    let (code, out) = check(&config, false);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("staff.csv:3"), "{out}");
+    assert!(out.contains("YYYY-MM-DD"), "{out}");
+    assert!(out.contains("mine.yml"), "{out}");
+    assert!(out.contains("unknown field \"patient.vipp\""), "{out}");
+}
+
+#[test]
+fn check_and_every_command_reject_a_misspelt_table_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_hospital(dir.path());
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[reference]", "[refrence]")
+        .replace("learning_days = 7", "learning_days = 7\ntimezon = \"UTC\"");
+    std::fs::write(&config, &text).unwrap();
+    let line_of = |what: &str| text.lines().position(|l| l.starts_with(what)).unwrap() + 1;
+    let table = format!(
+        "{}:{}: unknown table `[refrence]`; did you mean `[reference]`?",
+        config.display(),
+        line_of("[refrence]")
+    );
+    let key = format!(
+        "{}:{}: unknown key `timezon` in [engine]; did you mean `timezone`?",
+        config.display(),
+        line_of("timezon =")
+    );
+
+    let (code, out) = check(&config, false);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(&format!("error: {table}")), "{out}");
+    assert!(out.contains(&format!("error: {key}")), "{out}");
+    assert!(!out.contains("no problems found"), "{out}");
+
+    // Every command reads the config the same way at start.
+    let o = phiwatch()
+        .arg("replay")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains(&table) && err.contains(&key), "{err}");
+}
+
+#[test]
+fn replay_without_a_config_fails_with_one_line() {
+    let o = phiwatch()
+        .args(["replay", "--config", "/nonexistent/phiwatch.toml"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cannot read config file"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn demo_prints_alerts_and_a_scorecard() {
+    let o = phiwatch()
+        .args(["demo", "--staff", "120", "--days", "14", "--seed", "3"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("SCORECARD"), "{out}");
+    assert!(out.contains("insiders caught"), "{out}");
+    // Plain text when not on a terminal.
+    assert!(!out.contains("\x1b["), "ANSI colours outside a terminal");
+}
+
+#[test]
+fn simulate_is_deterministic_and_score_reads_its_labels() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for d in [&a, &b] {
+        let o = phiwatch()
+            .args([
+                "simulate", "--staff", "60", "--days", "5", "--seed", "9", "--out",
+            ])
+            .arg(d.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    for f in ["staff.csv", "care.csv", "labels.json", "phiwatch.toml"] {
+        assert_eq!(
+            std::fs::read(a.path().join(f)).unwrap(),
+            std::fs::read(b.path().join(f)).unwrap(),
+            "{f} differs between two runs with the same seed"
+        );
+    }
+    let alerts = a.path().join("alerts.ndjson");
+    replay(&a.path().join("phiwatch.toml"), &alerts);
+    let o = phiwatch()
+        .args(["score", "--json", "--labels"])
+        .arg(a.path().join("labels.json"))
+        .arg(&alerts)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let card: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(card.is_object());
+}

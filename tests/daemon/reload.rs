@@ -1,0 +1,157 @@
+//! Reloads while the daemons run, seen from outside through `/metrics`: reference data
+//! edits are picked up and their row gauges follow, a bad edit counts one reload error
+//! (not one every poll) and keeps the data in service, and SIGHUP reloads detectors,
+//! in `run` and in `engine` alike.
+
+use crate::support::hospital::{engine_setting, write_hospital_for_run};
+use crate::support::process::{start_logged, Proc};
+use crate::support::{free_tcp_port, http_get, tansu, ROOT};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The crafted hospital with its own copy of the shipped detectors and `/metrics` on `port`.
+fn hospital(dir: &Path, port: u16, extra: &str) -> PathBuf {
+    let detectors = dir.join("detectors");
+    std::fs::create_dir_all(&detectors).unwrap();
+    for e in std::fs::read_dir(Path::new(ROOT).join("detectors")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, detectors.join(p.file_name().unwrap())).unwrap();
+    }
+    let config = write_hospital_for_run(
+        dir,
+        &format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n{extra}"),
+    );
+    engine_setting(&config, "detectors = \"detectors\"");
+    config
+}
+
+/// The value of one series on `/metrics`, or None while the listener is not up.
+fn metric(port: u16, series: &str) -> Option<f64> {
+    let (_, body) = http_get(port, "/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Waits until `series` satisfies `ok`; panics with the log after `secs`.
+fn wait_metric(port: u16, series: &str, ok: impl Fn(f64) -> bool, secs: u64, log: &Path) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = metric(port, series) {
+            if ok(v) {
+                return v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} = {:?} after {secs} s\n{}",
+            metric(port, series),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The same checks for either daemon, which must already be up on `port`.
+fn reloads_follow_the_files(child: &Proc, dir: &Path, port: u16, log: &Path) {
+    let staff = r#"phiwatch_reference_rows{table="staff"}"#;
+    let care = r#"phiwatch_reference_rows{table="care"}"#;
+    let before = wait_metric(port, staff, |v| v > 0.0, 60, log);
+    let care_rows = wait_metric(port, care, |v| v > 0.0, 5, log);
+
+    // A new staff member: the gauge follows the file.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("staff.csv"))
+        .unwrap();
+    let header = std::fs::read_to_string(dir.join("staff.csv")).unwrap();
+    // Dates and the like stay valid: copy the last row's tail, new id.
+    let last = header.lines().last().unwrap();
+    let tail: Vec<&str> = last.split(',').skip(1).collect();
+    writeln!(f, "z_new,{}", tail.join(",")).unwrap();
+    drop(f);
+    wait_metric(port, staff, |v| v == before + 1.0, 20, log);
+
+    // A broken care file: one counted error, the data in service stays, and the error
+    // is not repeated while the file stays as it is.
+    let errors = "phiwatch_reference_reload_errors_total";
+    let care_path = dir.join("care.csv");
+    let good_care = std::fs::read_to_string(&care_path).unwrap();
+    std::fs::write(
+        &care_path,
+        format!("{good_care}this,is,not,a,care,row,at,all\n\"open"),
+    )
+    .unwrap();
+    wait_metric(port, errors, |v| v == 1.0, 20, log);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        metric(port, errors),
+        Some(1.0),
+        "the same bad file counted again"
+    );
+    assert_eq!(
+        metric(port, care),
+        Some(care_rows),
+        "the good data left service"
+    );
+
+    // SIGHUP with a broken detector file: counted, the detectors in service stay.
+    let detectors = "phiwatch_detectors";
+    let n = wait_metric(port, detectors, |v| v > 0.0, 5, log);
+    std::fs::write(dir.join("detectors/broken.yml"), "id: broken\nkind: [").unwrap();
+    child.signal("HUP");
+    wait_metric(
+        port,
+        "phiwatch_detector_reload_errors_total",
+        |v| v == 1.0,
+        20,
+        log,
+    );
+    assert_eq!(metric(port, detectors), Some(n));
+
+    // SIGHUP with one more valid detector: it is in service.
+    std::fs::remove_file(dir.join("detectors/broken.yml")).unwrap();
+    // A detector's id is its file name.
+    let copy = std::fs::read_to_string(dir.join("detectors/self-access.yml")).unwrap();
+    std::fs::write(dir.join("detectors/self-access-copy.yml"), copy).unwrap();
+    child.signal("HUP");
+    wait_metric(port, detectors, |v| v == n + 1.0, 20, log);
+    wait_metric(
+        port,
+        r#"phiwatch_alerts_total{detector="self-access-copy",severity="high"}"#,
+        |_| true,
+        5,
+        log,
+    );
+}
+
+#[test]
+fn run_reloads_reference_data_and_detectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let config = hospital(dir.path(), port, "");
+    let log = dir.path().join("run.log");
+    let child = start_logged("run", &config, &log);
+    reloads_follow_the_files(&child, dir.path(), port, &log);
+    child.stop(Duration::from_secs(30));
+}
+
+#[test]
+fn engine_reloads_reference_data_and_detectors() {
+    let Some(broker) = tansu::Broker::start() else {
+        return;
+    };
+    broker.create_topic("phiwatch.events", 1);
+    broker.create_topic("phiwatch.alerts", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let config = hospital(
+        dir.path(),
+        port,
+        &format!("\n[kafka]\nbrokers = \"{}\"\n", broker.address()),
+    );
+    let log = dir.path().join("engine.log");
+    let child = start_logged("engine", &config, &log);
+    reloads_follow_the_files(&child, dir.path(), port, &log);
+    child.stop(Duration::from_secs(60));
+}
