@@ -106,3 +106,139 @@ fn history_copied_in_just_before_start_is_read_in_event_time_order() {
     wait_for_alerts(&sink, &want, 240);
     stop_with_sigterm(&mut run, Duration::from_secs(30));
 }
+
+/// 2,000 staff each open their own chart once, in four batches of 500: before `run`
+/// starts; during a run killed with SIGKILL halfway through the batch and restarted; after
+/// a rename rotation; after a copytruncate. Every batch's alerts reach the file sink
+/// within seconds, although nothing follows them in the log.
+#[test]
+fn two_thousand_own_chart_openings_are_reported_live_across_kill_and_rotations() {
+    use std::io::Write;
+    const STAFF: usize = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut staff = String::from(
+        "user_id,given_name,family_name,role,department,address,postcode,hire_date,termination_date\n",
+    );
+    let mut patients = String::from(
+        "patient_id,given_name,family_name,birth_date,address,postcode,deceased_date,vip,employee_user_id\n",
+    );
+    for i in 0..STAFF {
+        staff.push_str(&format!(
+            "u{i:05},Given{i},Family{i},nurse,Ward {},{i} Elm St,60601,2020-01-01,\n",
+            i % 20
+        ));
+        patients.push_str(&format!(
+            "MRN{i:07},Given{i},Family{i},1980-01-01,{i} Elm St,60601,,false,u{i:05}\n"
+        ));
+    }
+    std::fs::write(d.join("staff.csv"), staff).unwrap();
+    std::fs::write(d.join("patients.csv"), patients).unwrap();
+    std::fs::create_dir_all(d.join("ehr")).unwrap();
+    let log = d.join("ehr/audit.log");
+    std::fs::write(&log, "").unwrap();
+    let config = d.join("phiwatch.toml");
+    std::fs::write(
+        &config,
+        r#"
+[reference]
+staff = "staff.csv"
+patients = "patients.csv"
+[engine]
+idle_source_secs = 1
+[[sources]]
+name = "ehr"
+type = "file"
+paths = ["ehr/audit.log"]
+format = "canonical"
+[[sinks]]
+type = "file"
+path = "alerts.ndjson"
+format = "json"
+[state]
+dir = "state"
+snapshot_secs = 1
+"#,
+    )
+    .unwrap();
+    let line = |i: usize| {
+        format!(
+            r#"{{"ts":"2026-03-10T{:02}:{:02}:{:02}Z","user":"u{i:05}","action":"view","patient":"MRN{i:07}"}}"#,
+            8 + i / 3600,
+            (i / 60) % 60,
+            i % 60
+        )
+    };
+    let append = |from: usize, to: usize| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&log)
+            .unwrap();
+        for i in from..to {
+            writeln!(f, "{}", line(i)).unwrap();
+        }
+    };
+    let sink = d.join("alerts.ndjson");
+    let users = || -> (usize, usize) {
+        let all: Vec<serde_json::Value> = std::fs::read_to_string(&sink)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let distinct: std::collections::BTreeSet<String> = all
+            .iter()
+            .filter(|a| a["detector"] == "self-access")
+            .map(|a| a["user"].as_str().unwrap().to_string())
+            .collect();
+        (distinct.len(), all.len())
+    };
+    let wait_users = |n: usize, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while users().0 < n {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {} of {n} users alerted after 30 s\n{}",
+                users().0,
+                std::fs::read_to_string(d.join("run.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    append(0, 500);
+    let mut run = start_run(&config);
+    wait_users(500, "written before the start");
+
+    append(500, 750);
+    std::thread::sleep(Duration::from_millis(700));
+    run.kill().unwrap();
+    run.wait().unwrap();
+    append(750, 1000);
+    let mut run = start_run(&config);
+    wait_users(1000, "killed halfway and restarted");
+
+    std::fs::rename(&log, d.join("ehr/audit.log.1")).unwrap();
+    append(1000, 1500);
+    wait_users(1500, "after a rename rotation");
+
+    std::fs::copy(&log, d.join("ehr/audit.log.2")).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(1500, 2000);
+    wait_users(2000, "after a copytruncate");
+
+    stop_with_sigterm(&mut run, Duration::from_secs(30));
+    let (distinct, total) = users();
+    assert_eq!(distinct, STAFF);
+    let repeats = total - distinct;
+    eprintln!("2,000-user scenario: {distinct} users alerted, {repeats} repeated alerts");
+    assert!(
+        repeats * 50 <= STAFF,
+        "{repeats} repeated alerts, more than 2% of {STAFF}"
+    );
+}

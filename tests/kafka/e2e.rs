@@ -186,10 +186,28 @@ impl Hospital {
         std::thread::sleep(Duration::from_millis(2500));
     }
 
-    /// Waits until everything went through, then [`Hospital::stop_and_check`].
+    /// Waits until everything went through and every alert of replay's is in the sink
+    /// while agent and engine still run (the agent's heartbeats let event time pass once
+    /// its sources are quiet), then [`Hospital::stop_and_check`].
     fn finish(&self, agent: Proc, engine: Proc) {
         self.wait_caught_up();
+        self.wait_alerts_live();
         self.stop_and_check(agent, engine);
+    }
+
+    /// Waits, without stopping anything, until the file sink holds replay's alerts.
+    fn wait_alerts_live(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sorted_lines(&self.path("alerts.ndjson")) != self.want {
+            assert!(
+                Instant::now() < deadline,
+                "replay's alerts not in the sink 60 s after catching up ({} of {}); logs:\n{}",
+                sorted_lines(&self.path("alerts.ndjson")).len(),
+                self.want.len(),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
 
     /// Stops the agent, then the engine, each cleanly, and checks what they did.
@@ -355,6 +373,24 @@ fn a_broker_restarted_mid_stream_loses_nothing() {
     h.release(&rest);
     std::thread::sleep(Duration::from_secs(3));
     broker.restart();
+    h.finish(agent, engine);
+}
+
+#[test]
+fn an_engine_paused_for_30_seconds_loses_nothing() {
+    let Some(broker) = tansu::Broker::start() else {
+        return;
+    };
+    let h = Hospital::new(&broker);
+    let rest = h.hold_back();
+    let (agent, engine) = h.start_both();
+    h.wait_agent_progress();
+    // Longer than the session timeout (10 s here): the group drops the engine, which
+    // finds out when it wakes, and takes its partitions back from its snapshots.
+    engine.signal("STOP");
+    h.release(&rest);
+    std::thread::sleep(Duration::from_secs(30));
+    engine.signal("CONT");
     h.finish(agent, engine);
 }
 
