@@ -4,7 +4,6 @@
 
 mod cli;
 mod e2e_run;
-mod live_exfil;
 mod live_time;
 mod ops;
 mod reload;
