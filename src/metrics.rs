@@ -42,6 +42,7 @@ pub struct Metrics {
     pub sink_dropped: IntCounterVec,
     pub sink_failed: IntCounterVec,
     pub reference_rows: IntGaugeVec,
+    pub reference_rows_rejected: IntGaugeVec,
     pub reference_reload_timestamp_seconds: Gauge,
     pub reference_reload_errors: IntCounter,
     pub detector_reload_errors: IntCounter,
@@ -234,6 +235,12 @@ impl Metrics {
                 "phiwatch_sink_failed_total",
                 "Alerts given up on (permanent error, or undelivered at shutdown), by sink.",
                 &["sink"],
+            ),
+            reference_rows_rejected: int_gauge_vec(
+                &r,
+                "phiwatch_reference_rows_rejected",
+                "Rows of reference data set aside at the last load (bad rows), by table.",
+                &["table"],
             ),
             reference_rows: int_gauge_vec(
                 &r,

@@ -26,6 +26,8 @@ pub struct Summary {
     pub users: usize,
     /// Peer groups learned as workflow-driven or consulting.
     pub workflow_groups: Vec<String>,
+    /// Reference rows set aside at load (file, line, reason).
+    pub reference_rejected: Vec<String>,
     pub consulting_groups: Vec<String>,
 }
 
@@ -52,6 +54,15 @@ impl Summary {
         s.push('\n');
         for ((src, reason), n) in &self.rejected {
             s.push_str(&format!("  {src}: {reason}: {n}\n"));
+        }
+        if !self.reference_rejected.is_empty() {
+            s.push_str(&format!(
+                "reference rows set aside: {}\n",
+                self.reference_rejected.len()
+            ));
+            for why in &self.reference_rejected {
+                s.push_str(&format!("  {why}\n"));
+            }
         }
         let total: u64 = self.alerts.values().sum();
         s.push_str(&format!("alerts: {total}\n"));
@@ -86,6 +97,9 @@ pub fn replay(cfg: &Config, mut emit: impl FnMut(&Alert) -> Result<()>) -> Resul
     let mut summary = Summary::default();
     let mut dl = DeadLetter::new(&cfg.dead_letter_path());
     summary.dead_letter = Some(dl.path().to_path_buf());
+    for (_, rows) in engine.reference().rejected() {
+        summary.reference_rejected.extend(rows.iter().cloned());
+    }
     let mut history = History::open(cfg, &mut dl)?;
     summary.files = history.files();
     let mut alerts = Vec::new();

@@ -48,6 +48,12 @@ pub fn check(path: &Path, connect: bool) -> Report {
             r.ok.push(format!(
                 "reference data: {s} staff, {p} patients, {c} care rows"
             ));
+            for (_, rows) in refd.rejected() {
+                for why in rows {
+                    r.warnings
+                        .push(format!("row set aside, the rest loads: {why}"));
+                }
+            }
             for (name, present) in [
                 ("staff", cfg.reference.staff.is_some()),
                 ("patients", cfg.reference.patients.is_some()),

@@ -133,6 +133,32 @@ pub fn record_reference(r: &Reference) {
     m.reference_rows.with_label_values(&["care"]).set(c as i64);
     m.reference_reload_timestamp_seconds
         .set(metrics::now_secs());
+    for (table, rows) in r.rejected() {
+        m.reference_rows_rejected
+            .with_label_values(&[table])
+            .set(rows.len() as i64);
+        for why in rows {
+            // Values are left out: a bad row of the patient directory is patient data.
+            tracing::warn!(table, row = %without_values(why), "reference row set aside; the rest of the file is in service");
+        }
+    }
+}
+
+/// A message with the values it quotes replaced by `…`.
+pub fn without_values(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut quoted = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Exports the detectors in service: how many, and a series per detector and severity.

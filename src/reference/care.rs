@@ -66,6 +66,8 @@ struct PatientCare {
 pub struct CareIndex {
     by_patient: FxHashMap<String, PatientCare>,
     rows: usize,
+    /// Rows set aside at load, each with its file, line and reason.
+    pub rejected: Vec<String>,
 }
 
 /// What the care index says about one event.
@@ -92,7 +94,7 @@ impl CareIndex {
     pub fn load(path: &Path) -> Result<CareIndex> {
         let mut pending: FxHashMap<String, Pending> = FxHashMap::default();
         let mut rows = 0;
-        csvload::read(path, &["patient_id", "department", "start"], |row| {
+        let rejected = csvload::read(path, &["patient_id", "department", "start"], |row| {
             let p = key(row.required("patient_id")?);
             let start = row.instant("start")?.expect("required above").timestamp();
             let end = row.instant("end")?.map_or(i64::MAX, |t| t.timestamp());
@@ -130,7 +132,11 @@ impl CareIndex {
                 (k, care)
             })
             .collect();
-        Ok(CareIndex { by_patient, rows })
+        Ok(CareIndex {
+            by_patient,
+            rows,
+            rejected,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -168,6 +174,28 @@ impl CareIndex {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn bad_rows_are_set_aside_and_the_rest_loads() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "patient_id,department,user_id,start,end").unwrap();
+        writeln!(f, "P1,Cardiology,,2024-05-01T00:00:00Z,").unwrap();
+        writeln!(
+            f,
+            "P2,Cardiology,,2024-05-03T00:00:00Z,2024-05-01T00:00:00Z"
+        )
+        .unwrap();
+        writeln!(f, "P3,Cardiology,,yesterday,").unwrap();
+        writeln!(f, ",Cardiology,,2024-05-01T00:00:00Z,").unwrap();
+        writeln!(f, "P4,Oncology,,2024-05-01T00:00:00Z,").unwrap();
+        let c = CareIndex::load(f.path()).unwrap();
+        assert_eq!(c.len(), 2, "the good rows load");
+        assert_eq!(c.rejected.len(), 3, "{:?}", c.rejected);
+        let at = |line: u64| format!("{}:{line}:", f.path().display());
+        assert!(c.rejected[0].starts_with(&at(3)) && c.rejected[0].contains("before `start`"));
+        assert!(c.rejected[1].starts_with(&at(4)) && c.rejected[1].contains("not a time"));
+        assert!(c.rejected[2].starts_with(&at(5)) && c.rejected[2].contains("patient_id"));
+    }
 
     #[test]
     fn covers_and_last_end() {

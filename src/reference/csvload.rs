@@ -85,7 +85,16 @@ impl Row<'_> {
 
 /// Reads `path`, checks that the `required` columns exist in the header, and calls `f`
 /// for every data row.
-pub fn read(path: &Path, required: &[&str], mut f: impl FnMut(&Row) -> Result<()>) -> Result<()> {
+///
+/// HR and ADT exports always hold some bad rows. A row that `f` refuses, or that is not
+/// valid CSV, is set aside with its file, line and reason (returned, for the caller to
+/// count and report once) and the rest is loaded. Only a file that cannot be read or whose
+/// header lacks a required column is an error.
+pub fn read(
+    path: &Path,
+    required: &[&str],
+    mut f: impl FnMut(&Row) -> Result<()>,
+) -> Result<Vec<String>> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open reference file {}", path.display()))?;
     let mut rdr = csv::ReaderBuilder::new()
@@ -120,6 +129,8 @@ pub fn read(path: &Path, required: &[&str], mut f: impl FnMut(&Row) -> Result<()
         );
     }
     let mut record = csv::StringRecord::new();
+    let mut rejected = Vec::new();
+    let mut last_error_at = None;
     loop {
         match rdr.read_record(&mut record) {
             Ok(false) => break,
@@ -134,13 +145,23 @@ pub fn read(path: &Path, required: &[&str], mut f: impl FnMut(&Row) -> Result<()
                     cols: &cols,
                     record: &record,
                 };
-                f(&row)?;
+                if let Err(e) = f(&row) {
+                    rejected.push(format!("{e:#}"));
+                }
             }
             Err(e) => {
+                let at = e.position().map(|p| p.byte());
+                if at.is_some() && at == last_error_at {
+                    break; // the reader cannot move past it
+                }
+                last_error_at = at;
                 let line = e.position().map_or(0, |p| p.line());
-                bail!("{}:{line}: not valid CSV: {e}", path.display());
+                rejected.push(format!("{}:{line}: not valid CSV: {e}", path.display()));
+                if e.is_io_error() {
+                    break;
+                }
             }
         }
     }
-    Ok(())
+    Ok(rejected)
 }

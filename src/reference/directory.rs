@@ -27,6 +27,8 @@ pub struct Patient {
 #[derive(Debug, Default)]
 pub struct Directory {
     by_patient: FxHashMap<String, Patient>,
+    /// Rows set aside at load, each with its file, line and reason.
+    pub rejected: Vec<String>,
 }
 
 pub const COLUMNS: [&str; 9] = [
@@ -44,7 +46,7 @@ pub const COLUMNS: [&str; 9] = [
 impl Directory {
     pub fn load(path: &Path) -> Result<Directory> {
         let mut by_patient = FxHashMap::default();
-        csvload::read(path, &["patient_id"], |row| {
+        let rejected = csvload::read(path, &["patient_id"], |row| {
             let address_key = row.get("address").map(address::fold);
             let p = Patient {
                 patient_id: row.required("patient_id")?.to_string(),
@@ -68,7 +70,10 @@ impl Directory {
             by_patient.insert(k, p);
             Ok(())
         })?;
-        Ok(Directory { by_patient })
+        Ok(Directory {
+            by_patient,
+            rejected,
+        })
     }
 
     pub fn get(&self, patient_key: &str) -> Option<&Patient> {

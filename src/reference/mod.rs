@@ -67,6 +67,21 @@ impl Reference {
             .collect()
     }
 
+    /// Rows set aside at load (file, line, reason), by table.
+    pub fn rejected(&self) -> [(&'static str, &[String]); 3] {
+        [
+            (
+                "staff",
+                self.roster.as_ref().map_or(&[][..], |r| &r.rejected),
+            ),
+            (
+                "patients",
+                self.directory.as_ref().map_or(&[][..], |d| &d.rejected),
+            ),
+            ("care", self.care.as_ref().map_or(&[][..], |c| &c.rejected)),
+        ]
+    }
+
     /// Row counts, for logs and metrics.
     pub fn rows(&self) -> (usize, usize, usize) {
         (

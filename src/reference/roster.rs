@@ -39,6 +39,8 @@ impl StaffMember {
 #[derive(Debug, Default)]
 pub struct Roster {
     by_user: FxHashMap<String, StaffMember>,
+    /// Rows set aside at load, each with its file, line and reason.
+    pub rejected: Vec<String>,
 }
 
 pub const COLUMNS: [&str; 9] = [
@@ -56,7 +58,7 @@ pub const COLUMNS: [&str; 9] = [
 impl Roster {
     pub fn load(path: &Path) -> Result<Roster> {
         let mut by_user = FxHashMap::default();
-        csvload::read(path, &["user_id"], |row| {
+        let rejected = csvload::read(path, &["user_id"], |row| {
             let user_id = row.required("user_id")?.to_string();
             let address_key = row.get("address").map(address::fold);
             let member = StaffMember {
@@ -83,7 +85,7 @@ impl Roster {
             by_user.insert(k, member);
             Ok(())
         })?;
-        Ok(Roster { by_user })
+        Ok(Roster { by_user, rejected })
     }
 
     pub fn get(&self, user_key: &str) -> Option<&StaffMember> {

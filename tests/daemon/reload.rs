@@ -72,16 +72,31 @@ fn reloads_follow_the_files(child: &Proc, dir: &Path, port: u16, log: &Path) {
     drop(f);
     wait_metric(port, staff, |v| v == before + 1.0, 20, log);
 
-    // A broken care file: one counted error, the data in service stays, and the error
-    // is not repeated while the file stays as it is.
+    // A care export with one bad row (its end before its start) and one broken line: the
+    // good rows load, the bad ones are set aside and counted; no reload error.
     let errors = "phiwatch_reference_reload_errors_total";
+    let rejected = r#"phiwatch_reference_rows_rejected{table="care"}"#;
     let care_path = dir.join("care.csv");
     let good_care = std::fs::read_to_string(&care_path).unwrap();
     std::fs::write(
         &care_path,
-        format!("{good_care}this,is,not,a,care,row,at,all\n\"open"),
+        format!(
+            "{good_care}P002,Oncology,,2024-03-10T00:00:00Z,2024-03-01T00:00:00Z\n\
+             P003,Cardiology,,not a time,\n"
+        ),
     )
     .unwrap();
+    wait_metric(port, rejected, |v| v == 2.0, 20, log);
+    assert_eq!(
+        metric(port, care),
+        Some(care_rows),
+        "the good rows stay in service"
+    );
+    assert_eq!(metric(port, errors), Some(0.0));
+
+    // A care file that is not one (its header lacks the columns): one counted error, the
+    // data in service stays, and the error is not repeated while the file stays as it is.
+    std::fs::write(&care_path, "this,is,not,a,care,file\n1,2,3,4,5,6\n").unwrap();
     wait_metric(port, errors, |v| v == 1.0, 20, log);
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(
