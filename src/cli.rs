@@ -74,6 +74,22 @@ pub enum Command {
         #[arg(long)]
         keep: Option<PathBuf>,
     },
+    /// Prints what phiwatch makes of a source's files, one JSON object a line: the canonical
+    /// events (and with --rejects the rejected lines with their reasons), without running
+    /// detectors. For onboarding a new feed.
+    Tap {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this source (default: every `file` source).
+        #[arg(long)]
+        source: Option<String>,
+        /// Stop after this many objects.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Also print rejected lines, with their reason and where they are.
+        #[arg(long)]
+        rejects: bool,
+    },
     /// Scores alerts (JSON lines) against a simulator's labels.json.
     Score {
         #[arg(long)]

@@ -75,6 +75,11 @@ pub struct EngineConfig {
     /// Seconds of wall-clock silence after which a source no longer holds back the watermark
     /// in `run`.
     pub idle_source_secs: u64,
+    /// Events older than this many days (by the wall clock) are refused as implausible
+    /// (`implausible_time`): a line dated 1900 must not steer the learning period.
+    pub max_event_age_days: u64,
+    /// Events more than this many seconds in the future are refused as implausible.
+    pub max_event_ahead_secs: u64,
 }
 
 impl Default for EngineConfig {
@@ -86,6 +91,8 @@ impl Default for EngineConfig {
             allowed_lateness_secs: 300,
             max_users: 200_000,
             idle_source_secs: 5,
+            max_event_age_days: 3650,
+            max_event_ahead_secs: 86_400,
         }
     }
 }

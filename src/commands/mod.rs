@@ -10,6 +10,7 @@ pub mod replay;
 pub mod run;
 pub mod score;
 pub mod simulate;
+pub mod tap;
 
 use crate::cli::Command;
 use crate::config::{self, Config};
@@ -38,6 +39,12 @@ pub fn main(command: Command) -> i32 {
             days,
             keep,
         } => demo::main(seed, staff, days, keep.as_deref()),
+        Command::Tap {
+            config,
+            source,
+            limit,
+            rejects,
+        } => tap::main(&config, source.as_deref(), limit, rejects),
         Command::Score {
             labels,
             alerts,

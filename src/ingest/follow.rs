@@ -3,7 +3,7 @@
 //! to whoever consumes them (the engine in `run`, the Kafka spool in `agent`). Positions
 //! travel with the batch, so the consumer checkpoints exactly what it has made durable.
 
-use super::{Decoder, Item, Msg};
+use super::{Decoder, Item, Limits, Msg};
 use crate::config::SourceConfig;
 use crate::event::Event;
 use crate::source::{Position, TailOptions, Tailer};
@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 pub fn follow(
     s: SourceConfig,
     tz: Tz,
+    limits: Limits,
     resume: Vec<Position>,
     tx: SyncSender<Msg>,
     stop: Arc<AtomicBool>,
     idle_after: Duration,
 ) {
-    let mut decoder = match Decoder::new(&s, tz) {
+    let mut decoder = match Decoder::new(&s, tz, limits) {
         Ok(d) => d,
         Err(e) => {
             let _ = tx.send(Msg::Failed(s.name.clone(), format!("{e:#}")));
@@ -31,7 +32,7 @@ pub fn follow(
     };
     let opts = TailOptions {
         header: decoder.wants_header(),
-        order_by: Some(super::order_key(&s, tz)),
+        order_by: Some(super::order_key(&s, tz, limits)),
         ..TailOptions::default()
     };
     let mut tailer = Tailer::new(s.paths.clone(), opts, &resume);
@@ -96,6 +97,7 @@ pub fn start_sources(
 ) -> anyhow::Result<Started> {
     use crate::config::SourceType;
     let tz = cfg.timezone()?;
+    let limits = Limits::from_config(cfg);
     let idle = Duration::from_secs(cfg.engine.idle_source_secs.max(1));
     let mut threads = Vec::new();
     for s in cfg.sources.iter().filter(|s| s.kind == SourceType::File) {
@@ -104,7 +106,7 @@ pub fn start_sources(
         threads.push(
             std::thread::Builder::new()
                 .name(format!("source-{}", s.name))
-                .spawn(move || follow(s, tz, from, tx, stop, idle))?,
+                .spawn(move || follow(s, tz, limits, from, tx, stop, idle))?,
         );
     }
     let mut watchers = Vec::new();

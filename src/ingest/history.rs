@@ -3,7 +3,7 @@
 //! decode in parallel), merged into the engine's total order (event time, source, file,
 //! offset) through a heap that holds each file's next event.
 
-use super::{Decoder, Item};
+use super::{Decoder, Item, Limits};
 use crate::config::{Config, SourceType};
 use crate::deadletter::DeadLetter;
 use crate::engine;
@@ -151,8 +151,8 @@ impl History {
         let mut readers = Vec::new();
         for s in cfg.sources.iter().filter(|s| s.kind == SourceType::File) {
             for path in expand(&s.paths)? {
-                let decoder =
-                    Decoder::new(s, tz).with_context(|| format!("source {:?}", s.name))?;
+                let decoder = Decoder::new(s, tz, Limits::from_config(cfg))
+                    .with_context(|| format!("source {:?}", s.name))?;
                 let rx =
                     spawn_decoder(path, decoder).with_context(|| format!("source {:?}", s.name))?;
                 readers.push(FileReader {

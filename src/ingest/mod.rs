@@ -52,21 +52,88 @@ pub enum Item {
     },
 }
 
+/// Most records one event may name: no hospital system exports a billion records at once.
+const MAX_RECORDS: u64 = 1_000_000_000;
+/// Most bytes one file event may name (1 PiB).
+const MAX_BYTES: u64 = 1 << 50;
+
+/// What a well-formed event must also be to reach the engine: a time near the present,
+/// counts a hospital could produce, ids without control characters or broken bytes. A
+/// single line dated 1900 would otherwise start the learning period in 1900 (every
+/// detector then alerts from the first real day), and a garbled id becomes a user of its
+/// own. Such lines are counted rejections with their own reasons, like broken ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_age: chrono::Duration,
+    pub max_ahead: chrono::Duration,
+}
+
+impl Limits {
+    pub fn from_config(cfg: &crate::config::Config) -> Limits {
+        Limits {
+            max_age: chrono::Duration::days(cfg.engine.max_event_age_days.min(365_000) as i64),
+            max_ahead: chrono::Duration::seconds(
+                cfg.engine.max_event_ahead_secs.min(1 << 40) as i64
+            ),
+        }
+    }
+
+    /// Why `e` cannot be believed, if it cannot.
+    fn check(&self, e: &Event, now: chrono::DateTime<chrono::Utc>) -> Option<Reject> {
+        if e.ts < now - self.max_age || e.ts > now + self.max_ahead {
+            return Some(Reject::new(
+                reason::IMPLAUSIBLE_TIME,
+                format!(
+                    "event time {} is more than {} days before or {} s after now; set [engine] max_event_age_days or max_event_ahead_secs if it is real",
+                    e.ts.to_rfc3339(),
+                    self.max_age.num_days(),
+                    self.max_ahead.num_seconds()
+                ),
+            ));
+        }
+        if e.records > MAX_RECORDS || e.bytes.is_some_and(|b| b > MAX_BYTES) {
+            return Some(Reject::new(
+                reason::ABSURD_COUNT,
+                format!(
+                    "records {} or bytes {:?} beyond anything one event moves",
+                    e.records, e.bytes
+                ),
+            ));
+        }
+        let garbled = |s: &str| s.chars().any(|c| c.is_control() || c == '\u{fffd}');
+        for (what, v) in [
+            ("user", Some(e.user.as_str())),
+            ("patient", e.patient.as_deref()),
+            ("host", e.host.as_deref()),
+        ] {
+            if v.is_some_and(garbled) {
+                return Some(Reject::new(
+                    reason::BAD_ID,
+                    format!("the {what} id holds a control character or bytes that are not UTF-8"),
+                ));
+            }
+        }
+        None
+    }
+}
+
 /// Turns the lines of one source's files into [`Item`]s, with a parser per file (parsers
 /// keep per-file state such as a CSV header).
 pub struct Decoder {
     source: SourceConfig,
     tz: Tz,
+    limits: Limits,
     parsers: HashMap<(u64, u64), Box<dyn Parser>>,
 }
 
 impl Decoder {
     /// Fails when the source's parser cannot be built from its settings.
-    pub fn new(source: &SourceConfig, tz: Tz) -> anyhow::Result<Decoder> {
+    pub fn new(source: &SourceConfig, tz: Tz, limits: Limits) -> anyhow::Result<Decoder> {
         parse::build(source, tz)?;
         Ok(Decoder {
             source: source.clone(),
             tz,
+            limits,
             parsers: HashMap::new(),
         })
     }
@@ -121,7 +188,15 @@ impl Decoder {
                     }
                 };
                 match parser.parse(&line.text) {
-                    Ok(Some(e)) => out.push(Item::Event(self.stamp(e, &line, line.offset))),
+                    Ok(Some(e)) => match self.limits.check(&e, chrono::Utc::now()) {
+                        None => out.push(Item::Event(self.stamp(e, &line, line.offset))),
+                        Some(reject) => out.push(Item::Rejected {
+                            file: line.path,
+                            offset: line.offset,
+                            line: line.text,
+                            reject,
+                        }),
+                    },
                     Ok(None) => {}
                     Err(reject) => out.push(Item::Rejected {
                         file: line.path,
@@ -137,8 +212,13 @@ impl Decoder {
     /// End of input (`replay`): what parsers still hold (multi-line records) comes out,
     /// ordered after every line of its file.
     pub fn finish(&mut self, path: &Arc<str>, out: &mut Vec<Item>) {
+        let limits = self.limits;
         for parser in self.parsers.values_mut() {
             for r in parser.flush() {
+                let r = r.and_then(|e| match limits.check(&e, chrono::Utc::now()) {
+                    None => Ok(e),
+                    Some(reject) => Err(reject),
+                });
                 out.push(match r {
                     Ok(mut e) => {
                         e.source = self.source.name.clone();
@@ -178,10 +258,10 @@ const FIRST_EVENT_LINES: usize = 100;
 
 /// How a source's history is put in order: by the time of each file's first event, read
 /// with the source's own parser (see `source::TailOptions::order_by`).
-pub fn order_key(source: &SourceConfig, tz: Tz) -> OrderKey {
+pub fn order_key(source: &SourceConfig, tz: Tz, limits: Limits) -> OrderKey {
     let source = source.clone();
     OrderKey(Arc::new(move |path: &std::path::Path| {
-        let mut decoder = Decoder::new(&source, tz).ok()?;
+        let mut decoder = Decoder::new(&source, tz, limits).ok()?;
         let opts = TailOptions {
             header: decoder.wants_header(),
             ..TailOptions::default()

@@ -88,8 +88,16 @@ pub mod reason {
     pub const BAD_OUTCOME: &str = "bad_outcome";
     /// A field holds a JSON object or array where a value was expected.
     pub const BAD_FIELD: &str = "bad_field";
+    /// The event time is far outside the present (`[engine] max_event_age_days`,
+    /// `max_event_ahead_secs`): a clock reset to 1900, a year 9999 placeholder.
+    pub const IMPLAUSIBLE_TIME: &str = "implausible_time";
+    /// `records` or `bytes` beyond anything a hospital system moves in one event.
+    pub const ABSURD_COUNT: &str = "absurd_count";
+    /// A user, patient or host id holding control characters (a NUL) or bytes that were
+    /// not UTF-8: a garbled id would match no one and become a user of its own.
+    pub const BAD_ID: &str = "bad_id";
 
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 22] = [
         LINE_TOO_LONG,
         BAD_JSON,
         NOT_OBJECT,
@@ -109,6 +117,9 @@ pub mod reason {
         BAD_MEDIA,
         BAD_OUTCOME,
         BAD_FIELD,
+        IMPLAUSIBLE_TIME,
+        ABSURD_COUNT,
+        BAD_ID,
     ];
 }
 

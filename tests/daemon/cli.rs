@@ -141,3 +141,53 @@ fn simulate_is_deterministic_and_score_reads_its_labels() {
     let card: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(card.is_object());
 }
+
+#[test]
+fn tap_prints_the_canonical_events_and_with_rejects_the_rejected_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("ehr")).unwrap();
+    std::fs::write(
+        d.join("ehr/a.jsonl"),
+        "{\"ts\":\"2026-03-02T08:00:00Z\",\"user\":\"U1\",\"action\":\"view\",\"patient\":\"P1\"}\n\
+         {not json\n\
+         {\"ts\":\"1900-01-01T08:00:00Z\",\"user\":\"u2\",\"action\":\"view\"}\n\
+         {\"ts\":\"2026-03-02T08:01:00Z\",\"user\":\"u3\",\"action\":\"export\",\"records\":40}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("phiwatch.toml"),
+        "[[sources]]\nname = \"ehr\"\ntype = \"file\"\npaths = [\"ehr/*.jsonl\"]\nformat = \"canonical\"\n\
+         [state]\ndir = \"state\"\n",
+    )
+    .unwrap();
+    let tap = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let o = phiwatch()
+            .args(["tap", "--config"])
+            .arg(d.join("phiwatch.toml"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let events = tap(&[]);
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["user"], "U1");
+    assert_eq!(events[1]["action"], "export");
+    assert!(events[1]["origin"]["offset"].as_u64().is_some());
+    let all = tap(&["--rejects", "--source", "ehr"]);
+    let reasons: Vec<&str> = all
+        .iter()
+        .filter_map(|v| v["rejected"]["reason"].as_str())
+        .collect();
+    assert_eq!(reasons, ["bad_json", "implausible_time"]);
+    assert_eq!(all.len(), 4);
+    assert_eq!(tap(&["--rejects", "--limit", "2"]).len(), 2);
+    // Nothing is written where a daemon would write: no dead-letter file, no state.
+    assert!(!d.join("state").exists());
+}

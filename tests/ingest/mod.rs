@@ -3,6 +3,7 @@
 
 mod auditd;
 mod fswatch;
+mod implausible;
 mod parse_atna;
 mod parse_delimited;
 mod parse_fhir;
