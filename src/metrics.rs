@@ -42,6 +42,7 @@ pub struct Metrics {
     pub sink_dropped: IntCounterVec,
     pub sink_failed: IntCounterVec,
     pub reference_rows: IntGaugeVec,
+    pub events_ignored: IntCounterVec,
     pub reference_rows_rejected: IntGaugeVec,
     pub reference_reload_timestamp_seconds: Gauge,
     pub reference_reload_errors: IntCounter,
@@ -236,6 +237,12 @@ impl Metrics {
                 "Alerts given up on (permanent error, or undelivered at shutdown), by sink.",
                 &["sink"],
             ),
+            events_ignored: counter_vec(
+                &r,
+                "phiwatch_events_ignored_total",
+                "Well-formed records that are not a person's access to patient data (application activity, audit log use, ...), by source and kind; not in the dead-letter file.",
+                &["source", "kind"],
+            ),
             reference_rows_rejected: int_gauge_vec(
                 &r,
                 "phiwatch_reference_rows_rejected",
@@ -308,6 +315,9 @@ impl Metrics {
         }
         self.events_rejected
             .with_label_values(&[source, "line_too_long"]);
+        for kind in crate::parse::ignored::ALL {
+            self.events_ignored.with_label_values(&[source, kind]);
+        }
     }
 
     /// Creates the alert series of a detector up front.

@@ -19,6 +19,9 @@ pub struct Summary {
     pub lines: u64,
     pub events: u64,
     pub rejected: RejectCounts,
+    /// Well-formed records that are not a person's access to patient data, by (source,
+    /// kind): counted, not dead-lettered.
+    pub ignored: BTreeMap<(String, String), u64>,
     pub alerts: BTreeMap<String, u64>,
     pub seconds: f64,
     pub dead_letter: Option<PathBuf>,
@@ -62,6 +65,15 @@ impl Summary {
             ));
             for why in &self.reference_rejected {
                 s.push_str(&format!("  {why}\n"));
+            }
+        }
+        let ignored: u64 = self.ignored.values().sum();
+        if ignored > 0 {
+            s.push_str(&format!(
+                "ignored (well formed, not a person's access to patient data): {ignored}\n"
+            ));
+            for ((src, kind), n) in &self.ignored {
+                s.push_str(&format!("  {src}: {kind}: {n}\n"));
             }
         }
         let total: u64 = self.alerts.values().sum();
@@ -110,7 +122,8 @@ pub fn replay(cfg: &Config, mut emit: impl FnMut(&Alert) -> Result<()>) -> Resul
             emit(&a)?;
         }
     }
-    summary.lines = history.lines;
+    summary.lines = history.counts.lines;
+    summary.ignored = std::mem::take(&mut history.counts.ignored);
     engine.flush(&mut alerts);
     for a in alerts.drain(..) {
         emit(&a)?;

@@ -80,7 +80,12 @@ pub fn main(config: &Path, only: Option<&str>, limit: Option<usize>, rejects: bo
                                 "line": line,
                             }})
                         )?,
-                        Item::Rejected { .. } => continue,
+                        Item::Ignored(kind) if rejects => writeln!(
+                            out,
+                            "{}",
+                            serde_json::json!({"ignored": {"source": s.name, "kind": kind, "file": &*shown}})
+                        )?,
+                        Item::Rejected { .. } | Item::Ignored(_) => continue,
                     }
                     left -= 1;
                 }

@@ -87,10 +87,16 @@ fn spawn_decoder(path: PathBuf, mut decoder: Decoder) -> Result<Receiver<BatchRe
 
 impl FileReader {
     /// The next event of this file; rejected lines go to the dead letter on the way.
-    fn next_event(&mut self, dl: &mut DeadLetter, lines: &mut u64) -> Result<Option<Event>> {
+    fn next_event(&mut self, dl: &mut DeadLetter, counts: &mut Counts) -> Result<Option<Event>> {
         loop {
             match self.pending.pop_front() {
                 Some(Item::Event(e)) => return Ok(Some(e)),
+                Some(Item::Ignored(kind)) => {
+                    *counts
+                        .ignored
+                        .entry((self.source.to_string(), kind.to_string()))
+                        .or_default() += 1;
+                }
                 Some(Item::Rejected {
                     file,
                     offset,
@@ -99,7 +105,7 @@ impl FileReader {
                 }) => dl.reject(&self.source, &file, offset, &line, &reject)?,
                 None => match self.rx.recv() {
                     Ok(Ok((items, n))) => {
-                        *lines += n;
+                        counts.lines += n;
                         self.pending.extend(items);
                     }
                     Ok(Err(e)) => bail!("{e}"),
@@ -132,12 +138,21 @@ impl Ord for Head {
     }
 }
 
+/// What reading has seen besides events.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Lines read so far (blank lines and headers included).
+    pub lines: u64,
+    /// Well-formed records that are not a person's access to patient data, by (source,
+    /// kind).
+    pub ignored: std::collections::BTreeMap<(String, String), u64>,
+}
+
 /// Every file of a config's `file` sources, merged in the engine's total order.
 pub struct History {
     readers: Vec<FileReader>,
     heap: BinaryHeap<Head>,
-    /// Lines read so far (blank lines and headers included).
-    pub lines: u64,
+    pub counts: Counts,
 }
 
 impl History {
@@ -165,10 +180,10 @@ impl History {
         let mut h = History {
             readers,
             heap: BinaryHeap::new(),
-            lines: 0,
+            counts: Counts::default(),
         };
         for i in 0..h.readers.len() {
-            if let Some(event) = h.readers[i].next_event(dl, &mut h.lines)? {
+            if let Some(event) = h.readers[i].next_event(dl, &mut h.counts)? {
                 h.heap.push(Head { event, reader: i });
             }
         }
@@ -185,7 +200,7 @@ impl History {
         let Some(Head { event, reader }) = self.heap.pop() else {
             return Ok(None);
         };
-        if let Some(next) = self.readers[reader].next_event(dl, &mut self.lines)? {
+        if let Some(next) = self.readers[reader].next_event(dl, &mut self.counts)? {
             self.heap.push(Head {
                 event: next,
                 reader,

@@ -41,9 +41,11 @@ pub enum Msg {
     Failed(String, String),
 }
 
-/// One line's outcome: an event, or a rejection bound for the dead-letter file.
+/// One line's outcome: an event, a well-formed record that is not a person's access to
+/// patient data (counted as ignored, by kind), or a rejection for the dead-letter file.
 pub enum Item {
     Event(Event),
+    Ignored(&'static str),
     Rejected {
         file: Arc<str>,
         offset: u64,
@@ -198,6 +200,7 @@ impl Decoder {
                         }),
                     },
                     Ok(None) => {}
+                    Err(reject) if reject.ignored => out.push(Item::Ignored(reject.reason)),
                     Err(reject) => out.push(Item::Rejected {
                         file: line.path,
                         offset: line.offset,
@@ -230,6 +233,7 @@ impl Decoder {
                         });
                         Item::Event(e)
                     }
+                    Err(reject) if reject.ignored => Item::Ignored(reject.reason),
                     Err(reject) => Item::Rejected {
                         file: path.clone(),
                         offset: 0,
@@ -274,7 +278,7 @@ pub fn order_key(source: &SourceConfig, tz: Tz, limits: Limits) -> OrderKey {
             decoder.decode(line.ok()?, &mut items);
             if let Some(ts) = items.iter().find_map(|i| match i {
                 Item::Event(e) => Some(e.ts.timestamp_millis()),
-                Item::Rejected { .. } => None,
+                Item::Rejected { .. } | Item::Ignored(_) => None,
             }) {
                 return Some(ts);
             }
@@ -315,6 +319,7 @@ pub fn take_batch(
                 latest = latest.max(Some(e.ts));
                 take(e)?;
             }
+            Item::Ignored(kind) => m.events_ignored.with_label_values(&[source, kind]).inc(),
             Item::Rejected {
                 file,
                 offset,

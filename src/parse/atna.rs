@@ -405,8 +405,16 @@ fn action(msg: &Message, media: Option<MediaClass>) -> Result<Action, Reject> {
     let action = match dicom::event_kind(id.code(), id.text()) {
         // OpenEMR reports opening a chart as Patient Record with action E, so E and a
         // missing action code are a view too.
-        EventKind::PatientRecord | EventKind::InstancesAccessed => {
-            dicom::crud(act).unwrap_or(Action::View)
+        EventKind::PatientRecord
+        | EventKind::InstancesAccessed
+        | EventKind::InstancesTransferred
+        | EventKind::ClinicalRecord => dicom::crud(act).unwrap_or(Action::View),
+        EventKind::StudyDeleted => Action::Delete,
+        EventKind::Ignored(kind) => {
+            return Err(Reject::ignored(
+                kind,
+                "not a person's access to patient data",
+            ))
         }
         EventKind::Export if media == Some(MediaClass::Paper) => Action::Print,
         EventKind::Export => Action::Export,
@@ -426,7 +434,13 @@ fn action(msg: &Message, media: Option<MediaClass>) -> Result<Action, Reject> {
         {
             Action::BreakGlass
         }
-        EventKind::SecurityAlert | EventKind::Other => {
+        EventKind::SecurityAlert => {
+            return Err(Reject::ignored(
+                crate::parse::ignored::SECURITY_ALERT,
+                "a security alert other than an emergency override",
+            ))
+        }
+        EventKind::Other => {
             let label = id
                 .code()
                 .filter(|c| c.trim().bytes().all(|b| b.is_ascii_digit()));
@@ -515,8 +529,12 @@ mod tests {
             assert_eq!(e.action, want, "{id} {act}");
         }
         let r = parse(&xml(r#"<EventID csd-code="110100"/>"#, "E", "")).unwrap_err();
+        assert!(r.ignored, "application activity is ignored, not broken");
+        assert_eq!(r.reason, crate::parse::ignored::APPLICATION_ACTIVITY);
+        let r = parse(&xml(r#"<EventID csd-code="110199"/>"#, "E", "")).unwrap_err();
         assert_eq!(r.reason, reason::UNKNOWN_ACTION);
-        assert!(r.detail.contains("110100"), "{}", r.detail);
+        assert!(!r.ignored);
+        assert!(r.detail.contains("110199"), "{}", r.detail);
     }
 
     #[test]

@@ -29,7 +29,16 @@ pub(crate) enum EventKind {
     Logout,
     /// 110113 Security Alert: only emergency override (break-glass) is a staff action.
     SecurityAlert,
-    /// Anything else (application start/stop, node authentication, ...).
+    /// 110104 DICOM Instances Transferred and 110102 Begin Transferring DICOM Instances:
+    /// images of a patient moved between nodes (C received, R sent, U, D).
+    InstancesTransferred,
+    /// 110105 DICOM Study Deleted.
+    StudyDeleted,
+    /// 110109 Order Record and 110111 Procedure Record: like a chart, by action code.
+    ClinicalRecord,
+    /// Not a person's access to patient data; the label it is counted under as ignored.
+    Ignored(&'static str),
+    /// Anything else.
     Other,
 }
 
@@ -45,6 +54,12 @@ pub(crate) fn event_kind(code: Option<&str>, text: Option<&str>) -> EventKind {
         Some("110122") => Some(EventKind::Login),
         Some("110123") => Some(EventKind::Logout),
         Some("110113") => Some(EventKind::SecurityAlert),
+        Some("110102" | "110104") => Some(EventKind::InstancesTransferred),
+        Some("110105") => Some(EventKind::StudyDeleted),
+        Some("110109" | "110111") => Some(EventKind::ClinicalRecord),
+        Some("110100") => Some(EventKind::Ignored(super::ignored::APPLICATION_ACTIVITY)),
+        Some("110101") => Some(EventKind::Ignored(super::ignored::AUDIT_LOG_USED)),
+        Some("110108") => Some(EventKind::Ignored(super::ignored::NETWORK_ENTRY)),
         _ => None,
     };
     if let Some(kind) = by_code {
@@ -70,6 +85,18 @@ pub(crate) fn event_kind(code: Option<&str>, text: Option<&str>) -> EventKind {
         EventKind::Logout
     } else if is("Security Alert") {
         EventKind::SecurityAlert
+    } else if is("DICOM Instances Transferred") || is("Begin Transferring DICOM Instances") {
+        EventKind::InstancesTransferred
+    } else if is("DICOM Study Deleted") {
+        EventKind::StudyDeleted
+    } else if is("Order Record") || is("Procedure Record") {
+        EventKind::ClinicalRecord
+    } else if is("Application Activity") {
+        EventKind::Ignored(super::ignored::APPLICATION_ACTIVITY)
+    } else if is("Audit Log Used") {
+        EventKind::Ignored(super::ignored::AUDIT_LOG_USED)
+    } else if is("Network Entry") {
+        EventKind::Ignored(super::ignored::NETWORK_ENTRY)
     } else {
         EventKind::Other
     }
@@ -151,7 +178,11 @@ mod tests {
             EventKind::PatientRecord
         );
         assert_eq!(event_kind(None, Some("login")), EventKind::Login);
-        assert_eq!(event_kind(Some("110100"), None), EventKind::Other);
+        assert_eq!(
+            event_kind(Some("110100"), None),
+            EventKind::Ignored(super::super::ignored::APPLICATION_ACTIVITY)
+        );
+        assert_eq!(event_kind(Some("110199"), None), EventKind::Other);
         assert_eq!(crud(" r "), Some(Action::View));
         assert_eq!(crud("E"), None);
     }

@@ -241,6 +241,10 @@ fn action(v: &Value) -> Result<Action, Reject> {
 
     match kind {
         EventKind::Export => return Ok(Action::Export),
+        EventKind::StudyDeleted => return Ok(Action::Delete),
+        EventKind::Ignored(k) => {
+            return Err(Reject::ignored(k, "not a person's access to patient data"))
+        }
         EventKind::SecurityAlert
             if subtypes().any(|c| dicom::is_emergency_override(Some(c), None)) =>
         {
@@ -292,6 +296,12 @@ fn action(v: &Value) -> Result<Action, Reject> {
         return Err(Reject::new(
             reason::MISSING_ACTION,
             "no type, subtype or action",
+        ));
+    }
+    if kind == EventKind::SecurityAlert {
+        return Err(Reject::ignored(
+            crate::parse::ignored::SECURITY_ALERT,
+            "a security alert other than an emergency override",
         ));
     }
     let first_type = types().next().unwrap_or("none");
@@ -479,9 +489,16 @@ mod tests {
             let e = ok(&format!("{{{BASE},{frag}}}"));
             assert_eq!(e.action, want, "{frag}");
         }
+        // Application activity is well formed and not a patient access: ignored.
         assert_eq!(
             err(&format!(
                 r#"{{{BASE},"type":{{"code":"110100"}},"action":"E"}}"#
+            )),
+            crate::parse::ignored::APPLICATION_ACTIVITY
+        );
+        assert_eq!(
+            err(&format!(
+                r#"{{{BASE},"type":{{"code":"110199"}},"action":"E"}}"#
             )),
             reason::UNKNOWN_ACTION
         );

@@ -34,6 +34,10 @@ pub struct Reject {
     pub reason: &'static str,
     /// One sentence for the dead-letter file. Must not echo patient data from the line.
     pub detail: String,
+    /// Well formed, but not a person's access to patient data (an application starting,
+    /// the audit log being read): counted as ignored, by `reason` (one of
+    /// [`ignored::ALL`]), never written to the dead-letter file, which keeps broken lines.
+    pub ignored: bool,
 }
 
 impl Reject {
@@ -41,8 +45,40 @@ impl Reject {
         Reject {
             reason,
             detail: detail.into(),
+            ignored: false,
         }
     }
+
+    /// A well-formed record that is not a staff member's access to patient data.
+    pub fn ignored(kind: &'static str, detail: impl Into<String>) -> Reject {
+        Reject {
+            reason: kind,
+            detail: detail.into(),
+            ignored: true,
+        }
+    }
+}
+
+/// The kinds of records counted as ignored (metric label values, so a closed set).
+pub mod ignored {
+    /// DICOM 110100 Application Activity: an application started or stopped.
+    pub const APPLICATION_ACTIVITY: &str = "application_activity";
+    /// DICOM 110101 Audit Log Used: someone read the audit trail itself.
+    pub const AUDIT_LOG_USED: &str = "audit_log_used";
+    /// DICOM 110108 Network Entry: a node joined or left the network.
+    pub const NETWORK_ENTRY: &str = "network_entry";
+    /// DICOM 110113 Security Alert other than an emergency override.
+    pub const SECURITY_ALERT: &str = "security_alert";
+    /// Any other well-formed audit record of a kind that names no patient access.
+    pub const OTHER: &str = "other_audit_event";
+
+    pub const ALL: [&str; 5] = [
+        APPLICATION_ACTIVITY,
+        AUDIT_LOG_USED,
+        NETWORK_ENTRY,
+        SECURITY_ALERT,
+        OTHER,
+    ];
 }
 
 impl std::fmt::Display for Reject {
