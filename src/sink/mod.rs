@@ -1,8 +1,9 @@
 //! Alert sinks: where rendered alerts go.
 //!
-//! Every `[[sinks]]` entry becomes one [`Sink`] driven by its own thread through a bounded
-//! queue (see [`queue`]), so a slow or dead SIEM does not hold up the other sinks until
-//! its queue is full. [`SinkSet`] fans each alert out to all of them; each sink renders
+//! Every `[[sinks]]` entry becomes one [`Sink`] driven by its own thread through its own
+//! queue, kept on disk under the state folder (see [`queue`]): sending never waits for a
+//! sink, a slow or dead SIEM holds up neither the engine nor the other sinks, and what it
+//! has not acknowledged is delivered to it (and only to it) after a restart. [`SinkSet`] fans each alert out to all of them; each sink renders
 //! it in its own `format` under its own patient policy ([`crate::pseudonym`]).
 //!
 //! | type | module | delivery |
@@ -18,9 +19,9 @@
 //! | key | default | |
 //! |---|---|---|
 //! | `name` | `<type>-<n>` | shown in logs and metrics |
-//! | `queue_size` | 10000 | alerts waiting for this sink |
-//! | `overflow` | `block` | `block`: a full queue makes the engine wait (never drops); `drop`: the alert is dropped, counted and logged |
-//! | `close_timeout_secs` | 10 | at shutdown, how long to keep trying to deliver what is queued; what is left is counted as `failed` and logged |
+//! | `queue_size` | 10000 | alerts waiting for this sink before `overflow` applies |
+//! | `overflow` | `block` | `block`: never drops (alerts beyond `queue_size` wait in the disk queue; nothing waits for the sink); `drop`: the alert is dropped for this sink, counted and logged |
+//! | `close_timeout_secs` | 10 | at shutdown, how long to keep trying to deliver what is queued; what is left is counted as `failed`, logged, and stays in the disk queue for the next start |
 //! | `patient_ids` | `plain` for file/stdout, `pseudonymised` otherwise | `plain`, `pseudonymised`, `omitted` |
 //! | `pseudonym_key_file` | `<state.dir>/pseudonym.key` (created if absent) | HMAC key of the pseudonyms |
 //! | `leef_delimiter` | `^` | `^` or `tab` (format `leef` only) |
@@ -250,9 +251,15 @@ pub fn kind_name(kind: SinkType) -> &'static str {
 
 /// Builds and starts every `[[sinks]]` of the config; with none configured, one `stdout`
 /// sink writing `json`. Reads (or creates) the pseudonym key and opens output files now,
-/// so a wrong path fails at start; network sinks connect from their own thread.
+/// so a wrong path fails at start; network sinks connect from their own thread. Disk
+/// queues and acknowledgements are in `<state.dir>/sinks`.
 pub fn build(cfg: &Config) -> Result<SinkSet> {
-    let mut set = SinkSet::new();
+    build_in(cfg, &state_dir(cfg).join("sinks"))
+}
+
+/// Like [`build`], with the disk queues in `dir`.
+pub fn build_in(cfg: &Config, dir: &Path) -> Result<SinkSet> {
+    let mut set = SinkSet::with_dir(dir)?;
     if cfg.sinks.is_empty() {
         let spec = SinkSpec {
             name: "stdout".into(),
@@ -375,12 +382,16 @@ impl SinkSpec {
     }
 }
 
-/// `<state.dir>/pseudonym.key`.
-pub fn default_key_path(cfg: &Config) -> PathBuf {
-    let dir = if cfg.state.dir.is_relative() && !cfg.base_dir.as_os_str().is_empty() {
+/// `[state] dir`, made absolute against the config file's folder.
+fn state_dir(cfg: &Config) -> PathBuf {
+    if cfg.state.dir.is_relative() && !cfg.base_dir.as_os_str().is_empty() {
         cfg.base_dir.join(&cfg.state.dir)
     } else {
         cfg.state.dir.clone()
-    };
-    dir.join("pseudonym.key")
+    }
+}
+
+/// `<state.dir>/pseudonym.key`.
+pub fn default_key_path(cfg: &Config) -> PathBuf {
+    state_dir(cfg).join("pseudonym.key")
 }
