@@ -97,7 +97,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     out.intake_rest(&rx, &mut dl)?;
     // What Kafka has not acknowledged by then stays in the spool for the next start;
     // the whole way out stays under 10 s.
-    let deadline = stop_began + Duration::from_secs(7);
+    let deadline = stop_began + Duration::from_secs(6);
     while !out.drained() && Instant::now() < deadline {
         out.pump()?;
     }

@@ -6,13 +6,16 @@
 //! has not acknowledged is delivered to it (and only to it) after a restart. [`SinkSet`] fans each alert out to all of them; each sink renders
 //! it in its own `format` under its own patient policy ([`crate::pseudonym`]).
 //!
-//! | type | module | delivery |
+//! | type | module | delivery (acknowledged when) |
 //! |---|---|---|
-//! | `stdout` | [`stdout`] | at most once (a failed write is not retried) |
-//! | `file` | [`file`] | at least once up to the last fsync; lines are whole |
-//! | `syslog` | [`syslog`] | `udp`: at most once; `tcp`/`tls`: at least once up to the receiver's socket (RFC 6587/5425 have no acknowledgements) |
-//! | `webhook` | [`webhook`] | at least once: retried until a 2xx, given up on a 4xx |
-//! | `kafka` | [`kafka`] | at least once: flushed until the broker acknowledges (acks=all, idempotent) |
+//! | `stdout` | [`stdout`] | at most once (written) |
+//! | `file` | [`file`] | at least once (written and fsynced); lines are whole |
+//! | `syslog` | [`syslog`] | `udp`: at most once (sent); `tcp`/`tls`: at least once (written to the receiver's socket and flushed; RFC 6587/5425 have no acknowledgements) |
+//! | `webhook` | [`webhook`] | at least once (a 2xx); given up on a 4xx |
+//! | `kafka` | [`kafka`] | at least once (the broker's ack: acks=all, idempotent) |
+//!
+//! "At least once" holds across restarts: what a sink has not acknowledged waits in its
+//! disk queue (see [`queue`]) and is delivered to it after the next start.
 //!
 //! Keys every sink takes, besides the contract's `type`, `format` and `patient_ids`:
 //!
