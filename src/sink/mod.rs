@@ -319,7 +319,7 @@ impl SinkSpec {
                 None | Some("block") => Overflow::Block,
                 Some("drop") => Overflow::Drop,
                 Some(other) => bail!(
-                    "{at}: overflow = {other:?} is not known; use \"block\" (wait, never drop) or \"drop\""
+                    "{at}: overflow = {other:?} is not known; use \"block\" (never drop) or \"drop\""
                 ),
             },
             close_timeout: Duration::from_secs(sc.close_timeout_secs.unwrap_or(10)),
