@@ -22,8 +22,8 @@
 //! | key | default | |
 //! |---|---|---|
 //! | `name` | `<type>-<n>` | shown in logs and metrics |
-//! | `queue_size` | 10000 | alerts waiting for this sink before `overflow` applies |
-//! | `overflow` | `block` | `block`: never drops (alerts beyond `queue_size` wait in the disk queue; nothing waits for the sink); `drop`: the alert is dropped for this sink, counted and logged |
+//! | `queue_size` | 10000 | alerts held in memory for this sink |
+//! | `overflow` | `block` | `block`: never drops (alerts beyond `queue_size` wait in the disk queue only and are read back in order; nothing waits for the sink); `drop`: beyond `queue_size`, the alert is dropped for this sink, counted and logged |
 //! | `close_timeout_secs` | 10 | at shutdown, how long to keep trying to deliver what is queued; what is left is counted as `failed`, logged, and stays in the disk queue for the next start |
 //! | `patient_ids` | `plain` for file/stdout, `pseudonymised` otherwise | `plain`, `pseudonymised`, `omitted` |
 //! | `pseudonym_key_file` | `<state.dir>/pseudonym.key` (created if absent) | HMAC key of the pseudonyms |

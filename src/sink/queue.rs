@@ -23,7 +23,9 @@
 //! (not retried after a restart either).
 //!
 //! Nothing makes the sending thread wait. `overflow = "block"` (the default) never drops:
-//! alerts beyond `queue_size` wait like the others (held in memory as well as on disk).
+//! at most `queue_size` alerts are held in memory; those beyond wait in the disk queue only
+//! and the sink's thread reads them back, in order, as it catches up (a set without disk
+//! queues holds them all in memory).
 //! `overflow = "drop"` drops an alert for that sink once `queue_size` alerts wait for it,
 //! counts it in `dropped` and logs an error (at most one line per 10 s, with the count).
 //!
@@ -188,6 +190,14 @@ struct Inner {
     acked_path: Option<PathBuf>,
     /// Ids the disk queue held at start: not queued again when the engine re-produces them.
     known: HashSet<String>,
+    /// Ids acknowledged before the start: skipped when reading the disk queue back.
+    acked_at_start: HashSet<String>,
+    /// Length of the disk queue's whole frames.
+    journal_len: u64,
+    /// Where the alerts held on disk only begin (the in-memory queue was full).
+    spill_from: Option<u64>,
+    /// Most alerts held in memory when there is a disk queue (`queue_size`).
+    size: usize,
 }
 
 impl Queue {
@@ -208,7 +218,7 @@ fn frame(alert: &Alert) -> Vec<u8> {
 
 /// The alerts of a disk queue, and the length of its whole frames (a torn or corrupt tail,
 /// from a crash mid-write, is cut off there).
-fn read_journal(path: &Path) -> Result<(Vec<Alert>, u64)> {
+fn read_journal(path: &Path) -> Result<(Vec<(Alert, u64)>, u64)> {
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut f) => {
@@ -230,7 +240,7 @@ fn read_journal(path: &Path) -> Result<(Vec<Alert>, u64)> {
             break;
         }
         match serde_json::from_slice::<Alert>(json) {
-            Ok(a) => alerts.push(a),
+            Ok(a) => alerts.push((a, at as u64)),
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "a disk-queue frame is not an alert; skipped")
             }
@@ -241,6 +251,36 @@ fn read_journal(path: &Path) -> Result<(Vec<Alert>, u64)> {
         tracing::warn!(path = %path.display(), kept = at, dropped_bytes = bytes.len() - at, "the disk queue ends in a torn frame (crash mid-write); cut off");
     }
     Ok((alerts, at as u64))
+}
+
+/// Reads back up to `max` alerts of the disk queue from `from` (frames before `end`),
+/// leaving out those in `skip`; returns them with where reading stopped.
+fn read_back(
+    path: &Path,
+    from: u64,
+    end: u64,
+    max: usize,
+    skip: &HashSet<String>,
+) -> Result<(Vec<Alert>, u64)> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::io::BufReader::new(File::open(path)?);
+    f.seek(SeekFrom::Start(from))?;
+    let mut at = from;
+    let mut out = Vec::new();
+    while at < end && out.len() < max {
+        let mut head = [0u8; 8];
+        f.read_exact(&mut head)?;
+        let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        let mut json = vec![0u8; len];
+        f.read_exact(&mut json)?;
+        at += 8 + len as u64;
+        if let Ok(a) = serde_json::from_slice::<Alert>(&json) {
+            if !skip.contains(&a.id) {
+                out.push(a);
+            }
+        }
+    }
+    Ok((out, at))
 }
 
 fn read_ids(path: &Path) -> Result<HashSet<String>> {
@@ -373,19 +413,27 @@ impl SinkSet {
                 journal.set_len(good)?;
             }
             let mut g = queue.lock();
-            for a in alerts {
+            g.size = opts.size.max(1);
+            let mut waiting = 0u64;
+            for (a, at) in alerts {
                 if !acked.contains(&a.id) && g.known.insert(a.id.clone()) {
-                    g.pending.push_back(Arc::new(a));
+                    waiting += 1;
+                    if g.spill_from.is_none() && g.pending.len() >= g.size {
+                        g.spill_from = Some(at);
+                    }
+                    if g.spill_from.is_none() {
+                        g.pending.push_back(Arc::new(a));
+                    }
                 } else {
                     g.known.insert(a.id.clone());
                 }
             }
-            if !g.pending.is_empty() {
-                tracing::info!(sink = %name, alerts = g.pending.len(), "delivering again what this sink had not acknowledged");
+            if waiting > 0 {
+                tracing::info!(sink = %name, alerts = waiting, "delivering again what this sink had not acknowledged");
             }
-            stats
-                .queued
-                .store(g.pending.len() as u64, Ordering::Relaxed);
+            stats.queued.store(waiting, Ordering::Relaxed);
+            g.acked_at_start = acked;
+            g.journal_len = good;
             g.journal = Some(journal);
             g.journal_path = Some(journal_path);
             g.acked_path = Some(acked_path.clone());
@@ -468,13 +516,31 @@ impl SinkSet {
                 }
                 continue;
             }
+            // Beyond `queue_size` (or behind alerts already there), on disk only.
+            let disk_only = g.spill_from.is_some() || g.pending.len() >= h.size;
+            let mut on_disk = false;
+            let len = g.journal_len;
             if let Some(j) = g.journal.as_mut() {
                 let b = bytes.get_or_insert_with(|| frame(&alert));
-                if let Err(e) = j.write_all(b) {
-                    tracing::error!(sink = %h.info.name, error = %e, "cannot append to the sink's disk queue; the alert is held in memory only");
+                match j.write_all(b) {
+                    Ok(()) => on_disk = true,
+                    Err(e) => {
+                        // Whole frames only: a frame cut short would end the queue there.
+                        let _ = j.set_len(len);
+                        tracing::error!(sink = %h.info.name, error = %e, "cannot append to the sink's disk queue; the alert is held in memory only");
+                    }
+                }
+                if on_disk {
+                    g.journal_len += b.len() as u64;
                 }
             }
-            g.pending.push_back(alert.clone());
+            if on_disk && disk_only {
+                if g.spill_from.is_none() {
+                    g.spill_from = Some(len);
+                }
+            } else {
+                g.pending.push_back(alert.clone());
+            }
             stats.queued.fetch_add(1, Ordering::Relaxed);
             drop(g);
             h.queue.cv.notify_one();
@@ -503,16 +569,17 @@ impl SinkSet {
     /// engine does not produce it again).
     pub fn compact(&self) {
         for h in &self.sinks {
-            let g = h.queue.lock();
-            if !g.pending.is_empty() || g.in_flight > 0 {
+            let mut g = h.queue.lock();
+            if !g.pending.is_empty() || g.in_flight > 0 || g.spill_from.is_some() {
                 continue;
             }
+            if g.journal_len == 0 {
+                continue;
+            }
+            g.journal_len = 0;
             let (Some(j), Some(acked)) = (&g.journal, &g.acked_path) else {
                 continue;
             };
-            if j.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
-                continue;
-            }
             let r = j.set_len(0).and_then(|()| {
                 OpenOptions::new()
                     .write(true)
@@ -535,7 +602,7 @@ impl SinkSet {
                 .iter()
                 .filter(|h| {
                     let g = h.queue.lock();
-                    !g.pending.is_empty() || g.in_flight > 0
+                    !g.pending.is_empty() || g.in_flight > 0 || g.spill_from.is_some()
                 })
                 .map(|h| h.info.name.as_str())
                 .collect();
@@ -600,14 +667,8 @@ impl SinkSet {
                         problems.push(format!("sink {:?} crashed", h.info.name));
                     }
                 } else {
-                    let left = {
-                        let g = h.queue.lock();
-                        g.pending.len() + g.in_flight
-                    };
-                    h.info
-                        .stats
-                        .failed
-                        .fetch_add(left as u64, Ordering::Relaxed);
+                    let left = h.info.stats.queued.load(Ordering::Relaxed);
+                    h.info.stats.failed.fetch_add(left, Ordering::Relaxed);
                     tracing::error!(sink = %h.info.name, left, "sink still busy when closing ran out of time; left behind");
                 }
             }
@@ -682,6 +743,9 @@ impl Worker {
         loop {
             let batch: Vec<Arc<Alert>> = {
                 let mut g = self.queue.lock();
+                if g.pending.is_empty() {
+                    self.read_back(&mut g);
+                }
                 let n = g.pending.len().min(BATCH);
                 g.in_flight += n;
                 g.pending.drain(..n).collect()
@@ -705,10 +769,10 @@ impl Worker {
         if self.giving_up {
             let left = {
                 let mut g = self.queue.lock();
-                let n = g.pending.len() + g.in_flight;
                 g.pending.clear();
                 g.in_flight = 0;
-                n as u64
+                g.spill_from = None;
+                self.stats.queued.load(Ordering::Relaxed)
             };
             self.stats.failed.fetch_add(left, Ordering::Relaxed);
             self.stats.queued.fetch_sub(left, Ordering::Relaxed);
@@ -718,6 +782,23 @@ impl Worker {
                 close_timeout_secs = self.close_timeout.as_secs(),
                 "alerts still undelivered when the close timeout ran out stay in this sink's disk queue for the next start (without one, they are LOST)"
             );
+        }
+    }
+
+    /// Takes into memory the next alerts held on disk only.
+    fn read_back(&self, g: &mut Inner) {
+        let (Some(from), Some(path)) = (g.spill_from, g.journal_path.clone()) else {
+            return;
+        };
+        match read_back(&path, from, g.journal_len, g.size, &g.acked_at_start) {
+            Ok((alerts, at)) => {
+                g.pending.extend(alerts.into_iter().map(Arc::new));
+                g.spill_from = (at < g.journal_len).then_some(at);
+            }
+            Err(e) => {
+                tracing::error!(sink = %self.name, error = %e, "cannot read the sink's disk queue back; its alerts are delivered after a restart");
+                g.spill_from = None;
+            }
         }
     }
 

@@ -10,18 +10,19 @@ use phiwatch::format::Formatter;
 use phiwatch::pseudonym::PatientPolicy;
 use phiwatch::sink::{QueueOptions, Sink, SinkSet};
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Keeps what it got; fails every attempt while `down`.
 struct Siem {
-    down: bool,
+    down: Arc<AtomicBool>,
     got: Arc<Mutex<Vec<String>>>,
 }
 
 impl Sink for Siem {
     fn send(&mut self, line: &str) -> Result<()> {
-        if self.down {
+        if self.down.load(Ordering::SeqCst) {
             anyhow::bail!("connection refused");
         }
         self.got.lock().unwrap().push(line.to_string());
@@ -47,7 +48,7 @@ fn set(dir: &std::path::Path, down: bool) -> (SinkSet, Got, Got) {
             name,
             "test",
             Box::new(Siem {
-                down,
+                down: Arc::new(AtomicBool::new(down)),
                 got: got.clone(),
             }),
             Formatter::new(AlertFormat::Json),
@@ -127,5 +128,61 @@ fn a_sink_gets_after_a_restart_what_it_had_not_acknowledged_and_only_that() {
             "{f} emptied"
         );
     }
+    s.close().unwrap();
+}
+
+/// A sink with room for 2 alerts in memory: the rest waits on disk only and is read back
+/// in order, while the process runs and after a restart.
+#[test]
+fn beyond_queue_size_alerts_wait_on_disk_and_come_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let want: Vec<String> = (0..20).map(|n| format!("pw-test-{n:04}")).collect();
+    let small = |down: &Arc<AtomicBool>, got: &Got| {
+        let mut set = SinkSet::with_dir(dir.path()).unwrap();
+        set.add(
+            "siem",
+            "test",
+            Box::new(Siem {
+                down: down.clone(),
+                got: got.clone(),
+            }),
+            Formatter::new(AlertFormat::Json),
+            PatientPolicy::Plain,
+            QueueOptions {
+                size: 2,
+                close_timeout: Duration::from_secs(1),
+                ..QueueOptions::default()
+            },
+        );
+        set
+    };
+    // While running: down, 20 alerts, then up.
+    let down = Arc::new(AtomicBool::new(true));
+    let got: Got = Arc::default();
+    let s = small(&down, &got);
+    for n in 0..20 {
+        s.send(&sample_n(n));
+    }
+    s.sync().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    down.store(false, Ordering::SeqCst);
+    s.flush(Duration::from_secs(20)).unwrap();
+    assert_eq!(ids(&got), want);
+    s.compact();
+    s.close().unwrap();
+
+    // Across a restart: down until closed, then a start with the SIEM back.
+    let down = Arc::new(AtomicBool::new(true));
+    let s = small(&down, &got);
+    for n in 20..40 {
+        s.send(&sample_n(n));
+    }
+    s.sync().unwrap();
+    assert!(s.close_within(Duration::from_secs(3)).is_err());
+    let got: Got = Arc::default();
+    let s = small(&Arc::new(AtomicBool::new(false)), &got);
+    s.flush(Duration::from_secs(20)).unwrap();
+    let want: Vec<String> = (20..40).map(|n| format!("pw-test-{n:04}")).collect();
+    assert_eq!(ids(&got), want);
     s.close().unwrap();
 }
