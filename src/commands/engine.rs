@@ -17,6 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
+/// From SIGTERM to the end of `engine`, at most: under systemd's and the tests' 10 s.
+const STOP_BUDGET: Duration = Duration::from_secs(7);
+/// Of which, at most, for the final snapshots.
+const FINISH_BUDGET: Duration = Duration::from_secs(4);
+
 pub fn main(config: &Path) -> Result<i32> {
     let cfg = super::load_config(config, true)?;
     run(&cfg, daemon::signals::install()?)?;
@@ -66,14 +71,46 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
         d.alive();
     }
     d.stop();
-    lock(&parts).finish(&consumer)?;
-    // Leaving the group after the final snapshot: the partitions' next owner starts there.
-    consumer.unsubscribe();
-    drop(consumer);
+    let stop_began = Instant::now();
+    // The final snapshots, then leaving the group (the partitions' next owner starts at
+    // the snapshots), on a thread of its own: a broker that is gone can hold up leaving
+    // the group for long, and SIGTERM must end the engine within 10 s. Offsets not
+    // committed then are only redelivered, and dropped by the snapshots.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let leaving = Arc::clone(&parts);
+    std::thread::Builder::new()
+        .name("leave-group".into())
+        .spawn(move || {
+            let r = lock(&leaving).finish(&consumer);
+            let _ = done_tx.send(r);
+            consumer.unsubscribe();
+            drop(consumer);
+        })?;
+    match done_rx.recv_timeout(FINISH_BUDGET) {
+        Ok(r) => r?,
+        Err(_) => warn!("the final snapshots did not finish in time; the next start applies again what they miss"),
+    }
     owners.remove();
-    match Arc::try_unwrap(parts) {
-        Ok(p) => p.into_inner().unwrap_or_else(|e| e.into_inner()).close()?,
-        Err(_) => warn!("sinks not closed: the consumer still holds them"),
+    // Sinks get what is left of the budget; what they cannot deliver stays queued on disk.
+    let left = STOP_BUDGET.saturating_sub(stop_began.elapsed());
+    let deadline = Instant::now() + left.min(Duration::from_secs(1));
+    let sinks = loop {
+        if let Ok(mut p) = parts.try_lock() {
+            break Some(p.take_sinks());
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    match sinks {
+        Some(s) => {
+            let left = STOP_BUDGET.saturating_sub(stop_began.elapsed());
+            if let Err(e) = s.close_within(left) {
+                warn!(error = %format!("{e:#}"), "sinks closed with alerts still queued");
+            }
+        }
+        None => warn!("sinks not closed: the final snapshot still holds them"),
     }
     d.stopped();
     info!("phiwatch engine stopped");

@@ -6,20 +6,21 @@
 //! checkpointed only in the same atomic snapshot as the engine state that includes it,
 //! so after a crash (even `kill -9`) every line after the snapshot is read again and
 //! re-applied to the state as it was. Alerts that re-applying produces again carry the
-//! same ids; ids are appended to `emitted.log` once the sinks have flushed them, and
-//! that log is consulted at start, so no alert is written twice.
+//! same ids; ids are appended to `emitted.log` once every sink's disk queue holds them,
+//! and that log is consulted at start, so no alert is produced twice; each sink delivers
+//! from its disk queue what it had not acknowledged (see `sink::queue`). Nothing in this
+//! loop waits for a sink, and SIGTERM ends it within 10 s whatever the sinks do.
 
 use crate::alert::Alert;
 use crate::config::{Config, SourceType};
 use crate::daemon::reload::{record_detectors, record_reference, Reloader};
 use crate::daemon::signals::Flags;
-use crate::daemon::{self, emitted, state, Daemon, Emitted};
+use crate::daemon::{self, state, Daemon, Emitted};
 use crate::deadletter::DeadLetter;
 use crate::engine::{Engine, State};
 use crate::ingest::follow::{start_sources, Started};
 use crate::ingest::{merge_positions, take_batch, Msg};
 use crate::metrics;
-use crate::sink::SinkSet;
 use crate::source::Position;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,11 @@ impl state::Snapshot for Snapshot {
 }
 
 const SNAPSHOT_VERSION: u32 = 1;
+
+/// From SIGTERM to the end of `run`, at most: under systemd's and the tests' 10 s.
+const STOP_BUDGET: Duration = Duration::from_secs(7);
+/// Of which, at most, for the source threads to end.
+const SOURCES_BUDGET: Duration = Duration::from_secs(3);
 
 pub fn main(config: &Path) -> Result<i32> {
     let cfg = super::load_config(config, false)?;
@@ -120,28 +126,51 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
             engine.set_reference(r);
         }
         if last_snapshot.elapsed() >= every {
-            snapshot(&snapshot_path, &engine, &positions, &mut dl, &sinks)?;
+            snapshot(&snapshot_path, &engine, &positions, &mut dl)?;
             last_snapshot = Instant::now();
         }
         if d.stopping() {
             break;
         }
     }
+    let stop_began = Instant::now();
     drop(watchers);
     info!("stopping: draining sources");
     d.stop();
-    for h in threads {
-        let _ = h.join();
+    // A source thread may be blocked sending into the full channel: keep draining it
+    // while they end, for a bounded time (a thread still stuck is left behind; what it
+    // read is not in the snapshot and is read again at the next start).
+    let sources_deadline = stop_began + SOURCES_BUDGET;
+    let mut threads = threads;
+    loop {
+        while let Ok(msg) = rx.try_recv() {
+            on_message(msg, &mut engine, &mut dl, &mut positions, &mut alerts)?;
+        }
+        threads.retain(|h| !h.is_finished());
+        if threads.is_empty() || Instant::now() >= sources_deadline {
+            break;
+        }
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(msg) => on_message(msg, &mut engine, &mut dl, &mut positions, &mut alerts)?,
+            Err(_) => continue,
+        }
     }
-    while let Ok(msg) = rx.try_recv() {
-        on_message(msg, &mut engine, &mut dl, &mut positions, &mut alerts)?;
+    if !threads.is_empty() {
+        tracing::warn!(
+            threads = threads.len(),
+            "source threads still busy at stop; left behind"
+        );
     }
     engine.flush(&mut alerts);
     emitted.deliver(&sinks, &mut alerts)?;
-    snapshot(&snapshot_path, &engine, &positions, &mut dl, &sinks)?;
+    snapshot(&snapshot_path, &engine, &positions, &mut dl)?;
     daemon::record_sinks(&sinks);
     d.stopped();
-    sinks.close()?;
+    // Whatever the sinks cannot deliver in time stays in their disk queues.
+    let left = STOP_BUDGET.saturating_sub(stop_began.elapsed());
+    if let Err(e) = sinks.close_within(left) {
+        tracing::warn!(error = %format!("{e:#}"), "sinks closed with alerts still queued");
+    }
     info!(events = engine.counters.events, "phiwatch run stopped");
     Ok(())
 }
@@ -186,11 +215,10 @@ fn snapshot(
     engine: &Engine,
     positions: &BTreeMap<String, Vec<Position>>,
     dl: &mut DeadLetter,
-    sinks: &SinkSet,
 ) -> Result<()> {
-    // Rejected lines and alerts before the positions that cover them.
+    // Rejected lines before the positions that cover them. Alerts need nothing here: they
+    // are on the sinks' disk queues (fsynced) once handed over.
     dl.flush()?;
-    emitted::flush_before_snapshot(sinks);
     #[derive(Serialize)]
     struct SnapshotRef<'a> {
         version: u32,

@@ -1,9 +1,14 @@
-//! Delivery to the sinks and the emitted-alert log.
+//! Handing alerts to the sinks, and the emitted-alert log.
 //!
-//! Alerts are sent to every sink, the sinks are asked to flush, and only then are the
-//! alerts' ids appended (and fsynced) to the log. After a crash the engine re-applies
-//! the input after its last snapshot and produces the same alerts with the same ids; the
-//! ids in the log are marked as emitted at start, so they are not written again.
+//! Alerts are put on every sink's disk queue (never waiting for a sink, see
+//! [`crate::sink::queue`]), the disk queues are fsynced, and only then are the alerts' ids
+//! appended (and fsynced) to the log: an id in the log means "on every sink's disk queue",
+//! and each sink records on its own what it delivered (`sinks/<sink>.acked`). After a
+//! crash the engine re-applies the input after its last snapshot and produces the same
+//! alerts with the same ids; the ids in the log are marked as emitted at start, so they
+//! are not produced again, while each sink delivers from its disk queue what it had not
+//! acknowledged. An alert produced again that a sink's disk queue holds already is not
+//! queued for that sink a second time.
 
 use crate::alert::Alert;
 use crate::metrics;
@@ -12,10 +17,6 @@ use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Write};
 use std::path::Path;
-use std::time::Duration;
-
-/// How long a delivery waits for the sinks to flush.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The ids of alerts delivered, appended to a file.
 pub struct Emitted {
@@ -42,12 +43,14 @@ impl Emitted {
         Ok((Emitted { file }, ids))
     }
 
-    /// Sends `alerts` to the sinks, waits until they are flushed, then records their ids.
-    /// `alerts` is emptied.
+    /// Puts `alerts` on the sinks' disk queues (without waiting for any sink), then records
+    /// their ids. `alerts` is emptied.
     pub fn deliver(&mut self, sinks: &SinkSet, alerts: &mut Vec<Alert>) -> Result<()> {
         if alerts.is_empty() {
             return Ok(());
         }
+        // What every sink acknowledged is in this log already: its disk queue can go.
+        sinks.compact();
         let m = metrics::get();
         for a in alerts.iter() {
             m.alerts
@@ -55,9 +58,7 @@ impl Emitted {
                 .inc();
             sinks.send(a);
         }
-        if let Err(e) = sinks.flush(FLUSH_TIMEOUT) {
-            tracing::warn!(error = %e, "sinks did not confirm delivery in time");
-        }
+        sinks.sync()?;
         let mut buf = String::new();
         for a in alerts.drain(..) {
             buf.push_str(&a.id);
@@ -66,13 +67,5 @@ impl Emitted {
         self.file.write_all(buf.as_bytes())?;
         self.file.sync_data()?;
         Ok(())
-    }
-}
-
-/// Waits for the sinks to flush before a snapshot, so the snapshot never covers input
-/// whose alerts are still on their way.
-pub fn flush_before_snapshot(sinks: &SinkSet) {
-    if let Err(e) = sinks.flush(FLUSH_TIMEOUT) {
-        tracing::warn!(error = %e, "sinks did not confirm delivery before the snapshot");
     }
 }

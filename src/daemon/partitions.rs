@@ -17,8 +17,11 @@
 //! only after the snapshot that covers them, so after a crash Kafka redelivers from a
 //! point at or before the snapshot and whatever the snapshot already holds is dropped:
 //! by offset, and by provenance for the duplicates an agent produced again after its own
-//! crash. Alert ids are appended to the partition's emitted log once the sinks flushed
-//! them, and consulted when the partition is loaded, so no alert is written twice.
+//! crash. Alert ids are appended to the partition's emitted log once every sink's disk
+//! queue holds them (never waiting for a sink: see `sink::queue`), and consulted when the
+//! partition is loaded, so no alert is produced twice. The sinks' disk queues are in
+//! `engine/sinks-<n>`, the first such folder no other engine holds (locked), so an engine
+//! restarted on the same host delivers what its predecessor's sinks had not acknowledged.
 //!
 //! What per-partition state changes: peer-group statistics, working habits and
 //! workstation-linked chains are learned from the users of one partition, not the whole
@@ -127,12 +130,27 @@ pub struct Parts {
     sources: Vec<(String, SourceType)>,
     sinks: SinkSet,
     held: BTreeMap<i32, Part>,
+    /// The lock of the sinks' disk-queue folder.
+    _outbox: std::fs::File,
+}
+
+/// The first `dir/sinks-<n>` no other engine holds, locked.
+fn outbox(dir: &std::path::Path) -> Result<(PathBuf, std::fs::File)> {
+    for n in 0..256 {
+        let d = dir.join(format!("sinks-{n}"));
+        state::create_dir(&d)?;
+        if let Ok(lock) = state::lock(&d, "sinks") {
+            return Ok((d, lock));
+        }
+    }
+    anyhow::bail!("256 engines hold sink queues in {}", dir.display())
 }
 
 impl Parts {
     /// Nothing held yet: partitions are loaded from their snapshots in `dir` as messages
     /// of theirs arrive.
     pub fn new(cfg: &Config, dir: PathBuf) -> Result<Parts> {
+        let (sink_dir, outbox) = outbox(&dir)?;
         Ok(Parts {
             dir,
             topic: cfg.kafka.events_topic.clone(),
@@ -144,8 +162,9 @@ impl Parts {
                 .iter()
                 .map(|s| (s.name.clone(), s.kind))
                 .collect(),
-            sinks: crate::sink::build(&with_alerts_topic(cfg))?,
+            sinks: crate::sink::build_in(&with_alerts_topic(cfg), &sink_dir)?,
             held: BTreeMap::new(),
+            _outbox: outbox,
         })
     }
 
@@ -154,8 +173,14 @@ impl Parts {
     }
 
     /// Closes the sinks, delivering what they hold (within each sink's close timeout).
-    pub fn close(self) -> Result<()> {
-        self.sinks.close()
+    pub fn close(mut self) -> Result<()> {
+        std::mem::take(&mut self.sinks).close()
+    }
+
+    /// Takes the sinks out, to close them on the way out (what they cannot deliver
+    /// stays in their disk queues).
+    pub fn take_sinks(&mut self) -> SinkSet {
+        std::mem::take(&mut self.sinks)
     }
 
     pub fn dir(&self) -> &std::path::Path {

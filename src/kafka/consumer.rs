@@ -66,14 +66,15 @@ pub fn lock<H>(holder: &Mutex<H>) -> MutexGuard<'_, H> {
 
 /// Commits `next` for partition `p`, after the snapshot that covers everything before it.
 /// A failed commit is counted and logged, not fatal: the snapshot covers the events and a
-/// later redelivery is dropped by offset.
+/// later redelivery is dropped by offset. Asynchronous: a broker that is gone never holds
+/// up the engine's loop or its stop (an offset not committed is only redelivered).
 pub fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, p: i32, next: i64) {
     let mut tpl = TopicPartitionList::new();
     if let Err(e) = tpl.add_partition_offset(topic, p, Offset::Offset(next)) {
         warn!(partition = p, error = %e, "cannot name the offset to commit");
         return;
     }
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
         metrics::get().kafka_consume_errors.inc();
         warn!(partition = p, error = %e, "offset commit failed; the snapshot still covers the events");
     }

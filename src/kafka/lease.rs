@@ -243,7 +243,7 @@ impl Owners {
         }
         self.last_look = Instant::now();
         // The partition count, from the broker; the last known one while it does not answer.
-        match consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
+        match consumer.fetch_metadata(Some(topic), Duration::from_secs(1)) {
             Ok(md) => {
                 if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
                     if !t.partitions().is_empty() {

@@ -1,26 +1,30 @@
 //! Alert sinks: where rendered alerts go.
 //!
-//! Every `[[sinks]]` entry becomes one [`Sink`] driven by its own thread through a bounded
-//! queue (see [`queue`]), so a slow or dead SIEM does not hold up the other sinks until
-//! its queue is full. [`SinkSet`] fans each alert out to all of them; each sink renders
+//! Every `[[sinks]]` entry becomes one [`Sink`] driven by its own thread through its own
+//! queue, kept on disk under the state folder (see [`queue`]): sending never waits for a
+//! sink, a slow or dead SIEM holds up neither the engine nor the other sinks, and what it
+//! has not acknowledged is delivered to it (and only to it) after a restart. [`SinkSet`] fans each alert out to all of them; each sink renders
 //! it in its own `format` under its own patient policy ([`crate::pseudonym`]).
 //!
-//! | type | module | delivery |
+//! | type | module | delivery (acknowledged when) |
 //! |---|---|---|
-//! | `stdout` | [`stdout`] | at most once (a failed write is not retried) |
-//! | `file` | [`file`] | at least once up to the last fsync; lines are whole |
-//! | `syslog` | [`syslog`] | `udp`: at most once; `tcp`/`tls`: at least once up to the receiver's socket (RFC 6587/5425 have no acknowledgements) |
-//! | `webhook` | [`webhook`] | at least once: retried until a 2xx, given up on a 4xx |
-//! | `kafka` | [`kafka`] | at least once: flushed until the broker acknowledges (acks=all, idempotent) |
+//! | `stdout` | [`stdout`] | at most once (written) |
+//! | `file` | [`file`] | at least once (written and fsynced); lines are whole |
+//! | `syslog` | [`syslog`] | `udp`: at most once (sent); `tcp`/`tls`: at least once (written to the receiver's socket and flushed; RFC 6587/5425 have no acknowledgements) |
+//! | `webhook` | [`webhook`] | at least once (a 2xx); given up on a 4xx |
+//! | `kafka` | [`kafka`] | at least once (the broker's ack: acks=all, idempotent) |
+//!
+//! "At least once" holds across restarts: what a sink has not acknowledged waits in its
+//! disk queue (see [`queue`]) and is delivered to it after the next start.
 //!
 //! Keys every sink takes, besides the contract's `type`, `format` and `patient_ids`:
 //!
 //! | key | default | |
 //! |---|---|---|
 //! | `name` | `<type>-<n>` | shown in logs and metrics |
-//! | `queue_size` | 10000 | alerts waiting for this sink |
-//! | `overflow` | `block` | `block`: a full queue makes the engine wait (never drops); `drop`: the alert is dropped, counted and logged |
-//! | `close_timeout_secs` | 10 | at shutdown, how long to keep trying to deliver what is queued; what is left is counted as `failed` and logged |
+//! | `queue_size` | 10000 | alerts held in memory for this sink |
+//! | `overflow` | `block` | `block`: never drops (alerts beyond `queue_size` wait in the disk queue only and are read back in order; nothing waits for the sink); `drop`: beyond `queue_size`, the alert is dropped for this sink, counted and logged |
+//! | `close_timeout_secs` | 10 | at shutdown, how long to keep trying to deliver what is queued; what is left is counted as `failed`, logged, and stays in the disk queue for the next start |
 //! | `patient_ids` | `plain` for file/stdout, `pseudonymised` otherwise | `plain`, `pseudonymised`, `omitted` |
 //! | `pseudonym_key_file` | `<state.dir>/pseudonym.key` (created if absent) | HMAC key of the pseudonyms |
 //! | `leef_delimiter` | `^` | `^` or `tab` (format `leef` only) |
@@ -250,9 +254,15 @@ pub fn kind_name(kind: SinkType) -> &'static str {
 
 /// Builds and starts every `[[sinks]]` of the config; with none configured, one `stdout`
 /// sink writing `json`. Reads (or creates) the pseudonym key and opens output files now,
-/// so a wrong path fails at start; network sinks connect from their own thread.
+/// so a wrong path fails at start; network sinks connect from their own thread. Disk
+/// queues and acknowledgements are in `<state.dir>/sinks`.
 pub fn build(cfg: &Config) -> Result<SinkSet> {
-    let mut set = SinkSet::new();
+    build_in(cfg, &state_dir(cfg).join("sinks"))
+}
+
+/// Like [`build`], with the disk queues in `dir`.
+pub fn build_in(cfg: &Config, dir: &Path) -> Result<SinkSet> {
+    let mut set = SinkSet::with_dir(dir)?;
     if cfg.sinks.is_empty() {
         let spec = SinkSpec {
             name: "stdout".into(),
@@ -309,7 +319,7 @@ impl SinkSpec {
                 None | Some("block") => Overflow::Block,
                 Some("drop") => Overflow::Drop,
                 Some(other) => bail!(
-                    "{at}: overflow = {other:?} is not known; use \"block\" (wait, never drop) or \"drop\""
+                    "{at}: overflow = {other:?} is not known; use \"block\" (never drop) or \"drop\""
                 ),
             },
             close_timeout: Duration::from_secs(sc.close_timeout_secs.unwrap_or(10)),
@@ -375,12 +385,16 @@ impl SinkSpec {
     }
 }
 
-/// `<state.dir>/pseudonym.key`.
-pub fn default_key_path(cfg: &Config) -> PathBuf {
-    let dir = if cfg.state.dir.is_relative() && !cfg.base_dir.as_os_str().is_empty() {
+/// `[state] dir`, made absolute against the config file's folder.
+fn state_dir(cfg: &Config) -> PathBuf {
+    if cfg.state.dir.is_relative() && !cfg.base_dir.as_os_str().is_empty() {
         cfg.base_dir.join(&cfg.state.dir)
     } else {
         cfg.state.dir.clone()
-    };
-    dir.join("pseudonym.key")
+    }
+}
+
+/// `<state.dir>/pseudonym.key`.
+pub fn default_key_path(cfg: &Config) -> PathBuf {
+    state_dir(cfg).join("pseudonym.key")
 }

@@ -8,5 +8,6 @@ mod format_leef;
 mod format_ocsf;
 mod format_pseudonym;
 mod sink_file;
+mod sink_queue;
 mod sink_syslog;
 mod sink_webhook;

@@ -3,6 +3,7 @@
 //! (Prometheus rules, Grafana, systemd units, the .deb) with the real tools.
 
 mod cli;
+mod delivery;
 mod e2e_run;
 mod live_time;
 mod ops;

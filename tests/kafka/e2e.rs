@@ -421,3 +421,45 @@ fn a_second_engine_takes_over_the_partitions_of_a_killed_one() {
     );
     h.stop_and_check(agent, second);
 }
+
+/// Issue 14: with the broker gone, SIGTERM still ends the agent and the engine within
+/// 10 s (what is not yet produced stays in the agent's spool, offsets not committed and
+/// alerts not acknowledged by Kafka stay for the next start); after the broker and both
+/// are back, the sink holds replay's alerts, every event was applied once, and
+/// `alerts_topic` holds every alert.
+#[test]
+fn agent_and_engine_stop_within_10_s_with_the_broker_gone_and_lose_nothing() {
+    let Some(mut broker) = tansu::Broker::start_with("sqlite://tansu.db") else {
+        return;
+    };
+    let h = Hospital::new(&broker);
+    let rest = h.hold_back();
+    let (agent, engine) = h.start_both();
+    h.wait_agent_progress();
+    std::thread::sleep(Duration::from_millis(1500));
+    broker.kill();
+    // The agent reads the rest into its spool; nothing can reach Kafka.
+    h.release(&rest);
+    std::thread::sleep(Duration::from_secs(2));
+    for (p, what) in [(agent, "agent"), (engine, "engine")] {
+        let t = Instant::now();
+        p.stop(Duration::from_secs(10));
+        eprintln!("{what} stopped in {:?} with the broker gone", t.elapsed());
+    }
+    broker.restart();
+    let engine = h.start("engine", "engine2.log");
+    let agent = h.start("agent", "agent2.log");
+    h.finish(agent, engine);
+    let id = |v: &serde_json::Value| v["id"].as_str().unwrap().to_string();
+    let on_kafka: std::collections::BTreeSet<String> =
+        topic::read_all(&broker.address(), "phiwatch.alerts", 1, h.want.len())
+            .iter()
+            .map(id)
+            .collect();
+    let want: std::collections::BTreeSet<String> = h
+        .want
+        .iter()
+        .map(|l| id(&serde_json::from_str(l).unwrap()))
+        .collect();
+    assert_eq!(on_kafka, want, "alerts on phiwatch.alerts");
+}
