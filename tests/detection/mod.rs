@@ -1,7 +1,7 @@
 //! From events to alerts: the crafted hospital gives exactly its expected alerts, an export
 //! copied to USB is one alert, the scorecard, and the simulator's promises.
 
-mod e2e_exfil;
+pub(crate) mod e2e_exfil;
 mod e2e_immediate;
 mod e2e_replay;
 mod score;
