@@ -9,13 +9,12 @@
 //! sink (`FileSinkConfig` in `sink/file.rs`, ...). [`check`] adds what `phiwatch check`
 //! tests on the machine (folders, globs), every finding with its line.
 
-pub mod check;
 mod strict;
-mod table;
 
-pub use crate::sink::{SinkSettings, SinkType};
-pub use strict::{field_names, sink_label, Finding, Level, Lines};
-pub use table::{from_table, TableError};
+pub use crate::format::AlertFormat;
+pub use crate::sink::{sink_label, PatientIds, SinkConfig, SinkSettings, SinkType};
+pub use crate::table::{field_names, from_table, TableError};
+pub use strict::{Finding, Level, Lines};
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono_tz::Tz;
@@ -172,63 +171,6 @@ pub struct SourceConfig {
     pub mrn_patterns: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum AlertFormat {
-    #[default]
-    Json,
-    Cef,
-    Leef,
-    Ecs,
-    Ocsf,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PatientIds {
-    Plain,
-    Pseudonymised,
-    Omitted,
-}
-
-/// One `[[sinks]]` entry: the keys every sink takes (see `sink`'s module doc), and the
-/// settings of its type, typed by the sink's own module.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
-pub struct SinkConfig {
-    /// Absent: `stdout`.
-    #[serde(rename = "type", deserialize_with = "crate::sink::deserialize_type")]
-    pub kind: SinkType,
-    /// Shown in logs and metrics; default `<type>-<n>`.
-    pub name: Option<String>,
-    pub format: AlertFormat,
-    /// Default: the sink type's ([`crate::sink::SinkKind::PATIENT_IDS`]).
-    pub patient_ids: Option<PatientIds>,
-    /// Alerts waiting for this sink (default 10000).
-    pub queue_size: Option<u64>,
-    /// `block` (default) or `drop`.
-    pub overflow: Option<String>,
-    /// Seconds `close` keeps trying to deliver (default 10).
-    pub close_timeout_secs: Option<u64>,
-    /// HMAC key of the pseudonyms; default `<state.dir>/pseudonym.key`.
-    pub pseudonym_key_file: Option<PathBuf>,
-    /// `^` (default) or `tab`, format `leef` only.
-    pub leef_delimiter: Option<String>,
-    /// The keys of its type; `None`: that type's defaults.
-    #[serde(skip)]
-    pub settings: Option<SinkSettings>,
-}
-
-impl SinkConfig {
-    /// Reads one parsed `[[sinks]]` entry: the common keys, then its type's settings.
-    /// Keys neither takes are passed over (the strict walk reports them).
-    pub fn from_table(t: &toml::Table) -> std::result::Result<SinkConfig, TableError> {
-        let mut sc: SinkConfig = from_table(t)?;
-        sc.settings = Some(sc.kind.read(t)?);
-        Ok(sc)
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct StateConfig {
@@ -301,6 +243,80 @@ impl Default for KafkaConfig {
             orphan_rejoin_secs: 60,
             session_timeout_secs: 45,
         }
+    }
+}
+
+impl KafkaConfig {
+    /// The librdkafka configuration of `[kafka]`. `tuned` are a component's performance
+    /// defaults, which `[kafka.properties]` may override; settings a delivery guarantee rests
+    /// on (acks, idempotence, manual commits) the caller sets afterwards, so they cannot be.
+    pub fn client_config(&self, tuned: &[(&str, String)]) -> Result<rdkafka::ClientConfig> {
+        let k = self;
+        let mut c = rdkafka::ClientConfig::new();
+        for (key, value) in tuned {
+            c.set(*key, value);
+        }
+        c.set("bootstrap.servers", &k.brokers);
+        let tls = k.ca_file.is_some() || k.cert_file.is_some();
+        let sasl = k.sasl_mechanism.is_some();
+        let protocol = match (tls, sasl) {
+            (false, false) => None,
+            (true, false) => Some("ssl"),
+            (false, true) => Some("sasl_plaintext"),
+            (true, true) => Some("sasl_ssl"),
+        };
+        if let Some(p) = protocol {
+            c.set("security.protocol", p);
+        }
+        if let Some(f) = &k.ca_file {
+            c.set("ssl.ca.location", f.to_string_lossy());
+        }
+        if let Some(f) = &k.cert_file {
+            c.set("ssl.certificate.location", f.to_string_lossy());
+        }
+        if let Some(f) = &k.key_file {
+            c.set("ssl.key.location", f.to_string_lossy());
+        }
+        if let Some(m) = &k.sasl_mechanism {
+            c.set("sasl.mechanism", m.to_ascii_uppercase());
+            if let Some(u) = &k.username {
+                c.set("sasl.username", u);
+            }
+            if let Some(f) = &k.password_file {
+                let pw = std::fs::read_to_string(f)
+                    .with_context(|| format!("[kafka] password_file {}", f.display()))?;
+                c.set("sasl.password", pw.trim_end_matches(['\n', '\r']));
+            }
+        }
+        for (key, value) in &k.properties {
+            c.set(key, value);
+        }
+        Ok(c)
+    }
+}
+
+impl crate::sink::SinkEnv for Config {
+    fn sinks(&self) -> &[SinkConfig] {
+        &self.sinks
+    }
+
+    fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        if self.state.dir.is_relative() && !self.base_dir.as_os_str().is_empty() {
+            self.base_dir.join(&self.state.dir)
+        } else {
+            self.state.dir.clone()
+        }
+    }
+
+    fn kafka_client(&self, tuned: &[(&str, String)]) -> Result<(rdkafka::ClientConfig, String)> {
+        Ok((
+            self.kafka.client_config(tuned)?,
+            self.kafka.alerts_topic.clone(),
+        ))
     }
 }
 

@@ -35,4 +35,5 @@ pub mod score;
 pub mod simulate;
 pub mod sink;
 pub mod source;
+pub mod table;
 pub mod uid;

@@ -1,6 +1,8 @@
 //! `check`: validates config, detectors, reference data and sources without running, and
 //! reports every problem with where it is and how to fix it.
 
+mod findings;
+
 use crate::config::{Level, SourceType};
 use crate::detect;
 use crate::reference::Reference;
@@ -18,7 +20,7 @@ pub struct Report {
 pub fn check(path: &Path, connect: bool) -> Report {
     let mut r = Report::default();
     // The config file and what it names on this machine, each finding with its line.
-    let (cfg, findings) = crate::config::check::check(path);
+    let (cfg, findings) = findings::check(path);
     for f in findings {
         match f.level {
             Level::Error => r.problems.push(f.render(path)),
@@ -38,7 +40,10 @@ pub fn check(path: &Path, connect: bool) -> Report {
     } else if kafka_used {
         r.ok.push("kafka: not contacted (use --connect to test the brokers and topics)".into());
     }
-    match detect::load(cfg.engine.detectors.as_deref()) {
+    match detect::load(
+        cfg.engine.detectors.as_deref(),
+        crate::engine::kinds::compile,
+    ) {
         Ok(ds) => r.ok.push(format!("{} detectors compiled", ds.len())),
         Err(errs) => r.problems.extend(errs),
     }

@@ -154,7 +154,7 @@ impl Parts {
         Ok(Parts {
             dir,
             topic: cfg.kafka.events_topic.clone(),
-            detectors: crate::detect::load_config(cfg)?,
+            detectors: crate::detect::load_config(cfg, crate::engine::kinds::compile)?,
             reference: Arc::new(Reference::load(&cfg.reference)?),
             settings: Settings::from_config(cfg)?,
             sources: cfg

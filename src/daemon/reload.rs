@@ -85,7 +85,10 @@ impl Reloader {
         };
         info!("SIGHUP: reloading detectors and reference data (changes to sources, sinks, state or metrics take effect after a restart)");
         self.reference = fresh.reference.clone();
-        let detectors = match detect::load(fresh.engine.detectors.as_deref()) {
+        let detectors = match detect::load(
+            fresh.engine.detectors.as_deref(),
+            crate::engine::kinds::compile,
+        ) {
             Ok(ds) => {
                 info!(detectors = ds.len(), "detectors reloaded");
                 record_detectors(&ds);

@@ -65,7 +65,7 @@ mod tests {
         let text = format!(
             "title: x\nlevel: {level}\nsummary: s\n{extra}detection:\n  sel:\n    action: export\n  condition: sel\n"
         );
-        Detector::compile("x", &text)
+        Detector::compile("x", &text, crate::engine::kinds::compile)
     }
 
     #[test]
@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn shipped_defaults() {
-        let all = super::super::load(None).unwrap();
+        let all = super::super::load(None, crate::engine::kinds::compile).unwrap();
         let immediate: Vec<&str> = all
             .iter()
             .filter(|d| d.alert == Some(AlertWhen::Immediate))

@@ -15,7 +15,6 @@ pub mod rule;
 pub mod template;
 
 use crate::alert::Severity;
-use crate::engine::kinds::Kind;
 use anyhow::{anyhow, bail, Context, Result};
 use rule::Matcher;
 use serde::Deserialize;
@@ -126,6 +125,22 @@ fn default_kind() -> String {
     "rule".into()
 }
 
+/// A detector kind compiled by the side that evaluates it (`engine::kinds`). Loading
+/// here parses and checks the file and hands `kind` and `params` to that compiler, so
+/// compiling and evaluating stay apart (as in RSigma) and this module knows nothing of how
+/// a kind runs.
+#[derive(Clone)]
+pub struct CompiledKind(pub std::sync::Arc<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for CompiledKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CompiledKind(..)")
+    }
+}
+
+/// Compiles a detector's `kind` and `params` (given its compiled `detection`).
+pub type KindCompiler = fn(&str, serde_norway::Value, &Matcher) -> Result<CompiledKind>;
+
 /// A compiled detector.
 #[derive(Debug, Clone)]
 pub struct Detector {
@@ -134,7 +149,7 @@ pub struct Detector {
     pub description: String,
     pub severity: Severity,
     pub score: u8,
-    pub kind: Kind,
+    pub kind: CompiledKind,
     pub matcher: Matcher,
     pub summary: String,
     pub reasons: Vec<String>,
@@ -146,7 +161,7 @@ pub struct Detector {
 
 impl Detector {
     /// Parses and compiles one detector file's text.
-    pub fn compile(id: &str, text: &str) -> Result<Detector> {
+    pub fn compile(id: &str, text: &str, kinds: KindCompiler) -> Result<Detector> {
         let spec: Spec = serde_norway::from_str(text).map_err(|e| {
             let at = e
                 .location()
@@ -174,7 +189,7 @@ impl Detector {
         } else {
             spec.params
         };
-        let kind = Kind::compile(&spec.kind, params, &matcher)?;
+        let kind = kinds(&spec.kind, params, &matcher)?;
         let alert = alerting::parse(spec.alert.as_deref())?;
         for t in std::iter::once(&spec.summary).chain(&spec.reasons) {
             template::check(t).with_context(|| format!("in template {t:?}"))?;
@@ -198,14 +213,17 @@ impl Detector {
 
 /// The detectors a config names (`[engine] detectors`, or the shipped ones), every error
 /// in one message.
-pub fn load_config(cfg: &crate::config::Config) -> anyhow::Result<Vec<Detector>> {
-    load(cfg.engine.detectors.as_deref())
+pub fn load_config(
+    cfg: &crate::config::Config,
+    kinds: KindCompiler,
+) -> anyhow::Result<Vec<Detector>> {
+    load(cfg.engine.detectors.as_deref(), kinds)
         .map_err(|errs| anyhow::anyhow!("detectors are not valid:\n  {}", errs.join("\n  ")))
 }
 
 /// Loads detectors from a folder (`*.yml`, `*.yaml`), or the shipped ones when `dir` is
 /// None. Every file is compiled; all errors are returned together, each naming its file.
-pub fn load(dir: Option<&Path>) -> Result<Vec<Detector>, Vec<String>> {
+pub fn load(dir: Option<&Path>, kinds: KindCompiler) -> Result<Vec<Detector>, Vec<String>> {
     let mut sources: Vec<(String, String, String)> = Vec::new();
     match dir {
         None => {
@@ -250,7 +268,7 @@ pub fn load(dir: Option<&Path>) -> Result<Vec<Detector>, Vec<String>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for (id, name, text) in sources {
-        match Detector::compile(&id, &text) {
+        match Detector::compile(&id, &text, kinds) {
             Ok(d) => out.push(d),
             Err(e) => errors.push(format!("{name}: {e:#}")),
         }
@@ -271,7 +289,7 @@ mod tests {
 
     #[test]
     fn shipped_detectors_compile_and_match_the_folder() {
-        let ds = load(None).expect("shipped detectors compile");
+        let ds = load(None, crate::engine::kinds::compile).expect("shipped detectors compile");
         assert_eq!(ds.len(), SHIPPED.len());
         let mut on_disk: Vec<String> =
             std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/detectors"))
@@ -294,12 +312,12 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         let bad = "title: x\nlevel: high\nsummary: s\ndetection:\n  sel:\n    user.rol: nurse\n  condition: sel\n";
-        let e = Detector::compile("x", bad).unwrap_err();
+        let e = Detector::compile("x", bad, crate::engine::kinds::compile).unwrap_err();
         assert!(
             format!("{e:#}").contains("unknown field \"user.rol\""),
             "{e:#}"
         );
         let bad = "title: x\nlevel: urgent\nsummary: s\ndetection:\n  sel:\n    action: view\n  condition: sel\n";
-        assert!(Detector::compile("x", bad).is_err());
+        assert!(Detector::compile("x", bad, crate::engine::kinds::compile).is_err());
     }
 }

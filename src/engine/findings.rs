@@ -478,7 +478,7 @@ mod tests {
     /// A finding is written as soon as events pass its gap, not at the next minute sweep.
     #[test]
     fn an_alert_is_written_when_its_gap_is_up() {
-        let all = crate::detect::load(None).unwrap();
+        let all = crate::detect::load(None, crate::engine::kinds::compile).unwrap();
         let d = all.iter().find(|d| d.id == "vip-without-care").unwrap();
         let reference = Reference::default();
         let t0: DateTime<Utc> = "2026-03-03T16:00:00Z".parse().unwrap();
@@ -503,7 +503,7 @@ mod tests {
         let text = format!(
             "title: Test\nlevel: high\nscore: 70\n{extra}summary: \"{{user}} touched {{patients}} {{patient_word}} in {{events}} events\"\nreasons:\n  - \"{{action}} a chart\"\ndetection:\n  sel:\n    action: export\n  condition: sel\n"
         );
-        Detector::compile("urgent", &text).unwrap()
+        Detector::compile("urgent", &text, crate::engine::kinds::compile).unwrap()
     }
 
     /// Feeds one export by u1 of `patient` at `t0 + min` minutes into `f`.

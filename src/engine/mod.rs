@@ -108,7 +108,7 @@ impl Engine {
     pub fn from_config(cfg: &crate::config::Config) -> anyhow::Result<Engine> {
         let reference = Reference::load(&cfg.reference)?;
         Ok(Engine::new(
-            crate::detect::load_config(cfg)?,
+            crate::detect::load_config(cfg, kinds::compile)?,
             Arc::new(reference),
             Settings::from_config(cfg)?,
         ))
@@ -152,7 +152,7 @@ impl Engine {
         let by_id: FxHashMap<&str, &kinds::Kind> = self
             .detectors
             .iter()
-            .map(|d| (d.id.as_str(), &d.kind))
+            .map(|d| (d.id.as_str(), kinds::of(d)))
             .collect();
         for user in state.users.values_mut() {
             for (id, slot) in user.detectors.iter_mut() {
@@ -308,7 +308,7 @@ impl Engine {
         let mut scratch = Vec::new();
         let mut early = Vec::new();
         for d in candidates {
-            let hit = d.kind.evaluate(kinds::Cx {
+            let hit = kinds::of(d).evaluate(kinds::Cx {
                 id: &d.id,
                 e: &e,
                 matcher: &d.matcher,
@@ -412,7 +412,7 @@ impl Engine {
             if !d.matcher.matches(&e) {
                 continue;
             }
-            let hit = d.kind.evaluate(kinds::Cx {
+            let hit = kinds::of(d).evaluate(kinds::Cx {
                 id: &d.id,
                 e: &e,
                 matcher: &d.matcher,

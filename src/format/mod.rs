@@ -37,11 +37,23 @@ pub mod leef;
 pub mod ocsf;
 
 use crate::alert::{Alert, Severity};
-use crate::config::AlertFormat;
 use crate::pseudonym::PatientPolicy;
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
 pub use leef::LeefDelimiter;
+
+/// How an alert is written: the `format` key of a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertFormat {
+    #[default]
+    Json,
+    Cef,
+    Leef,
+    Ecs,
+    Ocsf,
+}
 
 /// Vendor and product name in every format's header.
 pub const VENDOR: &str = "phiwatch";

@@ -18,7 +18,7 @@ pub mod producer;
 pub mod spool;
 
 use crate::config::KafkaConfig;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use std::time::Duration;
@@ -86,50 +86,9 @@ pub fn validate(k: &KafkaConfig) -> Vec<String> {
     p
 }
 
-/// The librdkafka configuration of `[kafka]`. `tuned` are a component's performance
-/// defaults, which `[kafka.properties]` may override; settings a delivery guarantee rests
-/// on (acks, idempotence, manual commits) the caller sets afterwards, so they cannot be.
+/// The librdkafka configuration of `[kafka]` (see `config::KafkaConfig::client_config`).
 pub fn client_config(k: &KafkaConfig, tuned: &[(&str, String)]) -> Result<ClientConfig> {
-    let mut c = ClientConfig::new();
-    for (key, value) in tuned {
-        c.set(*key, value);
-    }
-    c.set("bootstrap.servers", &k.brokers);
-    let tls = k.ca_file.is_some() || k.cert_file.is_some();
-    let sasl = k.sasl_mechanism.is_some();
-    let protocol = match (tls, sasl) {
-        (false, false) => None,
-        (true, false) => Some("ssl"),
-        (false, true) => Some("sasl_plaintext"),
-        (true, true) => Some("sasl_ssl"),
-    };
-    if let Some(p) = protocol {
-        c.set("security.protocol", p);
-    }
-    if let Some(f) = &k.ca_file {
-        c.set("ssl.ca.location", f.to_string_lossy());
-    }
-    if let Some(f) = &k.cert_file {
-        c.set("ssl.certificate.location", f.to_string_lossy());
-    }
-    if let Some(f) = &k.key_file {
-        c.set("ssl.key.location", f.to_string_lossy());
-    }
-    if let Some(m) = &k.sasl_mechanism {
-        c.set("sasl.mechanism", m.to_ascii_uppercase());
-        if let Some(u) = &k.username {
-            c.set("sasl.username", u);
-        }
-        if let Some(f) = &k.password_file {
-            let pw = std::fs::read_to_string(f)
-                .with_context(|| format!("[kafka] password_file {}", f.display()))?;
-            c.set("sasl.password", pw.trim_end_matches(['\n', '\r']));
-        }
-    }
-    for (key, value) in &k.properties {
-        c.set(key, value);
-    }
-    Ok(c)
+    k.client_config(tuned)
 }
 
 /// Connects, fetches metadata and checks that both topics exist.

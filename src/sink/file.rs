@@ -20,8 +20,8 @@
 //! New files get mode 0640. When something else moves or deletes the file (logrotate),
 //! the sink notices and opens a new one at `path`. Patient ids default to `plain`.
 
+use super::PatientIds;
 use super::{Sink, SinkKind, Target};
-use crate::config::PatientIds;
 use crate::format::Formatter;
 use anyhow::{Context, Result};
 use serde::Deserialize;

@@ -5,9 +5,9 @@
 //! acknowledges it (`acks=all`, idempotent producer); a failure is returned to the queue
 //! worker, which retries with backoff, so a broker outage delays alerts and loses none.
 
+use super::PatientIds;
 use super::{Sink, SinkKind, Target};
 use crate::alert::Alert;
-use crate::config::PatientIds;
 use crate::format::Formatter;
 use anyhow::{anyhow, Result};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -38,7 +38,7 @@ impl SinkKind for KafkaSinkConfig {
     const PATIENT_IDS: PatientIds = PatientIds::Pseudonymised;
 
     fn target(&self, ctx: &super::Context) -> Result<Box<dyn Target>> {
-        Ok(Box::new(KafkaProducerConfig::new(self, &ctx.cfg.kafka)?))
+        Ok(Box::new(KafkaProducerConfig::new(self, ctx.cfg)?))
     }
 }
 
@@ -53,14 +53,11 @@ pub struct KafkaProducerConfig {
 impl KafkaProducerConfig {
     pub fn new(
         settings: &KafkaSinkConfig,
-        kafka: &crate::config::KafkaConfig,
+        env: &dyn super::SinkEnv,
     ) -> Result<KafkaProducerConfig> {
-        let topic = settings
-            .topic
-            .clone()
-            .unwrap_or_else(|| kafka.alerts_topic.clone());
+        let (mut client, alerts_topic) = env.kafka_client(&[("compression.type", "lz4".into())])?;
+        let topic = settings.topic.clone().unwrap_or(alerts_topic);
         let timeout = Duration::from_secs(settings.timeout_secs.max(1));
-        let mut client = crate::kafka::client_config(kafka, &[("compression.type", "lz4".into())])?;
         client
             .set("enable.idempotence", "true")
             .set("acks", "all")

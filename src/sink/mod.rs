@@ -43,9 +43,10 @@ pub mod syslog;
 pub mod webhook;
 
 use crate::alert::Alert;
-use crate::config::{AlertFormat, Config, PatientIds, SinkConfig, TableError};
+use crate::format::AlertFormat;
 use crate::format::{format_name, Formatter, LeefDelimiter};
 use crate::pseudonym::{self, PatientPolicy};
+use crate::table::{from_table, TableError};
 use anyhow::{bail, Context as _, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -83,22 +84,91 @@ pub trait Target: fmt::Debug + Send + Sync {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PatientIds {
+    Plain,
+    Pseudonymised,
+    Omitted,
+}
+
+/// One `[[sinks]]` entry: the keys every sink takes (see `sink`'s module doc), and the
+/// settings of its type, typed by the sink's own module.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct SinkConfig {
+    /// Absent: `stdout`.
+    #[serde(rename = "type", deserialize_with = "deserialize_type")]
+    pub kind: SinkType,
+    /// Shown in logs and metrics; default `<type>-<n>`.
+    pub name: Option<String>,
+    pub format: AlertFormat,
+    /// Default: the sink type's ([`SinkKind::PATIENT_IDS`]).
+    pub patient_ids: Option<PatientIds>,
+    /// Alerts waiting for this sink (default 10000).
+    pub queue_size: Option<u64>,
+    /// `block` (default) or `drop`.
+    pub overflow: Option<String>,
+    /// Seconds `close` keeps trying to deliver (default 10).
+    pub close_timeout_secs: Option<u64>,
+    /// HMAC key of the pseudonyms; default `<state.dir>/pseudonym.key`.
+    pub pseudonym_key_file: Option<PathBuf>,
+    /// `^` (default) or `tab`, format `leef` only.
+    pub leef_delimiter: Option<String>,
+    /// The keys of its type; `None`: that type's defaults.
+    #[serde(skip)]
+    pub settings: Option<SinkSettings>,
+}
+
+impl SinkConfig {
+    /// Reads one parsed `[[sinks]]` entry: the common keys, then its type's settings.
+    /// Keys neither takes are passed over (the strict walk reports them).
+    pub fn from_table(t: &toml::Table) -> std::result::Result<SinkConfig, TableError> {
+        let mut sc: SinkConfig = from_table(t)?;
+        sc.settings = Some(sc.kind.read(t)?);
+        Ok(sc)
+    }
+}
+
+/// `[[sinks]] #N ("name", type = "kind")`, as sink messages name an entry.
+pub fn sink_label(index: usize, name: Option<&str>, kind: &str) -> String {
+    match name {
+        Some(n) => format!("[[sinks]] #{} ({n:?}, type = \"{kind}\")", index + 1),
+        None => format!("[[sinks]] #{} (type = \"{kind}\")", index + 1),
+    }
+}
+
 /// What [`SinkKind::target`] may need besides its settings.
 pub struct Context<'a> {
     /// `[[sinks]] #N ("name", type = "kind")`, to start messages with.
     pub at: &'a str,
-    pub cfg: &'a Config,
+    pub cfg: &'a dyn SinkEnv,
 }
 
 impl Context<'_> {
     /// A path of the settings, made absolute against the config file's folder.
     pub fn path(&self, p: &Path) -> PathBuf {
         if p.is_relative() {
-            self.cfg.base_dir.join(p)
+            self.cfg.base_dir().join(p)
         } else {
             p.to_path_buf()
         }
     }
+}
+
+/// What the sinks need from the rest of the configuration. The config implements it;
+/// sinks never read the config file themselves (the config knows the sinks' settings,
+/// not the other way round).
+pub trait SinkEnv {
+    /// The `[[sinks]]` entries.
+    fn sinks(&self) -> &[SinkConfig];
+    /// The config file's folder: relative paths in sink settings are relative to it.
+    fn base_dir(&self) -> &Path;
+    /// `[state] dir`, where disk queues and the default pseudonym key live.
+    fn state_dir(&self) -> PathBuf;
+    /// The `[kafka]` client (brokers, TLS, SASL) with `tuned` defaults under it, and
+    /// `alerts_topic`, for `kafka` sinks.
+    fn kafka_client(&self, tuned: &[(&str, String)]) -> Result<(rdkafka::ClientConfig, String)>;
 }
 
 /// The registry: one line per sink type, `Variant => module::SettingsStruct`; the first
@@ -137,8 +207,8 @@ macro_rules! sink_types {
             /// The keys of its settings (besides those every sink takes).
             pub fn keys(self) -> &'static [&'static str] {
                 match self {
-                    SinkType::$first => crate::config::field_names::<$first_ty>(),
-                    $(SinkType::$variant => crate::config::field_names::<$ty>(),)*
+                    SinkType::$first => crate::table::field_names::<$first_ty>(),
+                    $(SinkType::$variant => crate::table::field_names::<$ty>(),)*
                 }
             }
 
@@ -153,8 +223,8 @@ macro_rules! sink_types {
             /// Reads its settings from a parsed `[[sinks]]` entry.
             pub fn read(self, t: &toml::Table) -> Result<SinkSettings, TableError> {
                 Ok(match self {
-                    SinkType::$first => SinkSettings::$first(crate::config::from_table(t)?),
-                    $(SinkType::$variant => SinkSettings::$variant(crate::config::from_table(t)?),)*
+                    SinkType::$first => SinkSettings::$first(from_table(t)?),
+                    $(SinkType::$variant => SinkSettings::$variant(from_table(t)?),)*
                 })
             }
 
@@ -256,14 +326,14 @@ pub fn kind_name(kind: SinkType) -> &'static str {
 /// sink writing `json`. Reads (or creates) the pseudonym key and opens output files now,
 /// so a wrong path fails at start; network sinks connect from their own thread. Disk
 /// queues and acknowledgements are in `<state.dir>/sinks`.
-pub fn build(cfg: &Config) -> Result<SinkSet> {
-    build_in(cfg, &state_dir(cfg).join("sinks"))
+pub fn build(cfg: &dyn SinkEnv) -> Result<SinkSet> {
+    build_in(cfg, &cfg.state_dir().join("sinks"))
 }
 
 /// Like [`build`], with the disk queues in `dir`.
-pub fn build_in(cfg: &Config, dir: &Path) -> Result<SinkSet> {
+pub fn build_in(cfg: &dyn SinkEnv, dir: &Path) -> Result<SinkSet> {
     let mut set = SinkSet::with_dir(dir)?;
-    if cfg.sinks.is_empty() {
+    if cfg.sinks().is_empty() {
         let spec = SinkSpec {
             name: "stdout".into(),
             kind: SinkType::Stdout,
@@ -275,7 +345,7 @@ pub fn build_in(cfg: &Config, dir: &Path) -> Result<SinkSet> {
         set.start(spec)?;
         return Ok(set);
     }
-    for (i, sc) in cfg.sinks.iter().enumerate() {
+    for (i, sc) in cfg.sinks().iter().enumerate() {
         let spec = SinkSpec::from_config(i, sc, cfg, true)?;
         set.start(spec)?;
     }
@@ -284,8 +354,8 @@ pub fn build_in(cfg: &Config, dir: &Path) -> Result<SinkSet> {
 
 /// Checks every `[[sinks]]` entry without starting anything or creating files: one
 /// message per problem, for `phiwatch check`.
-pub fn check(cfg: &Config) -> Vec<String> {
-    cfg.sinks
+pub fn check(cfg: &dyn SinkEnv) -> Vec<String> {
+    cfg.sinks()
         .iter()
         .enumerate()
         .filter_map(|(i, sc)| {
@@ -302,7 +372,7 @@ impl SinkSpec {
     pub fn from_config(
         index: usize,
         sc: &SinkConfig,
-        cfg: &Config,
+        cfg: &dyn SinkEnv,
         create_key: bool,
     ) -> Result<SinkSpec> {
         let kind = sc.kind.name();
@@ -310,7 +380,7 @@ impl SinkSpec {
             .name
             .clone()
             .unwrap_or_else(|| format!("{kind}-{}", index + 1));
-        let at = crate::config::sink_label(index, Some(&name), kind);
+        let at = sink_label(index, Some(&name), kind);
         let ctx = Context { at: &at, cfg };
 
         let queue = QueueOptions {
@@ -385,16 +455,7 @@ impl SinkSpec {
     }
 }
 
-/// `[state] dir`, made absolute against the config file's folder.
-fn state_dir(cfg: &Config) -> PathBuf {
-    if cfg.state.dir.is_relative() && !cfg.base_dir.as_os_str().is_empty() {
-        cfg.base_dir.join(&cfg.state.dir)
-    } else {
-        cfg.state.dir.clone()
-    }
-}
-
 /// `<state.dir>/pseudonym.key`.
-pub fn default_key_path(cfg: &Config) -> PathBuf {
-    state_dir(cfg).join("pseudonym.key")
+pub fn default_key_path(cfg: &dyn SinkEnv) -> PathBuf {
+    cfg.state_dir().join("pseudonym.key")
 }

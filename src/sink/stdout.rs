@@ -3,8 +3,8 @@
 //! Delivery: at most once. A failed write (a closed pipe) is not retried: the alert is
 //! counted as `failed` and logged. Patient ids default to `plain`.
 
+use super::PatientIds;
 use super::{Permanent, Sink, SinkKind, Target};
-use crate::config::PatientIds;
 use crate::format::Formatter;
 use anyhow::Result;
 use serde::Deserialize;

@@ -42,9 +42,9 @@
 //!
 //! Patient ids default to `pseudonymised`.
 
+use super::PatientIds;
 use super::{Permanent, Sink, SinkKind, Target};
 use crate::alert::{Alert, Severity};
-use crate::config::PatientIds;
 use crate::format::{syslog_severity, Formatter};
 use anyhow::{anyhow, bail, Context, Result};
 use rustls::pki_types::pem::PemObject;

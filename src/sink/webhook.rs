@@ -21,8 +21,8 @@
 //! Patient ids default to `pseudonymised`. The url's query string (which may hold a
 //! token) is never logged.
 
+use super::PatientIds;
 use super::{Permanent, Sink, SinkKind, Target};
-use crate::config::PatientIds;
 use crate::format::Formatter;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;

@@ -21,6 +21,7 @@ use super::findings::Context;
 use super::stats::DayValues;
 use super::users::UserState;
 use crate::detect::rule::Matcher;
+use crate::detect::{CompiledKind, Detector};
 use crate::enrich::Enriched;
 use anyhow::{bail, Result};
 use rustc_hash::FxHashMap;
@@ -202,6 +203,21 @@ registry! {
     AfterHours => after_hours::AfterHours,
     Burst => burst::Burst,
     Sequence => sequence::Sequence,
+}
+
+/// The compiler `detect` hands each detector's `kind` and `params` to.
+pub fn compile(name: &str, params: serde_norway::Value, matcher: &Matcher) -> Result<CompiledKind> {
+    Ok(CompiledKind(std::sync::Arc::new(Kind::compile(
+        name, params, matcher,
+    )?)))
+}
+
+/// A loaded detector's kind.
+pub fn of(d: &Detector) -> &Kind {
+    d.kind
+        .0
+        .downcast_ref::<Kind>()
+        .expect("detectors are compiled with engine::kinds::compile")
 }
 
 #[cfg(test)]

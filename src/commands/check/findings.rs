@@ -11,7 +11,7 @@
 //! Nothing is left behind: writability is tried with a temporary file in the folder, or in
 //! its nearest existing parent when it does not exist yet, which is removed at once.
 
-use super::{Config, Finding, SourceType};
+use crate::config::{Config, Finding, SourceType};
 use std::path::{Path, PathBuf};
 
 /// The config of `path` (when it could be read) and every finding, by line.
@@ -44,7 +44,7 @@ pub fn config_findings(cfg: &Config) -> Vec<Finding> {
         match crate::sink::SinkSpec::from_config(i, sc, cfg, false) {
             Err(e) => out.push(Finding::error(lines.get(&entry), format!("{e:#}"))),
             Ok(spec) => {
-                let at = super::sink_label(i, Some(&spec.name), sc.kind.name());
+                let at = crate::sink::sink_label(i, Some(&spec.name), sc.kind.name());
                 for file in spec.target.files() {
                     if let Err(why) = file_usable(&file) {
                         out.push(Finding::error(

@@ -3,10 +3,10 @@
 //!
 //! The table is read as it was parsed (`toml::Table`), so the same entry can give the keys
 //! every sink takes and, separately, those of its type, each a plain serde struct. Keys a
-//! struct does not take are passed over here: the strict walk ([`super::strict`]) has
-//! reported them already, with their lines.
+//! struct does not take are passed over here: the strict walk (`config::strict`) has
+//! reported them already, with their lines. It is shared by
+//! `config` and the components whose settings it reads (`sink`), so it knows neither.
 
-use super::strict::{nearest, plain_expected};
 use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, Visitor};
 use std::fmt;
 
@@ -281,6 +281,84 @@ impl<'de> Deserializer<'de> for ValueDe<'_> {
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
         byte_buf unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
+    }
+}
+
+/// The keys serde reads for `T` (a struct deriving `Deserialize`, without `flatten`): the
+/// derive hands them to `deserialize_struct`, where this probe catches them.
+pub fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+
+    #[derive(Debug)]
+    struct Stop;
+    impl fmt::Display for Stop {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("probe")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl de::Error for Stop {
+        fn custom<M: fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            *self.0 = fields;
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map
+            enum identifier ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
+/// The known name nearest to `word` (edit distance, case ignored), if one is close enough
+/// to be what was meant.
+pub fn nearest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let w = word.to_ascii_lowercase();
+    known
+        .into_iter()
+        .filter_map(|k| {
+            let kl = k.to_ascii_lowercase();
+            let d = strsim::damerau_levenshtein(&w, &kl);
+            let close = d <= (w.len().max(kl.len()) / 3).max(1)
+                || (w.len().min(kl.len()) >= 4 && (kl.starts_with(&w) || w.starts_with(&kl)));
+            close.then_some((d, k))
+        })
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// What serde expected, in words a config author knows.
+pub fn plain_expected(want: &str) -> String {
+    match want {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number of at least 0".into(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a string" | "a borrowed string" | "path string" | "a character" => {
+            "a string in quotes".into()
+        }
+        "a boolean" => "true or false".into(),
+        "a sequence" => "a list such as [\"a\", \"b\"]".into(),
+        "a map" => "a table such as `{ key = \"value\" }`".into(),
+        other => other.to_string(),
     }
 }
 
