@@ -33,7 +33,9 @@ import time
 import datetime as dt
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kafka_latency import AlertReader, fmt_ts, free_port, load_hospital, pct, phiwatch_binary, wait_for  # noqa: E402
+from kafka_latency import (  # noqa: E402
+    AlertReader, fmt_ts, free_port, load_hospital, pct, phiwatch_binary, wait_for, write_config,
+)
 
 MODE = os.environ.get("MODE", "run")
 RATE = int(os.environ.get("RATE", "1000"))
@@ -42,33 +44,6 @@ URGENT = int(os.environ.get("URGENT", "40"))
 STAFF = int(os.environ.get("STAFF", "2000"))
 PARTITIONS = int(os.environ.get("PARTITIONS", "3"))
 SEED = int(os.environ.get("SEED", "1"))
-
-
-def config(h, port):
-    kafka = f'\n[kafka]\nbrokers = "127.0.0.1:{port}"\n' if port else ""
-    with open(os.path.join(h, "live.toml"), "w") as f:
-        f.write(f"""[reference]
-staff = "staff.csv"
-patients = "patients.csv"
-care = "care.csv"
-
-[engine]
-timezone = "America/Chicago"
-
-[[sources]]
-name = "live"
-type = "file"
-paths = ["live/*.jsonl"]
-format = "canonical"
-
-[[sinks]]
-type = "file"
-path = "alerts.ndjson"
-format = "json"
-
-[state]
-dir = "state"
-{kafka}""")
 
 
 def main():
@@ -109,16 +84,17 @@ def main():
             for topic, n in (("phiwatch.events", PARTITIONS), ("phiwatch.alerts", 1)):
                 subprocess.run(["tansu", "topic", "create", topic, "--partitions", str(n),
                                 "--broker", url], check=True, capture_output=True)
-        config(h, port)
+        # The same config as kafka_latency.py (latency.toml); `run` leaves [kafka] unused.
+        write_config(h, port or free_port())
         if MODE == "kafka":
             elog = os.path.join(work, "engine.log")
-            procs.append(subprocess.Popen([phiwatch, "engine", "--config", "live.toml"], cwd=h,
+            procs.append(subprocess.Popen([phiwatch, "engine", "--config", "latency.toml"], cwd=h,
                                           env=penv, stderr=open(elog, "w")))
-            procs.append(subprocess.Popen([phiwatch, "agent", "--config", "live.toml"], cwd=h,
+            procs.append(subprocess.Popen([phiwatch, "agent", "--config", "latency.toml"], cwd=h,
                                           env=penv, stderr=open(os.path.join(work, "agent.log"), "w")))
             wait_for(lambda: "partitions assigned" in open(elog).read(), "the engine's partitions")
         else:
-            procs.append(subprocess.Popen([phiwatch, "run", "--config", "live.toml"], cwd=h,
+            procs.append(subprocess.Popen([phiwatch, "run", "--config", "latency.toml"], cwd=h,
                                           env=penv, stderr=open(os.path.join(work, "run.log"), "w")))
             time.sleep(1)
         reader = AlertReader(os.path.join(h, "alerts.ndjson"))
