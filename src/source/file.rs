@@ -710,6 +710,9 @@ pub struct Tailer {
     files: Vec<Followed>,
     /// Resume positions not yet matched to a file, by (dev, ino).
     pending: HashMap<(u64, u64), Vec<Position>>,
+    /// Where each file first comes in the resume positions: the order files were found
+    /// in, which for files rotated one after another is the order of their content.
+    resume_order: HashMap<(u64, u64), usize>,
     resumed_from_checkpoint: bool,
     first_poll: bool,
     next_key: u64,
@@ -733,6 +736,10 @@ impl Tailer {
                 .map(|e| format!("invalid glob {g:?}: {e}"))
         });
         let mut pending: HashMap<(u64, u64), Vec<Position>> = HashMap::new();
+        let mut resume_order = HashMap::new();
+        for (i, p) in resume.iter().enumerate() {
+            resume_order.entry((p.id.dev, p.id.ino)).or_insert(i);
+        }
         for p in resume {
             pending
                 .entry((p.id.dev, p.id.ino))
@@ -745,6 +752,7 @@ impl Tailer {
             opts,
             files: Vec::new(),
             pending,
+            resume_order,
             resumed_from_checkpoint: !resume.is_empty(),
             first_poll: true,
             next_key: 0,
@@ -1097,6 +1105,7 @@ impl Tailer {
         }
         let mut dirs: Vec<_> = by_dir.into_iter().collect();
         dirs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut found = Vec::new();
         for (dir, wanted) in dirs {
             for (key, path) in find_in_dir(&dir, &wanted) {
                 if !self.pending.contains_key(&key) {
@@ -1113,18 +1122,36 @@ impl Tailer {
                 let Resume::At(p) = self.take_resume(key, &file, meta.len()) else {
                     continue;
                 };
-                let k = self.next_key;
-                self.next_key += 1;
-                let was = PathBuf::from(&p.path);
-                match self.follow(k, path, was, file, key, p.offset, false, None, false, now) {
-                    Ok(f) => {
-                        info!(path = %f.shown, was = %p.path, offset = p.offset, "resuming a file rotated while stopped");
-                        previous.insert(PathBuf::from(&p.path), k);
-                        self.files.push(f);
-                    }
-                    Err(e) => {
-                        warn!(path = %p.path, error = %e, "cannot read a file rotated while stopped")
-                    }
+                let order = self.resume_order.get(&key).copied().unwrap_or(usize::MAX);
+                found.push((order, path, file, key, p));
+            }
+        }
+        // Several files rotated one after another are read one after another, in the
+        // order they were found in (their content's order), not side by side: the
+        // engine would take the newer file's events for late ones.
+        found.sort_by_key(|f| f.0);
+        let mut before: Option<u64> = None;
+        for (_, path, file, key, p) in found {
+            let k = self.next_key;
+            self.next_key += 1;
+            let was = PathBuf::from(&p.path);
+            match self.follow(k, path, was, file, key, p.offset, false, before, false, now) {
+                Ok(f) => {
+                    info!(path = %f.shown, was = %p.path, offset = p.offset, "resuming a file rotated while stopped");
+                    previous.insert(PathBuf::from(&p.path), k);
+                    self.files.push(f);
+                    before = Some(k);
+                }
+                Err(e) => {
+                    warn!(path = %p.path, error = %e, "cannot read a file rotated while stopped")
+                }
+            }
+        }
+        // A file that now holds a path one of them had waits for the last of them.
+        if let Some(last) = before {
+            for k in previous.values_mut() {
+                if self.files.iter().any(|f| f.key == *k && !f.matched) {
+                    *k = last;
                 }
             }
         }
@@ -1191,7 +1218,9 @@ impl Tailer {
         let k = self.next_key;
         self.next_key += 1;
         let was = o.path.clone();
-        match self.follow(k, path, was, file, id, p.offset, false, None, false, now) {
+        // After the files rotated away before it, if any.
+        let before = previous.get(&o.path).copied();
+        match self.follow(k, path, was, file, id, p.offset, false, before, false, now) {
             Ok(f) => {
                 info!(path = %f.shown, truncated = %o.path.display(), offset = p.offset, "file was truncated while stopped; reading the rest of its copy first");
                 previous.insert(o.path.clone(), k);

@@ -8,3 +8,4 @@ mod live_exfil;
 mod live_time;
 mod ops;
 mod reload;
+mod restarts;
