@@ -41,7 +41,18 @@
 //!   read again from its start.
 //! - **While stopped**: on restart a checkpointed file that no longer matches the globs
 //!   is looked for by inode in the folder it was in, and its rest is read before the new
-//!   file (vectordotdev/vector#22954).
+//!   file (vectordotdev/vector#22954). Several such files are read one after another, in
+//!   the order of the checkpoint's positions (the order this reader had them), not side
+//!   by side. A file is only found again if a checkpoint names it: callers should
+//!   checkpoint [`Tailer::positions`] right after a first `poll(0)` (the files reading
+//!   starts at, before any line) and whenever a file first appears in the positions.
+//! - **Copytruncate while stopped**: a checkpointed file found shorter than its
+//!   checkpoint or with other first bytes is read again from its start; before it, the
+//!   lines written between the checkpoint and the copy are read from the copy, if it is
+//!   next to the file: a file in the same folder, not followed, at least as long as the
+//!   checkpoint's offset and with the checkpoint's fingerprint there (the newest such
+//!   file). Without a copy those lines are lost; [`Tailer::take_unrecovered`] counts it
+//!   and a warning says so.
 //!
 //! # Backlog
 //!
@@ -71,8 +82,14 @@
 //! - A truncation followed, before the next poll, by a rewrite at least as long as what
 //!   we had read *and* starting with the same `fingerprint_bytes` bytes (e.g. a CSV
 //!   header longer than that) goes unnoticed; reading continues at the old offset.
-//! - Lines written between the last checkpoint and a copytruncate that happened while we
-//!   were stopped are in the copy, which we cannot link to the original; they are lost.
+//! - Copytruncate while stopped: recovered only from a copy kept in the same folder
+//!   (not compressed), and only when the checkpoint's offset is above 0 (a checkpoint
+//!   taken before the first line says nothing of the content). A file copytruncated and
+//!   then renamed, or rotated twice, while stopped is not followed up.
+//! - Copytruncate while running: lines written between our last read (at most one poll
+//!   interval) and the copy are lost.
+//! - A file created and rotated away while no checkpoint named it (the caller down, or
+//!   between the file's creation and the caller's next checkpoint) is not found again.
 //! - A file rotated while stopped into another folder (logrotate `olddir`) is not found.
 //! - Every matched file stays open; there is no cap on open files.
 //! - A file that exists under the globs only between two polls is never seen.
