@@ -28,6 +28,7 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     pub ingest_lag_seconds: GaugeVec,
     pub checkpoint_age_seconds: GaugeVec,
+    pub truncations_unrecovered: IntCounterVec,
     pub snapshot_timestamp_seconds: Gauge,
     pub kafka_produce_errors: IntCounter,
     pub kafka_consume_errors: IntCounter,
@@ -158,6 +159,12 @@ impl Metrics {
                 &r,
                 "phiwatch_ingest_lag_seconds",
                 "Wall clock minus the event time of the latest event read, by source.",
+                &["source"],
+            ),
+            truncations_unrecovered: counter_vec(
+                &r,
+                "phiwatch_truncations_unrecovered_total",
+                "Files found truncated (copytruncate) at a start with no copy of them next to them: their lines written after the last checkpoint are lost. By source.",
                 &["source"],
             ),
             checkpoint_age_seconds: gauge_vec(
@@ -310,6 +317,7 @@ impl Metrics {
         self.events_processed.with_label_values(&[source]);
         self.ingest_lag_seconds.with_label_values(&[source]);
         self.checkpoint_age_seconds.with_label_values(&[source]);
+        self.truncations_unrecovered.with_label_values(&[source]);
         for reason in crate::parse::reason::ALL {
             self.events_rejected.with_label_values(&[source, reason]);
         }

@@ -94,11 +94,18 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     let mut alerts = Vec::new();
     let mut last_snapshot = Instant::now();
     let every = Duration::from_secs(cfg.state.snapshot_secs.max(1));
+    let mut snapshot_now = false;
     info!(sources = threads.len(), "phiwatch run started");
     d.ready();
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(msg) => on_message(msg, &mut engine, &mut dl, &mut positions, &mut alerts)?,
+            Ok(msg) => {
+                // A file no snapshot names yet (the positions a source starts at, or a
+                // file found later) is snapshotted at once: rotated away before the
+                // periodic snapshot, it is then still found at the next start.
+                snapshot_now |= names_new_file(&msg, &positions);
+                on_message(msg, &mut engine, &mut dl, &mut positions, &mut alerts)?
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
@@ -125,7 +132,8 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
         if let Some(r) = reloaded.reference {
             engine.set_reference(r);
         }
-        if last_snapshot.elapsed() >= every {
+        if snapshot_now || last_snapshot.elapsed() >= every {
+            snapshot_now = false;
             snapshot(&snapshot_path, &engine, &positions, &mut dl)?;
             last_snapshot = Instant::now();
         }
@@ -161,7 +169,8 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
             "source threads still busy at stop; left behind"
         );
     }
-    engine.flush(&mut alerts);
+    // Open findings and the reorder buffer go into the snapshot as they are: the next
+    // start continues them, so a stop in the middle of a finding splits nothing.
     emitted.deliver(&sinks, &mut alerts)?;
     snapshot(&snapshot_path, &engine, &positions, &mut dl)?;
     daemon::record_sinks(&sinks);
@@ -173,6 +182,21 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     }
     info!(events = engine.counters.events, "phiwatch run stopped");
     Ok(())
+}
+
+/// True when `msg` brings the position of a file that `positions` does not hold yet.
+fn names_new_file(msg: &Msg, positions: &BTreeMap<String, Vec<Position>>) -> bool {
+    let Msg::Batch {
+        source,
+        positions: new,
+        ..
+    } = msg
+    else {
+        return false;
+    };
+    let known = positions.get(source).map(Vec::as_slice).unwrap_or_default();
+    new.iter()
+        .any(|p| !known.iter().any(|q| q.id.same_file(&p.id)))
 }
 
 /// Handles one message from a source.

@@ -346,10 +346,11 @@ impl Parts {
         Ok(())
     }
 
-    /// End of service: releases every buffered event, closes open findings, saves.
+    /// End of service: saves every partition as it is. Open findings and buffered events
+    /// are kept in the snapshot, not released early: the next start continues them, as
+    /// after a crash, so a restart in the middle of a finding does not split it.
     pub fn finish<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
         for part in self.held.values_mut() {
-            part.engine.flush(&mut part.alerts);
             part.dirty = true;
         }
         self.save_all(consumer)

@@ -36,6 +36,22 @@ pub fn follow(
         ..TailOptions::default()
     };
     let mut tailer = Tailer::new(s.paths.clone(), opts, &resume);
+    // The positions reading starts at, before any line: the consumer checkpoints them at
+    // once, so a file rotated away before its first periodic checkpoint is still known
+    // (and found again by inode) at the next start.
+    if tailer.poll(0).is_ok() {
+        count_unrecovered(&mut tailer, &s.name);
+        let start = Msg::Batch {
+            source: s.name.clone(),
+            items: Vec::new(),
+            positions: tailer.positions(),
+            lines: 0,
+            bytes: 0,
+        };
+        if tx.send(start).is_err() {
+            return;
+        }
+    }
     let mut quiet_since = Instant::now();
     let mut told_idle = false;
     while !stop.load(Ordering::SeqCst) {
@@ -46,6 +62,7 @@ pub fn follow(
                 return;
             }
         };
+        count_unrecovered(&mut tailer, &s.name);
         if lines.is_empty() {
             if !told_idle && quiet_since.elapsed() >= idle_after {
                 told_idle = true;
@@ -74,6 +91,17 @@ pub fn follow(
         if tx.send(msg).is_err() {
             return;
         }
+    }
+}
+
+/// Counts the files the tailer found truncated with no copy to recover from.
+fn count_unrecovered(tailer: &mut Tailer, source: &str) {
+    let n = tailer.take_unrecovered();
+    if n > 0 {
+        crate::metrics::get()
+            .truncations_unrecovered
+            .with_label_values(&[source])
+            .inc_by(n);
     }
 }
 

@@ -346,13 +346,14 @@ pub fn take_batch(
 }
 
 /// Merges a batch's positions into what a source has reached, one per file (by device
-/// and inode), forgetting the oldest files beyond a bound.
+/// and inode), forgetting the oldest files beyond a bound. A batch's positions come in
+/// the reader's order (files that came first, first) and go to the end in that order, so
+/// the list stays in the order the reader last had: a restart reads files rotated while
+/// stopped in that order (after a copytruncate, the copy before the truncated file).
 pub fn merge_positions(into: &mut Vec<Position>, new: Vec<Position>) {
     for p in new {
-        match into.iter_mut().find(|q| q.id.same_file(&p.id)) {
-            Some(q) => *q = p,
-            None => into.push(p),
-        }
+        into.retain(|q| !q.id.same_file(&p.id));
+        into.push(p);
     }
     if into.len() > MAX_POSITIONS_PER_SOURCE {
         let excess = into.len() - MAX_POSITIONS_PER_SOURCE;

@@ -14,8 +14,11 @@
 //!
 //! After a crash the engine may hand over again alerts it wrote just before (it records an
 //! alert as written only after the sinks flushed it). So at start the sink reads the ids in
-//! the last `DEDUPE_TAIL` bytes of its file and does not write those alerts a second time:
-//! with a file sink, a crash at any moment duplicates no alert.
+//! the last `DEDUPE_TAIL` bytes it wrote, across its own rotations (the end of `path`, then
+//! of `path.1`, `path.2`, ... until that many bytes are read), and does not write those
+//! alerts a second time: with a file sink, a crash at any moment duplicates no alert, even
+//! one just after a rotation (with `max_files = 0` the rotated files, and their ids, are
+//! gone).
 //!
 //! New files get mode 0640. When something else moves or deletes the file (logrotate),
 //! the sink notices and opens a new one at `path`. Patient ids default to `plain`.
@@ -136,7 +139,7 @@ impl FileSink {
             written_before: HashSet::new(),
         };
         s.reopen()?;
-        s.written_before = alert_ids_in_tail(&s.cfg.path);
+        s.written_before = alert_ids_written(&s.cfg);
         Ok(s)
     }
 
@@ -201,11 +204,7 @@ impl FileSink {
         self.sync()?;
         self.file = None;
         let path = &self.cfg.path;
-        let numbered = |i: u32| {
-            let mut s = path.as_os_str().to_owned();
-            s.push(format!(".{i}"));
-            PathBuf::from(s)
-        };
+        let numbered = |i: u32| numbered(path, i);
         if self.cfg.max_files == 0 {
             std::fs::remove_file(path)
                 .with_context(|| format!("cannot remove {} to rotate it", path.display()))?;
@@ -227,19 +226,44 @@ impl FileSink {
     }
 }
 
-/// The alert ids (`pw-` and 24 hex digits, in every output format) in the file's tail.
-fn alert_ids_in_tail(path: &Path) -> HashSet<String> {
+/// `path.i`, the `i`th newest rotated file.
+fn numbered(path: &Path, i: u32) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{i}"));
+    PathBuf::from(s)
+}
+
+/// The alert ids in the last `DEDUPE_TAIL` bytes written: the end of the file, then of the
+/// rotated files from the newest, until that many bytes are read. A rotated file missing
+/// (a crash in the middle of a rotation leaves a gap in the numbers) is skipped.
+fn alert_ids_written(cfg: &FileConfig) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    let mut budget = DEDUPE_TAIL;
+    for i in 0..=cfg.max_files {
+        if budget == 0 {
+            break;
+        }
+        let path = if i == 0 {
+            cfg.path.clone()
+        } else {
+            numbered(&cfg.path, i)
+        };
+        budget = budget.saturating_sub(alert_ids_in_tail(&path, budget, &mut ids));
+    }
+    ids
+}
+
+/// Adds the alert ids (`pw-` and 24 hex digits, in every output format) in the last `max`
+/// bytes of the file to `ids`; returns how many bytes were read.
+fn alert_ids_in_tail(path: &Path, max: u64, ids: &mut HashSet<String>) -> u64 {
     let mut tail = Vec::new();
     if let Ok(mut f) = File::open(path) {
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        if f.seek(SeekFrom::Start(len.saturating_sub(DEDUPE_TAIL)))
-            .is_ok()
-        {
-            let _ = f.take(DEDUPE_TAIL).read_to_end(&mut tail);
+        if f.seek(SeekFrom::Start(len.saturating_sub(max))).is_ok() {
+            let _ = f.take(max).read_to_end(&mut tail);
         }
     }
     let text = String::from_utf8_lossy(&tail);
-    let mut ids = HashSet::new();
     let mut rest = text.as_ref();
     while let Some(i) = rest.find("pw-") {
         let cand = &rest[i + 3..];
@@ -249,7 +273,7 @@ fn alert_ids_in_tail(path: &Path) -> HashSet<String> {
         }
         rest = &cand[hex..];
     }
-    ids
+    tail.len() as u64
 }
 
 fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
@@ -313,5 +337,47 @@ impl Sink for FileSink {
             self.sync()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Alerts written just before the sink's own rotation are in `path.1`: a restart
+    /// still knows them.
+    #[test]
+    fn ids_written_are_found_across_rotations() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = FileConfig::new(dir.path().join("alerts.ndjson"));
+        cfg.max_files = 3;
+        let id = |n: u32| format!("pw-{n:024x}");
+        std::fs::write(&cfg.path, format!("{{\"id\":\"{}\"}}\n", id(3))).unwrap();
+        std::fs::write(
+            numbered(&cfg.path, 1),
+            format!("{{\"id\":\"{}\"}}\n", id(2)),
+        )
+        .unwrap();
+        // `.2` is missing (a crash in the middle of a rotation); `.3` is still read.
+        std::fs::write(
+            numbered(&cfg.path, 3),
+            format!("{{\"id\":\"{}\"}}\n", id(1)),
+        )
+        .unwrap();
+        let ids = alert_ids_written(&cfg);
+        assert_eq!(ids, HashSet::from([id(1), id(2), id(3)]));
+    }
+
+    /// Only the last `DEDUPE_TAIL` bytes written count, across files.
+    #[test]
+    fn the_search_stops_after_dedupe_tail_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = FileConfig::new(dir.path().join("alerts.ndjson"));
+        cfg.max_files = 2;
+        let line = format!("{{\"id\":\"pw-{:024x}\"}}\n", 7);
+        let big = "x".repeat(DEDUPE_TAIL as usize) + "\n";
+        std::fs::write(&cfg.path, &big).unwrap();
+        std::fs::write(numbered(&cfg.path, 1), &line).unwrap();
+        assert!(alert_ids_written(&cfg).is_empty());
     }
 }

@@ -41,7 +41,18 @@
 //!   read again from its start.
 //! - **While stopped**: on restart a checkpointed file that no longer matches the globs
 //!   is looked for by inode in the folder it was in, and its rest is read before the new
-//!   file (vectordotdev/vector#22954).
+//!   file (vectordotdev/vector#22954). Several such files are read one after another, in
+//!   the order of the checkpoint's positions (the order this reader had them), not side
+//!   by side. A file is only found again if a checkpoint names it: callers should
+//!   checkpoint [`Tailer::positions`] right after a first `poll(0)` (the files reading
+//!   starts at, before any line) and whenever a file first appears in the positions.
+//! - **Copytruncate while stopped**: a checkpointed file found shorter than its
+//!   checkpoint or with other first bytes is read again from its start; before it, the
+//!   lines written between the checkpoint and the copy are read from the copy, if it is
+//!   next to the file: a file in the same folder, not followed, at least as long as the
+//!   checkpoint's offset and with the checkpoint's fingerprint there (the newest such
+//!   file). Without a copy those lines are lost; [`Tailer::take_unrecovered`] counts it
+//!   and a warning says so.
 //!
 //! # Backlog
 //!
@@ -71,8 +82,14 @@
 //! - A truncation followed, before the next poll, by a rewrite at least as long as what
 //!   we had read *and* starting with the same `fingerprint_bytes` bytes (e.g. a CSV
 //!   header longer than that) goes unnoticed; reading continues at the old offset.
-//! - Lines written between the last checkpoint and a copytruncate that happened while we
-//!   were stopped are in the copy, which we cannot link to the original; they are lost.
+//! - Copytruncate while stopped: recovered only from a copy kept in the same folder
+//!   (not compressed), and only when the checkpoint's offset is above 0 (a checkpoint
+//!   taken before the first line says nothing of the content). A file copytruncated and
+//!   then renamed, or rotated twice, while stopped is not followed up.
+//! - Copytruncate while running: lines written between our last read (at most one poll
+//!   interval) and the copy are lost.
+//! - A file created and rotated away while no checkpoint named it (the caller down, or
+//!   between the file's creation and the caller's next checkpoint) is not found again.
 //! - A file rotated while stopped into another folder (logrotate `olddir`) is not found.
 //! - Every matched file stays open; there is no cap on open files.
 //! - A file that exists under the globs only between two polls is never seen.
@@ -676,8 +693,9 @@ enum Resume {
     /// A checkpoint names it and its first bytes match: continue there.
     At(Position),
     /// A checkpoint names the inode but the content differs (inode reused, or truncated
-    /// while we were stopped): a file we have not read, from its start.
-    Stale,
+    /// while we were stopped): a file we have not read, from its start. Holds the
+    /// checkpoint with the largest offset, to look for a copy of what was truncated.
+    Stale(Position),
 }
 
 /// A file found by the globs and opened, not yet followed.
@@ -709,6 +727,9 @@ pub struct Tailer {
     files: Vec<Followed>,
     /// Resume positions not yet matched to a file, by (dev, ino).
     pending: HashMap<(u64, u64), Vec<Position>>,
+    /// Where each file first comes in the resume positions: the order files were found
+    /// in, which for files rotated one after another is the order of their content.
+    resume_order: HashMap<(u64, u64), usize>,
     resumed_from_checkpoint: bool,
     first_poll: bool,
     next_key: u64,
@@ -716,6 +737,9 @@ pub struct Tailer {
     cursor: usize,
     /// Paths whose open failed, logged once.
     unreadable: HashSet<PathBuf>,
+    /// Files truncated while stopped whose lost lines no copy held (see
+    /// [`Tailer::take_unrecovered`]).
+    unrecovered: u64,
 }
 
 impl Tailer {
@@ -729,6 +753,10 @@ impl Tailer {
                 .map(|e| format!("invalid glob {g:?}: {e}"))
         });
         let mut pending: HashMap<(u64, u64), Vec<Position>> = HashMap::new();
+        let mut resume_order = HashMap::new();
+        for (i, p) in resume.iter().enumerate() {
+            resume_order.entry((p.id.dev, p.id.ino)).or_insert(i);
+        }
         for p in resume {
             pending
                 .entry((p.id.dev, p.id.ino))
@@ -741,11 +769,13 @@ impl Tailer {
             opts,
             files: Vec::new(),
             pending,
+            resume_order,
             resumed_from_checkpoint: !resume.is_empty(),
             first_poll: true,
             next_key: 0,
             cursor: 0,
             unreadable: HashSet::new(),
+            unrecovered: 0,
         }
     }
 
@@ -1018,14 +1048,20 @@ impl Tailer {
             self.resume_rotated_while_stopped(now, &mut previous);
         }
 
+        let opened_ids: HashSet<(u64, u64)> = opened.iter().map(|o| o.id).collect();
         for o in opened {
             let (start, how) = match &o.resume {
                 Resume::At(p) => (p.offset, "resuming from checkpoint"),
-                Resume::Stale => (
-                    0,
-                    "checkpoint does not match the content (inode reused, or truncated \
-                     while stopped); reading from the start",
-                ),
+                Resume::Stale(p) => {
+                    if self.first_poll {
+                        self.recover_truncated(&o, p, &opened_ids, now, &mut previous);
+                    }
+                    (
+                        0,
+                        "checkpoint does not match the content (inode reused, or truncated \
+                         while stopped); reading from the start",
+                    )
+                }
                 Resume::Unknown
                     if self.first_poll
                         && !self.resumed_from_checkpoint
@@ -1086,6 +1122,7 @@ impl Tailer {
         }
         let mut dirs: Vec<_> = by_dir.into_iter().collect();
         dirs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut found = Vec::new();
         for (dir, wanted) in dirs {
             for (key, path) in find_in_dir(&dir, &wanted) {
                 if !self.pending.contains_key(&key) {
@@ -1102,21 +1139,121 @@ impl Tailer {
                 let Resume::At(p) = self.take_resume(key, &file, meta.len()) else {
                     continue;
                 };
-                let k = self.next_key;
-                self.next_key += 1;
-                let was = PathBuf::from(&p.path);
-                match self.follow(k, path, was, file, key, p.offset, false, None, false, now) {
-                    Ok(f) => {
-                        info!(path = %f.shown, was = %p.path, offset = p.offset, "resuming a file rotated while stopped");
-                        previous.insert(PathBuf::from(&p.path), k);
-                        self.files.push(f);
-                    }
-                    Err(e) => {
-                        warn!(path = %p.path, error = %e, "cannot read a file rotated while stopped")
-                    }
+                let order = self.resume_order.get(&key).copied().unwrap_or(usize::MAX);
+                found.push((order, path, file, key, p));
+            }
+        }
+        // Several files rotated one after another are read one after another, in the
+        // order they were found in (their content's order), not side by side: the
+        // engine would take the newer file's events for late ones.
+        found.sort_by_key(|f| f.0);
+        let mut before: Option<u64> = None;
+        for (_, path, file, key, p) in found {
+            let k = self.next_key;
+            self.next_key += 1;
+            let was = PathBuf::from(&p.path);
+            match self.follow(k, path, was, file, key, p.offset, false, before, false, now) {
+                Ok(f) => {
+                    info!(path = %f.shown, was = %p.path, offset = p.offset, "resuming a file rotated while stopped");
+                    previous.insert(PathBuf::from(&p.path), k);
+                    self.files.push(f);
+                    before = Some(k);
+                }
+                Err(e) => {
+                    warn!(path = %p.path, error = %e, "cannot read a file rotated while stopped")
                 }
             }
         }
+        // A file that now holds a path one of them had waits for the last of them.
+        if let Some(last) = before {
+            for k in previous.values_mut() {
+                if self.files.iter().any(|f| f.key == *k && !f.matched) {
+                    *k = last;
+                }
+            }
+        }
+    }
+
+    /// First poll only: a checkpointed file found truncated (copytruncate while we were
+    /// stopped). Its lines after the checkpoint are in the copy, if the copy is still
+    /// next to it: a file in the same folder, not followed, at least as long as the
+    /// checkpoint's offset and with the checkpoint's fingerprint there. The copy is read
+    /// from the checkpoint's offset to its end before the truncated file from its start.
+    /// Without a copy those lines are lost: counted (see [`Tailer::take_unrecovered`])
+    /// and logged.
+    fn recover_truncated(
+        &mut self,
+        o: &Opened,
+        p: &Position,
+        opened: &HashSet<(u64, u64)>,
+        now: Instant,
+        previous: &mut HashMap<PathBuf, u64>,
+    ) {
+        if p.offset == 0 {
+            return; // nothing was read of it
+        }
+        let n = self.opts.fingerprint_bytes;
+        let mut dirs = vec![Path::new(&p.path).parent().unwrap_or(Path::new("."))];
+        let here = o.path.parent().unwrap_or(Path::new("."));
+        if !dirs.contains(&here) {
+            dirs.push(here);
+        }
+        // The newest matching copy: an older one from an earlier copytruncate starts the
+        // same way only when the file starts with a long constant header.
+        let mut best: Option<(SystemTime, PathBuf, File, (u64, u64))> = None;
+        for dir in dirs {
+            let Ok(entries) = fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                let id = id_of(&meta);
+                if !meta.is_file()
+                    || meta.len() < p.offset
+                    || opened.contains(&id)
+                    || self.files.iter().any(|f| (f.dev, f.ino) == id)
+                    || self.pending.contains_key(&id)
+                {
+                    continue;
+                }
+                let Ok(file) = File::open(entry.path()) else {
+                    continue;
+                };
+                let same = Prefix::read(&file, n, p.offset)
+                    .is_ok_and(|prefix| prefix.fingerprint_at(p.offset) == p.id.fingerprint);
+                let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                if same && best.as_ref().is_none_or(|b| modified > b.0) {
+                    best = Some((modified, entry.path(), file, id));
+                }
+            }
+        }
+        let Some((_, path, file, id)) = best else {
+            self.unrecovered += 1;
+            warn!(path = %o.path.display(), checkpoint = p.offset, "file was truncated while stopped and no copy of it was found next to it: its lines after the checkpoint are lost");
+            return;
+        };
+        let k = self.next_key;
+        self.next_key += 1;
+        let was = o.path.clone();
+        // After the files rotated away before it, if any.
+        let before = previous.get(&o.path).copied();
+        match self.follow(k, path, was, file, id, p.offset, false, before, false, now) {
+            Ok(f) => {
+                info!(path = %f.shown, truncated = %o.path.display(), offset = p.offset, "file was truncated while stopped; reading the rest of its copy first");
+                previous.insert(o.path.clone(), k);
+                self.files.push(f);
+            }
+            Err(e) => {
+                self.unrecovered += 1;
+                warn!(path = %o.path.display(), error = %e, "cannot read the copy of a file truncated while stopped: its lines after the checkpoint are lost");
+            }
+        }
+    }
+
+    /// How many files were found truncated while stopped with no copy to recover their
+    /// lines after the checkpoint from, since the last call.
+    pub fn take_unrecovered(&mut self) -> u64 {
+        std::mem::take(&mut self.unrecovered)
     }
 
     /// Matches an opened file against the resume positions naming its inode.
@@ -1126,7 +1263,11 @@ impl Tailer {
         };
         let n = self.opts.fingerprint_bytes;
         let mut best: Option<Position> = None;
+        let mut stale: Option<Position> = None;
         for p in candidates {
+            if stale.as_ref().is_none_or(|s| p.offset > s.offset) {
+                stale = Some(p.clone());
+            }
             if p.offset > len {
                 continue;
             }
@@ -1139,9 +1280,10 @@ impl Tailer {
                 best = Some(p);
             }
         }
-        match best {
-            Some(p) => Resume::At(p),
-            None => Resume::Stale,
+        match (best, stale) {
+            (Some(p), _) => Resume::At(p),
+            (None, Some(p)) => Resume::Stale(p),
+            (None, None) => Resume::Unknown,
         }
     }
 
@@ -1468,6 +1610,106 @@ mod tests {
         send::<Tailer>();
         send::<ReadOnce>();
         send::<TailLine>();
+    }
+
+    /// Polls until `n` lines came (or 5 s passed); their texts.
+    fn poll_texts(t: &mut Tailer, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut out = Vec::new();
+        while out.len() < n && Instant::now() < deadline {
+            let got = t.poll(100).unwrap();
+            if got.is_empty() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            out.extend(got.into_iter().map(|l| l.text));
+        }
+        out
+    }
+
+    fn append(path: &Path, text: &str) {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// The positions taken before the first line (the start checkpoint `run` writes) name
+    /// the file, so a file renamed away before any later checkpoint is found again by
+    /// inode and read to its end before its successor.
+    #[test]
+    fn rename_before_the_first_checkpoint_is_found_from_the_start_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("ehr.jsonl");
+        append(&log, "a1\na2\n");
+        let glob = vec![log.to_string_lossy().into_owned()];
+        let mut t = Tailer::new(glob.clone(), TailOptions::default(), &[]);
+        t.poll(0).unwrap();
+        let start = t.positions();
+        assert_eq!(start.len(), 1);
+        assert_eq!(start[0].offset, 0);
+        // Lines read but never checkpointed, then a rename rotation, then a crash.
+        assert_eq!(poll_texts(&mut t, 2), ["a1", "a2"]);
+        drop(t);
+        append(&log, "a3\n");
+        fs::rename(&log, dir.path().join("ehr.jsonl.1")).unwrap();
+        append(&dir.path().join("ehr.jsonl.1"), "a4\n");
+        append(&log, "b1\nb2\n");
+        let mut t = Tailer::new(glob, TailOptions::default(), &start);
+        assert_eq!(poll_texts(&mut t, 6), ["a1", "a2", "a3", "a4", "b1", "b2"]);
+        assert_eq!(t.take_unrecovered(), 0);
+    }
+
+    /// Copytruncate while stopped: the lines after the checkpoint are read from the copy
+    /// (same first bytes, at least as long as the checkpoint), then the truncated file
+    /// from its start.
+    #[test]
+    fn copytruncate_while_stopped_recovers_the_rest_from_the_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("ehr.jsonl");
+        append(&log, "l1\nl2\nl3\n");
+        let glob = vec![log.to_string_lossy().into_owned()];
+        let mut t = Tailer::new(glob.clone(), TailOptions::default(), &[]);
+        assert_eq!(poll_texts(&mut t, 3), ["l1", "l2", "l3"]);
+        let checkpoint = t.positions();
+        drop(t);
+        append(&log, "l4\nl5\n");
+        // An unrelated sibling and an older, shorter copy are not taken for the copy.
+        fs::write(dir.path().join("other.log"), b"x1\nx2\nx3\nx4\nx5\nx6\n").unwrap();
+        fs::write(dir.path().join("ehr.jsonl.2"), b"l1\nl2\n").unwrap();
+        fs::copy(&log, dir.path().join("ehr.jsonl.1")).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&log, "n1\nn2\n");
+        let mut t = Tailer::new(glob.clone(), TailOptions::default(), &checkpoint);
+        assert_eq!(poll_texts(&mut t, 4), ["l4", "l5", "n1", "n2"]);
+        assert_eq!(t.take_unrecovered(), 0);
+
+        // Without a copy, the loss is counted and the truncated file read from its start.
+        let checkpoint = t.positions();
+        drop(t);
+        let mine: Vec<_> = checkpoint
+            .into_iter()
+            .filter(|p| p.path == log.to_string_lossy())
+            .collect();
+        append(&log, "n3\n");
+        fs::remove_file(dir.path().join("ehr.jsonl.1")).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&log, "m1\n");
+        let mut t = Tailer::new(glob, TailOptions::default(), &mine);
+        assert_eq!(poll_texts(&mut t, 1), ["m1"]);
+        assert_eq!(t.take_unrecovered(), 1);
     }
 
     #[test]

@@ -8,3 +8,4 @@ mod e2e_run;
 mod live_time;
 mod ops;
 mod reload;
+mod restarts;
