@@ -9,6 +9,7 @@
 //! sink (`FileSinkConfig` in `sink/file.rs`, ...). [`check`] adds what `phiwatch check`
 //! tests on the machine (folders, globs), every finding with its line.
 
+pub mod presets;
 mod strict;
 
 pub use crate::format::AlertFormat;
@@ -136,6 +137,10 @@ pub struct SourceConfig {
     pub paths: Vec<String>,
     #[serde(default)]
     pub format: Option<Format>,
+    /// A known export's columns and action names (`epic-clarity`, `openemr-log`): the same
+    /// as writing `format`, `delimiter`, `fields` and `actions` by hand; explicit keys win.
+    #[serde(default)]
+    pub preset: Option<String>,
     /// For timestamps that carry no offset; default: engine.timezone.
     #[serde(default)]
     pub timezone: Option<String>,
@@ -400,6 +405,15 @@ impl Config {
             }
         };
         if let Some(cfg) = &mut cfg {
+            for (i, s) in cfg.sources.iter_mut().enumerate() {
+                if let Err(e) = presets::apply(s) {
+                    let at = walk.lines.get(&format!("sources.{i}.preset"));
+                    findings.push(Finding::error(
+                        at,
+                        format!("[[sources]] #{} ({:?}): {e}", i + 1, s.name),
+                    ));
+                }
+            }
             for (i, t) in std::mem::take(&mut cfg.raw_sinks).iter().enumerate() {
                 match SinkConfig::from_table(t) {
                     Ok(sc) => cfg.sinks.push(sc),

@@ -66,10 +66,13 @@ impl CsvParser {
                 .map(Cow::Borrowed)
                 .collect()
         });
+        // `"A|B"`: whichever of the columns the header has (see `config::presets`).
         let find = |name: &str| {
-            names
-                .iter()
-                .position(|n| n.trim().eq_ignore_ascii_case(name.trim()))
+            name.split('|').find_map(|name| {
+                names
+                    .iter()
+                    .position(|n| n.trim().eq_ignore_ascii_case(name.trim()))
+            })
         };
         let mut index = [None; Field::ALL.len()];
         let mut missing = Vec::new();

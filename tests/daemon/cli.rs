@@ -191,3 +191,67 @@ fn tap_prints_the_canonical_events_and_with_rejects_the_rejected_lines() {
     // Nothing is written where a daemon would write: no dead-letter file, no state.
     assert!(!d.join("state").exists());
 }
+
+#[test]
+fn csv_presets_read_epic_clarity_and_openemr_exports_and_explicit_keys_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("epic")).unwrap();
+    std::fs::create_dir_all(d.join("emr")).unwrap();
+    std::fs::write(
+        d.join("epic/a.txt"),
+        "ACCESS_TIME|METRIC_NAME|WORKSTATION_ID|PAT_MRN_ID|USER_ID\n\
+         2026-03-02 09:49:00|AN EXISTING PATIENT IS SELECTED FROM PATIENT LOOKUP|WS-4N-12|MRN00012345|E12345\n\
+         2026-03-02 09:50:00|CHART PRINTED|WS-4N-12|MRN00012345|E12345\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("emr/log.csv"),
+        "id,date,event,category,user,groupname,comments,user_notes,patient_id,success\n\
+         90211,2026-03-02 09:49:00,view,view,jsmith,Default,,,12345,1\n\
+         90212,2026-03-02 09:49:01,patient-record-update,Patient Demographics,jsmith,Default,U0VM,,12345,0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("phiwatch.toml"),
+        "[[sources]]\nname = \"epic\"\ntype = \"file\"\npaths = [\"epic/*.txt\"]\npreset = \"epic-clarity\"\n\
+         [sources.actions]\n\"CHART PRINTED\" = \"print\"\n\
+         [[sources]]\nname = \"emr\"\ntype = \"file\"\npaths = [\"emr/*.csv\"]\npreset = \"openemr-log\"\n\
+         [state]\ndir = \"state\"\n",
+    )
+    .unwrap();
+    let o = phiwatch()
+        .args(["tap", "--rejects", "--config"])
+        .arg(d.join("phiwatch.toml"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: Vec<serde_json::Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let brief: Vec<(String, String, String)> = got
+        .iter()
+        .map(|v| {
+            (
+                v["user"].as_str().unwrap_or("-").to_string(),
+                v["action"].as_str().unwrap_or("-").to_string(),
+                v["outcome"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("E12345", "view", "success"),
+        ("E12345", "print", "success"),
+        ("jsmith", "view", "success"),
+        ("jsmith", "update", "failure"),
+    ];
+    assert_eq!(
+        brief,
+        want.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())),
+        "{got:#?}"
+    );
+    assert_eq!(got[0]["patient"], "MRN00012345");
+    assert_eq!(got[0]["host"], "WS-4N-12");
+}
