@@ -186,7 +186,7 @@ fn sigkill_at_random_moments_with_rotations_loses_and_repeats_no_alert() {
     let trials: u64 = std::env::var("PHIWATCH_RESTART_TRIALS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(12);
     let pristine = tempfile::tempdir().unwrap();
     let config = hospital(pristine.path());
     let want = replay_lines(&config);
