@@ -15,8 +15,17 @@
 //! the logged-in user in a participant object with role 6 (User); see
 //! `EventAuditLogger::createRfc3881Msg`. For messages with that signature the user comes
 //! from the User object and the host, which is the server's own address, is left out.
+//!
+//! Which participant is the user: the requestor, and when several are (IHE XDS and PDQ
+//! messages list the requesting system as Source and then the Human Requestor), the
+//! first one without a system role (110150/110152/110153). Which objects are patients:
+//! role 1 on a person, or a person object without a role whose
+//! `ParticipantObjectIDTypeCode` is an RFC 3881 patient id (1 MRN, 2 Patient Number).
+//! Every DICOM event id 110100-110114 is mapped or ignored, and the event type codes
+//! 110120-110142 decide login/logout/break-glass or an ignored kind, also under an event
+//! id phiwatch does not know (see [`dicom::type_kind`]).
 
-use super::dicom::{self, EventKind, MediaClass};
+use super::dicom::{self, EventKind, MediaClass, TypeKind};
 use super::syslog;
 use super::time::parse_ts;
 use super::{ident, prepare, quote_label, reason, Parser, Reject};
@@ -62,6 +71,8 @@ impl Parser for AtnaParser {
 struct Coded {
     code: Option<String>,
     text: Option<String>,
+    /// `codeSystemName` (both styles use it; the RFC 3881 `codeSystem` OID is not read).
+    system: Option<String>,
 }
 
 impl Coded {
@@ -70,6 +81,9 @@ impl Coded {
     }
     fn text(&self) -> Option<&str> {
         self.text.as_deref()
+    }
+    fn system(&self) -> Option<&str> {
+        self.system.as_deref()
     }
 }
 
@@ -87,6 +101,8 @@ struct Object {
     id: Option<String>,
     type_code: Option<String>,
     role: Option<String>,
+    /// `ParticipantObjectIDTypeCode`, in either coded-value style.
+    id_type: Option<Coded>,
 }
 
 #[derive(Debug, Default)]
@@ -252,6 +268,13 @@ fn element(msg: &mut Message, parent: Ctx, e: &BytesStart) -> Result<Ctx, Reject
             msg.objects.push(o);
             Ctx::Object
         }
+        (Ctx::Object, b"ParticipantObjectIDTypeCode") => {
+            let c = coded(e)?;
+            if let Some(o) = msg.objects.last_mut() {
+                o.id_type = Some(c);
+            }
+            Ctx::Other
+        }
         _ => Ctx::Other,
     };
     Ok(ctx)
@@ -290,6 +313,7 @@ fn coded(e: &BytesStart) -> Result<Coded, Reject> {
         b"csd-code" => c.code = Some(v),
         b"code" if c.code.is_none() => c.code = Some(v),
         b"originalText" => c.text = Some(v),
+        b"codeSystemName" => c.system = Some(v),
         b"displayName" => display = Some(v),
         _ => {}
     })?;
@@ -318,7 +342,22 @@ fn to_event(
         })?,
     };
 
-    let requestor = msg.participants.iter().find(|p| p.requestor);
+    // The action first: an ignored kind of event (an application start has no person
+    // as requestor) is counted as ignored, not as a message without a user.
+    let media = msg
+        .participants
+        .iter()
+        .filter_map(|p| p.media.as_ref())
+        .find_map(|m| dicom::media_class(m.code(), m.text()));
+    let action = action(msg, media)?;
+
+    // IHE transactions (XDS ITI-18/41/43, PDQ ITI-47) mark two participants as
+    // requestor: the system (role 110153 Source, with its endpoint as UserID) and the
+    // Human Requestor (the XUA user, with no DCM role). The person is the user.
+    let requestors = || msg.participants.iter().filter(|p| p.requestor);
+    let requestor = requestors()
+        .find(|p| !p.roles.iter().any(|r| is_system_role(r)))
+        .or_else(|| requestors().next());
     let openemr = requestor
         .and_then(|p| p.user_id.as_deref())
         .is_some_and(|u| u.trim().to_ascii_lowercase().ends_with("|openemr"));
@@ -351,19 +390,13 @@ fn to_event(
         )
     })?;
 
-    let media = msg
-        .participants
-        .iter()
-        .filter_map(|p| p.media.as_ref())
-        .find_map(|m| dicom::media_class(m.code(), m.text()));
-    let action = action(msg, media)?;
-
+    // Several patients in one message (an export or a transfer of several patients'
+    // studies, a merge): the first patient object in document order is `patient`, and
+    // the number of distinct patients goes into `records`, the canonical field for how
+    // many patients' records one event touched. The other ids are not kept: the
+    // canonical event has no field for them.
     let mut patients: Vec<String> = Vec::new();
-    for o in &msg.objects {
-        let typed = code_is(&o.role, "1") && (o.type_code.is_none() || code_is(&o.type_code, "1"));
-        if !typed {
-            continue;
-        }
+    for o in msg.objects.iter().filter(|o| is_patient(o)) {
         // HL7 CX: the id is the first component.
         let id =
             o.id.as_deref()
@@ -389,6 +422,38 @@ fn to_event(
     Ok(event)
 }
 
+/// A patient participant object: role 1 (Patient) on a person (type 1) or an object
+/// without a type; or, when the role is left out, a person or untyped object whose id
+/// type is an RFC 3881 patient id (1 Medical Record Number, 2 Patient Number), read from
+/// `csd-code` or the legacy `code`, or from the code meaning.
+fn is_patient(o: &Object) -> bool {
+    let person = o.type_code.is_none() || code_is(&o.type_code, "1");
+    if !person {
+        return false;
+    }
+    if o.role.as_deref().is_some_and(|r| !r.trim().is_empty()) {
+        return code_is(&o.role, "1");
+    }
+    let Some(t) = &o.id_type else {
+        return false;
+    };
+    let rfc3881 = t.system().is_none_or(|s| {
+        let s = s.trim();
+        s.eq_ignore_ascii_case("RFC-3881") || s.eq_ignore_ascii_case("RFC3881")
+    });
+    let by_code = rfc3881 && matches!(t.code().map(str::trim), Some("1" | "2"));
+    let by_text = t.text().map(str::trim).is_some_and(|x| {
+        x.eq_ignore_ascii_case("Patient Number") || x.eq_ignore_ascii_case("Medical Record Number")
+    });
+    by_code || by_text
+}
+
+/// DCM roles of systems rather than people: 110150 Application, 110152 Destination,
+/// 110153 Source. (110151 Application Launcher is the person who started it.)
+fn is_system_role(code: &str) -> bool {
+    matches!(code.trim(), "110150" | "110152" | "110153")
+}
+
 fn code_is(v: &Option<String>, want: &str) -> bool {
     v.as_deref().map(str::trim) == Some(want)
 }
@@ -401,7 +466,12 @@ fn action(msg: &Message, media: Option<MediaClass>) -> Result<Action, Reject> {
         ));
     };
     let act = msg.action_code.as_deref().unwrap_or("").trim();
-    let types = || msg.event_types.iter();
+    // The event type codes 110120-110142 that the message carries, in order.
+    let types = || {
+        msg.event_types
+            .iter()
+            .filter_map(|t| dicom::type_kind(t.code(), t.text()))
+    };
     let action = match dicom::event_kind(id.code(), id.text()) {
         // OpenEMR reports opening a chart as Patient Record with action E, so E and a
         // missing action code are a view too.
@@ -423,15 +493,13 @@ fn action(msg: &Message, media: Option<MediaClass>) -> Result<Action, Reject> {
         EventKind::Login => Action::Login,
         EventKind::Logout => Action::Logout,
         EventKind::UserAuthentication => {
-            if types().any(|t| dicom::is_logout(t.code(), t.text())) {
+            if types().any(|t| t == TypeKind::Logout) {
                 Action::Logout
             } else {
                 Action::Login
             }
         }
-        EventKind::SecurityAlert
-            if types().any(|t| dicom::is_emergency_override(t.code(), t.text())) =>
-        {
+        EventKind::SecurityAlert if types().any(|t| t == TypeKind::EmergencyOverride) => {
             Action::BreakGlass
         }
         EventKind::SecurityAlert => {
@@ -440,7 +508,27 @@ fn action(msg: &Message, media: Option<MediaClass>) -> Result<Action, Reject> {
                 "a security alert other than an emergency override",
             ))
         }
+        // An event id phiwatch does not know, qualified by a DCM event type (or an event
+        // type written as the event id, which some senders do): the type decides.
+        // Break-glass wins, then login/logout; the types of application, network and
+        // security events are ignored, not unknown.
         EventKind::Other => {
+            let mut kinds = dicom::type_kind(id.code(), id.text())
+                .into_iter()
+                .chain(types());
+            let has = |want: TypeKind| kinds.clone().any(|k| k == want);
+            if has(TypeKind::EmergencyOverride) {
+                return Ok(Action::BreakGlass);
+            } else if has(TypeKind::Logout) {
+                return Ok(Action::Logout);
+            } else if has(TypeKind::Login) {
+                return Ok(Action::Login);
+            } else if let Some(TypeKind::Ignored(kind)) = kinds.next() {
+                return Err(Reject::ignored(
+                    kind,
+                    "the event type is not a person's access to patient data",
+                ));
+            }
             let label = id
                 .code()
                 .filter(|c| c.trim().bytes().all(|b| b.is_ascii_digit()));
@@ -535,6 +623,275 @@ mod tests {
         assert_eq!(r.reason, reason::UNKNOWN_ACTION);
         assert!(!r.ignored);
         assert!(r.detail.contains("110199"), "{}", r.detail);
+    }
+
+    /// The outcome of a message with this EventID code, action code and type codes:
+    /// the action, or the ignored label, or the rejection reason.
+    fn outcome(id: &str, act: &str, types: &[&str]) -> String {
+        let types: String = types
+            .iter()
+            .map(|t| format!(r#"<EventTypeCode csd-code="{t}" codeSystemName="DCM"/>"#))
+            .collect();
+        let ev = format!(r#"<EventID csd-code="{id}" codeSystemName="DCM"/>{types}"#);
+        match parse(&xml(&ev, act, PATIENT)) {
+            Ok(Some(e)) => e.action.as_str().to_string(),
+            Ok(None) => "skipped".into(),
+            Err(r) if r.ignored => format!("ignored:{}", r.reason),
+            Err(r) => format!("rejected:{}", r.reason),
+        }
+    }
+
+    #[test]
+    fn every_dicom_event_id() {
+        let cases = [
+            ("110100", "E", "ignored:application_activity"),
+            ("110101", "R", "ignored:audit_log_used"),
+            ("110102", "R", "view"),
+            ("110103", "R", "view"),
+            ("110104", "C", "create"),
+            ("110105", "D", "delete"),
+            ("110106", "R", "export"),
+            ("110107", "C", "create"),
+            ("110108", "E", "ignored:network_entry"),
+            ("110109", "U", "update"),
+            ("110110", "R", "view"),
+            ("110111", "R", "view"),
+            ("110112", "E", "search"),
+            ("110113", "E", "ignored:security_alert"),
+            ("110114", "E", "login"),
+        ];
+        for (id, act, want) in cases {
+            assert_eq!(outcome(id, act, &[]), want, "{id}");
+        }
+    }
+
+    #[test]
+    fn every_event_type_code() {
+        // Each type with its own event id (PS3.15 A.5.3), and the same type under an
+        // event id phiwatch does not know: never unknown_action.
+        let cases = [
+            ("110100", "110120", "ignored:application_activity"),
+            ("110100", "110121", "ignored:application_activity"),
+            ("110114", "110122", "login"),
+            ("110114", "110123", "logout"),
+            ("110108", "110124", "ignored:network_entry"),
+            ("110108", "110125", "ignored:network_entry"),
+            ("110113", "110126", "ignored:security_alert"),
+            ("110113", "110127", "break_glass"),
+            ("110113", "110128", "ignored:security_alert"),
+            ("110113", "110129", "ignored:security_alert"),
+        ];
+        for (id, ty, want) in cases {
+            assert_eq!(outcome(id, "E", &[ty]), want, "{id} {ty}");
+            assert_eq!(outcome("999999", "E", &[ty]), want, "unknown id, {ty}");
+            // Some senders write the type code as the event id.
+            assert_eq!(outcome(ty, "E", &[]), want, "{ty} as EventID");
+        }
+        // 110113 + 110127 is break-glass whatever else is listed and in which order.
+        assert_eq!(outcome("110113", "E", &["110129", "110127"]), "break_glass");
+        assert_eq!(
+            outcome("110113", "E", &["110138"]),
+            "ignored:security_alert"
+        );
+        assert_eq!(outcome("110114", "E", &["110123", "ITI-40"]), "logout");
+        // A non-DCM type code does not rescue an unknown event id.
+        assert_eq!(
+            outcome("999999", "E", &["ITI-47"]),
+            "rejected:unknown_action"
+        );
+    }
+
+    #[test]
+    fn both_coded_value_spellings() {
+        // DICOM 2008+: csd-code / codeSystemName / originalText.
+        let dicom = r#"<EventIdentification EventActionCode="E" EventDateTime="2024-05-14T09:49:00Z"><EventID csd-code="110113" codeSystemName="DCM" originalText="Security Alert"/><EventTypeCode csd-code="110127" codeSystemName="DCM" originalText="Emergency Override Started"/></EventIdentification><ActiveParticipant UserID="dr.k" UserIsRequestor="true"><RoleIDCode csd-code="110153" codeSystemName="DCM" originalText="Source Role ID"/></ActiveParticipant><ParticipantObjectIdentification ParticipantObjectID="P9" ParticipantObjectTypeCode="1"><ParticipantObjectIDTypeCode csd-code="2" codeSystemName="RFC-3881" originalText="Patient Number"/></ParticipantObjectIdentification>"#;
+        // RFC 3881: code / codeSystem / codeSystemName / displayName.
+        let legacy = r#"<EventIdentification EventActionCode="E" EventDateTime="2024-05-14T09:49:00Z"><EventID code="110113" codeSystem="1.2.840.10008.2.16.4" codeSystemName="DCM" displayName="Security Alert"/><EventTypeCode code="110127" codeSystem="1.2.840.10008.2.16.4" codeSystemName="DCM" displayName="Emergency Override Started"/></EventIdentification><ActiveParticipant UserID="dr.k" UserIsRequestor="true"><RoleIDCode code="110153" codeSystemName="DCM" displayName="Source Role ID"/></ActiveParticipant><ParticipantObjectIdentification ParticipantObjectID="P9" ParticipantObjectTypeCode="1"><ParticipantObjectIDTypeCode code="2" codeSystemName="RFC-3881" displayName="Patient Number"/></ParticipantObjectIdentification>"#;
+        // Texts only (placeholder codes), in each spelling.
+        let texts = legacy
+            .replace(r#"code="110113""#, r#"code="eventIDcode""#)
+            .replace(r#"code="110127""#, r#"code="typeCode""#)
+            .replace(r#"code="2""#, r#"code="x""#);
+        let texts_dicom = dicom
+            .replace(r#"csd-code="110113""#, r#"csd-code="x""#)
+            .replace(r#"csd-code="110127""#, r#"csd-code="x""#)
+            .replace(r#"csd-code="2""#, r#"csd-code="x""#);
+        for body in [dicom.to_string(), legacy.to_string(), texts, texts_dicom] {
+            let e = parse(&format!("<AuditMessage>{body}</AuditMessage>"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(e.action, Action::BreakGlass, "{body}");
+            assert_eq!(e.user, "dr.k");
+            assert_eq!(
+                e.patient.as_deref(),
+                Some("P9"),
+                "no role: the id type code says patient; {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn patient_objects() {
+        let obj = |attrs: &str, id_type: &str| {
+            format!(
+                r#"<ParticipantObjectIdentification ParticipantObjectID="X1" {attrs}>{id_type}</ParticipantObjectIdentification>"#
+            )
+        };
+        let pn_dicom = r#"<ParticipantObjectIDTypeCode csd-code="2" codeSystemName="RFC-3881" originalText="Patient Number"/>"#;
+        let mrn_legacy =
+            r#"<ParticipantObjectIDTypeCode code="1" displayName="Medical Record Number"/>"#;
+        let study = r#"<ParticipantObjectIDTypeCode csd-code="110180" codeSystemName="DCM" originalText="Study Instance UID"/>"#;
+        let other_system =
+            r#"<ParticipantObjectIDTypeCode code="2" codeSystemName="urn:site:codes"/>"#;
+        let cases = [
+            (
+                obj(
+                    r#"ParticipantObjectTypeCode="1" ParticipantObjectTypeCodeRole="1""#,
+                    "",
+                ),
+                true,
+            ),
+            (obj(r#"ParticipantObjectTypeCodeRole="1""#, ""), true),
+            (
+                obj(
+                    r#"ParticipantObjectTypeCode="1" ParticipantObjectTypeCodeRole="1""#,
+                    study,
+                ),
+                true,
+            ),
+            (obj(r#"ParticipantObjectTypeCode="1""#, pn_dicom), true),
+            (obj("", mrn_legacy), true),
+            (obj(r#"ParticipantObjectTypeCode="1""#, other_system), false),
+            (obj(r#"ParticipantObjectTypeCode="2""#, pn_dicom), false),
+            (
+                obj(
+                    r#"ParticipantObjectTypeCode="2" ParticipantObjectTypeCodeRole="1""#,
+                    "",
+                ),
+                false,
+            ),
+            (
+                obj(
+                    r#"ParticipantObjectTypeCode="1" ParticipantObjectTypeCodeRole="6""#,
+                    pn_dicom,
+                ),
+                false,
+            ),
+            (
+                obj(
+                    r#"ParticipantObjectTypeCode="2" ParticipantObjectTypeCodeRole="3""#,
+                    study,
+                ),
+                false,
+            ),
+            (obj(r#"ParticipantObjectTypeCode="1""#, ""), false),
+        ];
+        for (o, want) in cases {
+            let e = parse(&xml(READ, "R", &o)).unwrap().unwrap();
+            assert_eq!(e.patient.is_some(), want, "{o}");
+        }
+    }
+
+    #[test]
+    fn several_patients_keep_the_first_and_count_them() {
+        let p = |id: &str| {
+            format!(
+                r#"<ParticipantObjectIdentification ParticipantObjectID="{id}^^^&amp;1.2&amp;ISO" ParticipantObjectTypeCode="1" ParticipantObjectTypeCodeRole="1"><ParticipantObjectIDTypeCode csd-code="2" codeSystemName="RFC-3881" originalText="Patient Number"/></ParticipantObjectIdentification>"#
+            )
+        };
+        let study = r#"<ParticipantObjectIdentification ParticipantObjectID="1.2.3.4" ParticipantObjectTypeCode="2" ParticipantObjectTypeCodeRole="3"/>"#;
+        let body = format!(
+            "{study}{}{}{}{}",
+            p("MRN2"),
+            p("MRN1"),
+            p("MRN2"),
+            p("MRN3")
+        );
+        let ev = r#"<EventID csd-code="110106" codeSystemName="DCM" originalText="Export"/>"#;
+        let e = parse(&xml(ev, "R", &body)).unwrap().unwrap();
+        assert_eq!(
+            e.patient.as_deref(),
+            Some("MRN2"),
+            "the first in document order"
+        );
+        assert_eq!(e.records, 3, "distinct patients; the study is not one");
+        let e = parse(&xml(READ, "R", "")).unwrap().unwrap();
+        assert_eq!((e.patient, e.records), (None, 1));
+    }
+
+    #[test]
+    fn event_date_time_without_seconds() {
+        for (dt, want) in [
+            ("2024-05-14T09:49Z", "2024-05-14T09:49:00.000Z"),
+            ("2024-05-14T09:49+02:00", "2024-05-14T07:49:00.000Z"),
+        ] {
+            let line = xml(READ, "R", PATIENT).replace("2024-05-14T09:49:00.123-04:00", dt);
+            let e = parse(&line).unwrap().unwrap();
+            assert_eq!(crate::event::fmt_ts(&e.ts), want, "{dt}");
+        }
+    }
+
+    #[test]
+    fn headers_in_front_of_the_message() {
+        let msg = xml(READ, "R", PATIENT);
+        let n = msg.len() + 60;
+        for line in [
+            format!("<13>May 14 09:49:00 host app: {msg}"),
+            format!("<85>Oct 11 22:14:15 ehr01 atna[77]: {msg}"),
+            format!("May 14 09:49:00 ehr01 EHR: {msg}"),
+            format!("<85>1 2024-05-14T13:49:00Z ehr01 EHR 42 IHE+RFC-3881 - \u{feff}{msg}"),
+            // RFC 6587 counts that disagree with the frame by a lost BOM or so.
+            format!(
+                "{} <85>1 2024-05-14T13:49:00Z ehr01 EHR 42 IHE+RFC-3881 - {msg}",
+                n - 3
+            ),
+            format!(
+                "{} <85>1 2024-05-14T13:49:00Z ehr01 EHR 42 IHE+RFC-3881 - {msg}",
+                n + 3
+            ),
+        ] {
+            let e = parse(&line).unwrap().unwrap();
+            assert_eq!(
+                (e.user.as_str(), e.action),
+                ("jsmith", Action::View),
+                "{line}"
+            );
+            assert_eq!(e.patient.as_deref(), Some("MRN1"));
+        }
+        // A count cannot make a cut frame whole: the XML decides.
+        let cut = &msg[..msg.len() - 20];
+        let line = format!("{n} <85>1 2024-05-14T13:49:00Z ehr01 EHR 42 IHE+RFC-3881 - {cut}");
+        assert_eq!(parse(&line).unwrap_err().reason, reason::BAD_XML);
+    }
+
+    #[test]
+    fn the_human_requestor_is_the_user() {
+        // IHE ITI-18 shape: the Document Consumer (Source, requestor) comes first, the
+        // Human Requestor second.
+        let line = r#"<AuditMessage><EventIdentification EventActionCode="E" EventDateTime="2024-05-14T09:49:00Z"><EventID code="110112" codeSystemName="DCM" displayName="Query"/><EventTypeCode code="ITI-18" codeSystemName="IHE Transactions" displayName="Registry Stored Query"/></EventIdentification><ActiveParticipant UserID="http://consumer.example/ws" AlternativeUserID="4711" UserIsRequestor="true" NetworkAccessPointID="10.0.0.8"><RoleIDCode code="110153" codeSystemName="DCM" displayName="Source Role ID"/></ActiveParticipant><ActiveParticipant UserID="7601000000001" UserIsRequestor="true"><RoleIDCode code="HCP" codeSystemName="2.16.756.5.30.1.127.3.10.6" displayName="Healthcare professional"/></ActiveParticipant><ActiveParticipant UserID="http://registry.example/ws" UserIsRequestor="false"><RoleIDCode code="110152" codeSystemName="DCM" displayName="Destination Role ID"/></ActiveParticipant></AuditMessage>"#;
+        let e = parse(line).unwrap().unwrap();
+        assert_eq!(e.user, "7601000000001");
+        assert_eq!(
+            e.host, None,
+            "the person's participant names no access point"
+        );
+        // Without a Human Requestor the system is the user, as before.
+        let system_only = line.replace(
+            r#"UserID="7601000000001" UserIsRequestor="true""#,
+            r#"UserID="7601000000001" UserIsRequestor="false""#,
+        );
+        let e = parse(&system_only).unwrap().unwrap();
+        assert_eq!(e.user, "http://consumer.example/ws");
+        assert_eq!(e.host.as_deref(), Some("10.0.0.8"));
+    }
+
+    #[test]
+    fn ignored_events_need_no_user() {
+        // An application start names the application, not a requestor.
+        let line = r#"<AuditMessage><EventIdentification EventActionCode="E" EventDateTime="2024-05-14T09:49:00Z"><EventID csd-code="110100" codeSystemName="DCM" originalText="Application Activity"/><EventTypeCode csd-code="110120" codeSystemName="DCM" originalText="Application Start"/></EventIdentification><ActiveParticipant UserID="ehr-app" UserIsRequestor="false"><RoleIDCode csd-code="110150" codeSystemName="DCM" originalText="Application"/></ActiveParticipant></AuditMessage>"#;
+        let r = parse(line).unwrap_err();
+        assert!(r.ignored, "{r}");
+        assert_eq!(r.reason, crate::parse::ignored::APPLICATION_ACTIVITY);
     }
 
     #[test]

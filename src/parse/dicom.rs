@@ -102,6 +102,99 @@ pub(crate) fn event_kind(code: Option<&str>, text: Option<&str>) -> EventKind {
     }
 }
 
+/// What a DCM event type code says about the event it qualifies: CID 401 (the types of
+/// Application Activity, User Authentication and Network Entry) and CID 403 (Security
+/// Alert types), 110120-110142.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TypeKind {
+    Login,
+    Logout,
+    /// 110127 Emergency Override Started: break-the-glass.
+    EmergencyOverride,
+    /// A type of an event that is not a person's access to patient data; the label it is
+    /// counted under as ignored.
+    Ignored(&'static str),
+}
+
+/// The event type codes 110120-110142 with their code meanings (PS3.16 CID 401/403).
+const TYPE_CODES: [(&str, &str, TypeKind); 23] = {
+    use super::ignored::{APPLICATION_ACTIVITY, NETWORK_ENTRY, SECURITY_ALERT};
+    use TypeKind::*;
+    [
+        ("110120", "Application Start", Ignored(APPLICATION_ACTIVITY)),
+        ("110121", "Application Stop", Ignored(APPLICATION_ACTIVITY)),
+        ("110122", "Login", Login),
+        ("110123", "Logout", Logout),
+        ("110124", "Attach", Ignored(NETWORK_ENTRY)),
+        ("110125", "Detach", Ignored(NETWORK_ENTRY)),
+        ("110126", "Node Authentication", Ignored(SECURITY_ALERT)),
+        ("110127", "Emergency Override Started", EmergencyOverride),
+        ("110128", "Network Configuration", Ignored(SECURITY_ALERT)),
+        ("110129", "Security Configuration", Ignored(SECURITY_ALERT)),
+        ("110130", "Hardware Configuration", Ignored(SECURITY_ALERT)),
+        ("110131", "Software Configuration", Ignored(SECURITY_ALERT)),
+        (
+            "110132",
+            "Use of Restricted Function",
+            Ignored(SECURITY_ALERT),
+        ),
+        ("110133", "Audit Recording Stopped", Ignored(SECURITY_ALERT)),
+        ("110134", "Audit Recording Started", Ignored(SECURITY_ALERT)),
+        (
+            "110135",
+            "Object Security Attributes Changed",
+            Ignored(SECURITY_ALERT),
+        ),
+        ("110136", "Security Roles Changed", Ignored(SECURITY_ALERT)),
+        (
+            "110137",
+            "User Security Attributes Changed",
+            Ignored(SECURITY_ALERT),
+        ),
+        // The end of an override is not an access: the start was the break-glass.
+        (
+            "110138",
+            "Emergency Override Stopped",
+            Ignored(SECURITY_ALERT),
+        ),
+        (
+            "110139",
+            "Remote Service Operation Started",
+            Ignored(SECURITY_ALERT),
+        ),
+        (
+            "110140",
+            "Remote Service Operation Stopped",
+            Ignored(SECURITY_ALERT),
+        ),
+        (
+            "110141",
+            "Local Service Operation Started",
+            Ignored(SECURITY_ALERT),
+        ),
+        (
+            "110142",
+            "Local Service Operation Stopped",
+            Ignored(SECURITY_ALERT),
+        ),
+    ]
+};
+
+/// Reads an event type code from its code, falling back to the code meaning. `None` for
+/// anything outside 110120-110142 (IHE transaction codes such as `ITI-47`, site codes).
+pub(crate) fn type_kind(code: Option<&str>, text: Option<&str>) -> Option<TypeKind> {
+    if let Some(code) = code.map(str::trim) {
+        if let Some((_, _, kind)) = TYPE_CODES.iter().find(|(c, _, _)| *c == code) {
+            return Some(*kind);
+        }
+    }
+    let text = text?.trim();
+    TYPE_CODES
+        .iter()
+        .find(|(_, name, _)| name.eq_ignore_ascii_case(text))
+        .map(|(_, _, kind)| *kind)
+}
+
 /// The FHIR/ATNA action code C/R/U/D as a canonical action. `E` (execute) and anything
 /// else is `None`: what it means depends on the event type.
 pub(crate) fn crud(code: &str) -> Option<Action> {
@@ -185,6 +278,43 @@ mod tests {
         assert_eq!(event_kind(Some("110199"), None), EventKind::Other);
         assert_eq!(crud(" r "), Some(Action::View));
         assert_eq!(crud("E"), None);
+    }
+
+    #[test]
+    fn every_event_type_code() {
+        use super::super::ignored::{APPLICATION_ACTIVITY, NETWORK_ENTRY, SECURITY_ALERT};
+        let want = |n: u32| match n {
+            110120 | 110121 => TypeKind::Ignored(APPLICATION_ACTIVITY),
+            110122 => TypeKind::Login,
+            110123 => TypeKind::Logout,
+            110124 | 110125 => TypeKind::Ignored(NETWORK_ENTRY),
+            110127 => TypeKind::EmergencyOverride,
+            _ => TypeKind::Ignored(SECURITY_ALERT),
+        };
+        for n in 110120..=110142u32 {
+            let code = n.to_string();
+            assert_eq!(type_kind(Some(&code), None), Some(want(n)), "{n}");
+            // The code meaning alone finds the same kind.
+            let (_, name, _) = TYPE_CODES.iter().find(|(c, _, _)| *c == code).unwrap();
+            assert_eq!(type_kind(Some("x"), Some(name)), Some(want(n)), "{name}");
+        }
+        assert_eq!(
+            type_kind(None, Some(" emergency override started ")),
+            Some(TypeKind::EmergencyOverride)
+        );
+        assert_eq!(type_kind(Some("110119"), None), None);
+        assert_eq!(type_kind(Some("110143"), None), None);
+        assert_eq!(type_kind(Some("ITI-47"), Some("PDQ Query")), None);
+        assert_eq!(type_kind(None, None), None);
+    }
+
+    #[test]
+    fn every_event_id_has_a_kind() {
+        // 110100-110114: each event id in CID 400 is mapped or ignored, never Other.
+        for n in 110100..=110114u32 {
+            let kind = event_kind(Some(&n.to_string()), None);
+            assert_ne!(kind, EventKind::Other, "{n}");
+        }
     }
 
     #[test]

@@ -7,7 +7,16 @@
 //! - OpenEMR's own framing: `<13>2024-05-14T09:49:00-04:00 HOST <?xml …`;
 //! - any of these behind an RFC 5425/6587 octet count (`1187 <85>1 …`), which a
 //!   receiver that writes raw TLS frames to disk keeps;
-//! - a bare XML message with no header at all.
+//! - a bare XML message with no header at all;
+//! - the two shapes syslog daemons write to files, which drop the PRI: a BSD line
+//!   (`May 14 09:49:00 host app: MSG`) and rsyslog's file format
+//!   (`2024-05-14T09:49:00.123+02:00 host app[42]: MSG`).
+//!
+//! The octet count is not checked against the frame. A relay that drops the BOM, or a
+//! writer that counts characters instead of bytes, leaves a count a few bytes off
+//! while the message is intact; a frame that really lost bytes lost the end of the XML,
+//! and the ATNA parser rejects a message that ends before `</AuditMessage>`. So the
+//! count is skipped, and what is accepted is exactly what parses as a whole message.
 //!
 //! Only the message, the host and the timestamp are kept: the XML says everything else.
 //! A BSD timestamp has no year, and guessing one would invent a time, so it is not used.
@@ -35,6 +44,17 @@ pub(crate) fn split(line: &str, tz: Tz) -> Result<Header<'_>, Reject> {
 
     // RFC 6587 octet counting: digits, one space, then the message.
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 4 && s.as_bytes().get(4) == Some(&b'-') {
+        // rsyslog's file format: an RFC 3339 timestamp first, no PRI. Without a PRI
+        // the timestamp is what makes the line syslog, so it must be one.
+        let header = lenient_iso(s, tz)?;
+        if header.ts.is_none() {
+            return Err(bad(
+                "a line without <PRI> starts with a date that is not a timestamp",
+            ));
+        }
+        return Ok(header);
+    }
     if digits > 0 {
         if digits > 10 || s.as_bytes().get(digits) != Some(&b' ') {
             return Err(bad("line starts with digits that are not an octet count"));
@@ -43,6 +63,15 @@ pub(crate) fn split(line: &str, tz: Tz) -> Result<Header<'_>, Reject> {
     }
 
     if !s.starts_with('<') {
+        // A BSD line as a syslog daemon writes it to a file, without the PRI.
+        let month = s.len() > 4
+            && s.as_bytes()[3] == b' '
+            && MONTHS
+                .iter()
+                .any(|m| s.as_bytes()[..3].eq_ignore_ascii_case(m.as_bytes()));
+        if month {
+            return bsd(s);
+        }
         return Err(bad("no <PRI> at the start of the line"));
     }
     let after_lt = &s[1..];
@@ -276,6 +305,48 @@ mod tests {
     }
 
     #[test]
+    fn rfc3164_shapes() {
+        // RFC 3164 section 5.4's own examples, with an AuditMessage as the content.
+        for line in [
+            format!("<34>Oct 11 22:14:15 mymachine su: {XML}"),
+            format!("<13>Feb  5 17:32:18 10.0.0.99 {XML}"),
+            format!("<85>Oct 11 22:14:15 ehr01 atna[1234]: {XML}"),
+            format!("<13>May 14 09:49:00 host app: {XML}"),
+            format!("<13>May 14 09:49:00 host app: \u{feff}{XML}"),
+            // Written to a file by a syslog daemon: no PRI.
+            format!("May 14 09:49:00 ehr01 EHR[42]: {XML}"),
+            format!("oct  1 22:14:15 ehr01 {XML}"),
+        ] {
+            assert_eq!(h(&line), Ok((None, XML)), "{line}");
+        }
+        // rsyslog's file format keeps the RFC 3339 timestamp.
+        assert_eq!(
+            h(&format!(
+                "2024-05-14T09:49:00.123+02:00 ehr01 EHR[42]: {XML}"
+            )),
+            Ok((Some("2024-05-14T07:49:00.123Z".into()), XML))
+        );
+        assert_eq!(
+            h(&format!("<85>2024-05-14T09:49+02:00 ehr01 EHR: {XML}")),
+            Ok((Some("2024-05-14T07:49:00.000Z".into()), XML))
+        );
+    }
+
+    #[test]
+    fn octet_counts_off_by_a_few_bytes_are_accepted() {
+        let frame = format!("<85>1 2024-05-14T13:49:00Z ehr01 EHR - IHE+RFC-3881 - {XML}");
+        let exact = frame.len();
+        // A lost BOM (3 bytes short), a count that still includes it, an exact count.
+        for n in [exact - 3, exact + 3, exact] {
+            assert_eq!(
+                h(&format!("{n} {frame}")).map(|(_, m)| m),
+                Ok(XML),
+                "count {n}"
+            );
+        }
+    }
+
+    #[test]
     fn broken_headers() {
         for line in [
             "hello",
@@ -290,6 +361,10 @@ mod tests {
             "<85>1 2024-05-14T13:49:00Z host app 1 ID garbage",
             "<85>Foo 14 09:49:00 host x",
             "<85>May 14",
+            "May 14",
+            "Mayday 14 09:49:00 host x",
+            "May 14 9:49 host x",
+            "2024-05-14 host x",
             "<1234567890123",
             "99999999999999999999 <85>1",
         ] {

@@ -321,6 +321,22 @@ mod tests {
     }
 
     #[test]
+    fn minutes_without_seconds() {
+        // ATNA senders that format EventDateTime to the minute.
+        for (s, want) in [
+            ("2024-05-14T09:49Z", "2024-05-14T09:49:00.000Z"),
+            ("2024-05-14T09:49+02:00", "2024-05-14T07:49:00.000Z"),
+            ("2024-05-14T09:49-0400", "2024-05-14T13:49:00.000Z"),
+            ("2024-05-14T09:49", "2024-05-14T14:49:00.000Z"),
+        ] {
+            assert_eq!(p(s).as_deref(), Some(want), "{s}");
+        }
+        for s in ["2024-05-14T09Z", "2024-05-14T09:4Z", "2024-05-14T09:49.5Z"] {
+            assert_eq!(p(s), None, "{s}");
+        }
+    }
+
+    #[test]
     fn local_times_use_the_zone() {
         // CDT is UTC-5 in May.
         assert_eq!(

@@ -125,3 +125,85 @@ fn damaged_lines_never_panic() {
     let good = fixture("atna/good.log");
     survive_damage(p.as_mut(), &lines(&good), 150);
 }
+
+/// One line of `atna/public-shapes.log` and what it must give: an action with its user
+/// and patient, or the label it is ignored under.
+enum Want {
+    Event(Action, &'static str, Option<&'static str>),
+    Ignored(&'static str),
+}
+
+#[test]
+fn public_shapes_have_their_expected_outcome() {
+    use Want::*;
+    // In file order; tests/fixtures/parse/atna/README.md says where each shape is from.
+    let want = [
+        Event(Action::View, "VIEWER07", Some("PX20310")),
+        Event(Action::Create, "CT_SCANNER_2", Some("PX20311")),
+        Event(Action::Update, "kmueller", Some("PX20312")),
+        Event(Action::Delete, "archivist2", Some("PX20313")),
+        Event(Action::Search, "FINDSCU", None),
+        Ignored("security_alert"),
+        Event(Action::BreakGlass, "root.admin", None),
+        Ignored("security_alert"),
+        Ignored("application_activity"),
+        Event(Action::Logout, "kmueller", None),
+        Event(Action::Export, "ws-4n-12\\tnguyen", Some("MRN00077001")),
+        Event(Action::Search, "iexhub", Some("MRN00077100")),
+        Event(Action::Update, "drpatel", Some("4417")),
+        Event(Action::Login, "lchen", None),
+        Event(Action::Search, "7601000000123", Some("761337610000000001")),
+    ];
+    let text = fixture("atna/public-shapes.log");
+    let lines = lines(&text);
+    assert!(lines.len() >= 10);
+    assert_eq!(lines.len(), want.len(), "one expectation per message");
+    let mut p = parser(SOURCE);
+    let mut events = Vec::new();
+    for (i, (line, want)) in lines.iter().zip(&want).enumerate() {
+        let n = i + 1;
+        match (p.parse(line), want) {
+            (Ok(Some(e)), Event(action, user, patient)) => {
+                assert_eq!(e.action, *action, "line {n}");
+                assert_eq!(e.user, *user, "line {n}");
+                assert_eq!(e.patient.as_deref(), *patient, "line {n}");
+                events.push(e);
+            }
+            (Err(r), Ignored(label)) => {
+                assert!(r.ignored, "line {n}: {r} is a rejection, not ignored");
+                assert_eq!(r.reason, *label, "line {n}");
+            }
+            (got, _) => panic!("line {n}: unexpected {got:?}"),
+        }
+    }
+
+    // The details the table does not show.
+    let by_user = |u: &str| events.iter().find(|e| e.user == u).unwrap();
+    let e = by_user("VIEWER07");
+    assert_eq!(
+        ts(e),
+        "2024-05-14T08:22:29.457Z",
+        "octet count 3 bytes short"
+    );
+    assert_eq!(e.host.as_deref(), Some("10.30.1.77"));
+    let e = by_user("archivist2");
+    assert_eq!(
+        ts(e),
+        "2024-05-14T09:15:00.512Z",
+        "BSD header, EventDateTime"
+    );
+    let e = by_user("ws-4n-12\\tnguyen");
+    assert_eq!(e.media, Some(Media::Network), "MediaType 110037 URI");
+    assert_eq!(e.records, 2, "two patients exported; the first is kept");
+    assert_eq!(
+        ts(by_user("iexhub")),
+        "2024-05-14T09:49:00.000Z",
+        "no seconds"
+    );
+    let e = by_user("drpatel");
+    assert_eq!(ts(e), "2024-05-14T13:52:00.000Z", "no seconds, -04:00");
+    assert_eq!(e.host, None, "OpenEMR's own address is not the user's");
+    let e = by_user("7601000000123");
+    assert_eq!(e.host, None, "the Human Requestor, not the Source system");
+    assert_eq!(e.records, 1, "the query object is not a patient");
+}
