@@ -203,6 +203,10 @@ pub struct Event {
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
+    /// Why the access happened, as the source coded it (e.g. v3-ActReason `TREAT`, or
+    /// `BTG`/`ETREAT` for break-the-glass). Added to the contract's fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
     /// PHI marker counts for file events (added to the contract's fields).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phi: Option<PhiMarkers>,
@@ -230,6 +234,7 @@ impl Event {
             host: None,
             outcome: Outcome::Success,
             source: String::new(),
+            purpose: None,
             phi: None,
             origin: None,
         }

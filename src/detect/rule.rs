@@ -333,3 +333,31 @@ fn fold(a: &str, cased: bool) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Owned(a.to_lowercase())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Action, Event};
+    use crate::reference::Reference;
+
+    /// `purpose` (FHIR purposeOfEvent / authorization) is a field rules can select on,
+    /// e.g. to treat a read under a break-the-glass purpose like a break-glass.
+    #[test]
+    fn purpose_is_selectable() {
+        let yaml: Yaml = serde_norway::from_str(
+            "btg:\n  purpose: [BTG, ETREAT]\ncoded:\n  purpose|exists: true\ncondition: btg and coded\n",
+        )
+        .unwrap();
+        let m = Matcher::compile(&yaml).unwrap();
+        let reference = Reference::default();
+        let mut ev = Event::new("2026-03-03T16:00:00Z".parse().unwrap(), "u1", Action::View);
+        let e = Enriched::new(&ev, &reference, chrono_tz::UTC);
+        assert!(!m.matches(&e), "no purpose");
+        ev.purpose = Some("TREAT".into());
+        let e = Enriched::new(&ev, &reference, chrono_tz::UTC);
+        assert!(!m.matches(&e));
+        ev.purpose = Some("btg".into());
+        let e = Enriched::new(&ev, &reference, chrono_tz::UTC);
+        assert!(m.matches(&e), "values compare case-insensitively");
+    }
+}

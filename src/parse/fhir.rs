@@ -73,13 +73,20 @@ fn audit_event(v: &Value, tz: Tz) -> Result<Event, Reject> {
     }
 
     let ts = timestamp(v, tz)?;
+    // Before the user: a decision service's record may name no person at all, and it is
+    // ignored either way.
+    if is_authorization_decision(v) {
+        return Err(Reject::ignored(
+            crate::parse::ignored::OTHER,
+            "an authorization decision or consent check, not a person's access to patient data",
+        ));
+    }
     let agents: &[Value] = v["agent"].as_array().map_or(&[], Vec::as_slice);
-    let requestor = agents.iter().find(|a| is_true(&a["requestor"]));
-    let user = requestor.and_then(agent_user_id).ok_or_else(|| {
-        let detail = if requestor.is_some() {
-            "the requestor agent has no who.identifier.value, who.reference or altId"
+    let (actor, user) = acting_user(agents).ok_or_else(|| {
+        let detail = if agents.iter().any(|a| is_true(&a["requestor"])) {
+            "the requestor agent names no one (no who.identifier, who.reference, altId, who.display or name) and no other agent names a person"
         } else {
-            "no agent has requestor: true"
+            "no agent has requestor: true and no agent names a person"
         };
         Reject::new(reason::MISSING_USER, detail)
     })?;
@@ -98,7 +105,8 @@ fn audit_event(v: &Value, tz: Tz) -> Result<Event, Reject> {
     event.records = patients.len().max(1) as u64;
     event.patient = patients.into_iter().next();
     event.outcome = outcome(&v["outcome"]);
-    event.host = requestor.and_then(network_address).or_else(|| {
+    event.purpose = purpose(v, actor);
+    event.host = network_address(actor).or_else(|| {
         agents
             .iter()
             .filter(|a| codes(&a["type"]).any(|c| c == "110152"))
@@ -152,6 +160,132 @@ fn scalar_id(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// The person who acted, and the agent that names them. In order:
+/// 1. a human agent with `requestor: true` (its id: `who.identifier.value`, the id of
+///    `who.reference`, `altId`; else its `who.display` or `name`: BALP user agents often
+///    carry only the display name from the OAuth token, and a display that is not on the
+///    roster counts downstream as an unknown user, which is better than losing the access);
+/// 2. an agent referencing a Practitioner, PractitionerRole, RelatedPerson or Patient;
+/// 3. any human agent with `who.identifier.value`;
+/// 4. a machine requestor's id (a Device or Organization that asked on its own behalf);
+/// 5. the `who.display` or `name` of a human agent that is not a network end point.
+///
+/// "Machine" means `who.reference` to a Device or Organization, or an agent typed
+/// Application (DCM 110150) or authorization server.
+fn acting_user(agents: &[Value]) -> Option<(&Value, String)> {
+    let requestors = || agents.iter().filter(|a| is_true(&a["requestor"]));
+    let humans = || agents.iter().filter(|a| !is_machine(a));
+    requestors()
+        .filter(|a| !is_machine(a))
+        .find_map(|a| {
+            agent_user_id(a)
+                .or_else(|| agent_display(a))
+                .map(|u| (a, u))
+        })
+        .or_else(|| {
+            agents.iter().find_map(|a| {
+                let (ty, id) = who_reference(a)?;
+                matches!(
+                    ty,
+                    "Practitioner" | "PractitionerRole" | "RelatedPerson" | "Patient"
+                )
+                .then(|| ident(id))
+                .flatten()
+                .map(|u| (a, u))
+            })
+        })
+        .or_else(|| {
+            humans().find_map(|a| scalar_id(&a["who"]["identifier"]["value"]).map(|u| (a, u)))
+        })
+        .or_else(|| requestors().find_map(|a| agent_user_id(a).map(|u| (a, u))))
+        .or_else(|| {
+            humans()
+                .filter(|a| !codes(&a["type"]).any(|c| c == "110152" || c == "110153"))
+                .find_map(|a| agent_display(a).map(|u| (a, u)))
+        })
+}
+
+fn who_reference(agent: &Value) -> Option<(&str, &str)> {
+    agent["who"]["reference"].as_str().and_then(reference)
+}
+
+fn is_machine(agent: &Value) -> bool {
+    matches!(who_reference(agent), Some(("Device" | "Organization", _)))
+        || codes(&agent["type"]).any(|c| c == "110150" || c.eq_ignore_ascii_case("authserver"))
+}
+
+/// `who.display`, else R4 `name`.
+fn agent_display(agent: &Value) -> Option<String> {
+    agent["who"]["display"]
+        .as_str()
+        .and_then(ident)
+        .or_else(|| agent["name"].as_str().and_then(ident))
+}
+
+/// Why the access happened: R4 `purposeOfEvent`, R5 `authorization`, then the acting
+/// agent's `purposeOfUse` (R4) / `authorization` (R5). A break-the-glass code (v3-ActReason
+/// `BTG` or `ETREAT`) wins over the others, since that is what detectors look for;
+/// otherwise the first code.
+fn purpose(v: &Value, actor: &Value) -> Option<String> {
+    let all: Vec<&str> = codes(&v["purposeOfEvent"])
+        .chain(codes(&v["authorization"]))
+        .chain(codes(&actor["purposeOfUse"]))
+        .chain(codes(&actor["authorization"]))
+        .filter(|c| !c.is_empty())
+        .collect();
+    all.iter()
+        .find(|c| c.eq_ignore_ascii_case("BTG") || c.eq_ignore_ascii_case("ETREAT"))
+        .or(all.first())
+        .map(|c| c.to_string())
+}
+
+/// An authorization decision or consent check: the record of a decision service deciding
+/// whether someone may see data, not of anyone seeing it (the access itself, when it
+/// happens, is audited on its own). BALP `AuthZ-Consent`/`AuthZ-Role` subtypes, a type or
+/// code naming an access decision, or an `E` (execute) record about a Consent resource with
+/// no REST interaction, as the FHIR R5 `example-consent-permit-authz` example.
+fn is_authorization_decision(v: &Value) -> bool {
+    let all_codes = || {
+        codes(&v["type"])
+            .chain(codes(&v["category"]))
+            .chain(codes(&v["subtype"]))
+            .chain(codes(&v["code"]))
+    };
+    let named = all_codes().any(|c| {
+        let c = c.to_ascii_lowercase();
+        c.starts_with("authz") || c == "access-decision" || c == "authorization-decision"
+    });
+    if named {
+        return true;
+    }
+    let act = v["action"].as_str().map(str::trim).unwrap_or("");
+    let rest = all_codes().any(|c| {
+        matches!(
+            c,
+            "read"
+                | "vread"
+                | "search"
+                | "search-type"
+                | "search-system"
+                | "create"
+                | "update"
+                | "patch"
+                | "delete"
+                | "110106"
+                | "110127"
+        )
+    });
+    let consent_entity = v["entity"].as_array().is_some_and(|es| {
+        es.iter().any(|e| {
+            matches!(
+                e["what"]["reference"].as_str().and_then(reference),
+                Some(("Consent", _))
+            ) || has_code(&e["type"], "Consent")
+        })
+    });
+    consent_entity && !rest && (act.is_empty() || act.eq_ignore_ascii_case("E"))
 }
 
 fn agent_user_id(agent: &Value) -> Option<String> {
@@ -347,8 +481,9 @@ fn patients(v: &Value) -> Vec<String> {
     let mut typed = false;
     for e in entities {
         let ty = &e["type"];
-        let patient_typed = has_code(&e["role"], "1")
-            && (ty.is_null() || has_code(ty, "1") || has_code(ty, "Patient"));
+        let patient_typed = (has_code(&e["role"], "1")
+            && (ty.is_null() || has_code(ty, "1") || has_code(ty, "Patient")))
+            || (has_code(ty, "Patient") && e["role"].is_null());
         if patient_typed {
             typed = true;
             let what = &e["what"];
@@ -357,7 +492,7 @@ fn patients(v: &Value) -> Vec<String> {
                     .as_str()
                     .and_then(reference)
                     .and_then(|(_, id)| ident(id))
-                    .or_else(|| scalar_id(&what["identifier"]["value"])),
+                    .or_else(|| cx_id(&what["identifier"]["value"])),
             );
         }
     }
@@ -368,8 +503,104 @@ fn patients(v: &Value) -> Vec<String> {
                 push(ident(id));
             }
         }
+        // Last, a search's own words: `patient=` (or `subject=Patient/…`) in the base64
+        // `query` of a query entity, as BALP PatientQuery records carry it.
+        for e in entities {
+            if let Some(q) = e["query"].as_str().and_then(base64_decode) {
+                for id in query_patients(&String::from_utf8_lossy(&q)) {
+                    push(Some(id));
+                }
+            }
+        }
     }
     out
+}
+
+/// An identifier value, read as an HL7 v2 CX when it is one (`id^^^&oid&ISO`, as
+/// records converted from ATNA carry it): the first component.
+fn cx_id(v: &Value) -> Option<String> {
+    let id = scalar_id(v)?;
+    match id.split_once('^') {
+        Some((first, _)) => ident(first),
+        None => Some(id),
+    }
+}
+
+/// Patient ids named by a search's parameters: `patient=x`, `patient=Patient/x`,
+/// `subject=Patient/x`, `patient:Patient=x`, comma-separated lists, percent-encoded.
+fn query_patients(q: &str) -> Vec<String> {
+    let params = q.rsplit_once('?').map_or(q, |(_, p)| p);
+    let mut out = Vec::new();
+    for pair in params.split('&') {
+        let Some((name, value)) = pair.split_once('=') else {
+            continue;
+        };
+        let name = name.trim();
+        let base = name.split([':', '.']).next().unwrap_or("");
+        let patient_param = base == "patient";
+        let subject_param = base == "subject";
+        if !patient_param && !subject_param {
+            continue;
+        }
+        for item in percent_decode(value).split(',') {
+            let id = match item.trim().rsplit_once('/') {
+                Some((ty, id)) if ty.ends_with("Patient") => id,
+                Some(_) => continue,
+                None if patient_param || name.ends_with(":Patient") => item,
+                None => continue,
+            };
+            if let Some(id) = ident(id) {
+                out.push(id);
+            }
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Standard or URL-safe base64, padding optional, whitespace ignored. None when the text
+/// is not base64.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => break,
+            b' ' | b'\n' | b'\r' | b'\t' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 /// `"0"` (or 0) is success, any other code a failure; no outcome at all is success, as
@@ -386,7 +617,9 @@ fn outcome(v: &Value) -> Outcome {
         _ => None,
     };
     match code.as_deref() {
+        // R5's own example writes `success` where the code system has `0`.
         Some("0") | None => Outcome::Success,
+        Some(c) if c.eq_ignore_ascii_case("success") => Outcome::Success,
         Some(_) => Outcome::Failure,
     }
 }
@@ -537,18 +770,207 @@ mod tests {
             err(r#"{"resourceType":"AuditEvent","recorded":"yesterday","agent":[]}"#),
             reason::BAD_TIMESTAMP
         );
+        // Only a machine and a network end point: no one to blame.
         assert_eq!(
             err(
-                r#"{"resourceType":"AuditEvent","recorded":"2024-05-14T13:49:00Z","agent":[{"requestor":false,"who":{"reference":"Practitioner/1"}}]}"#
+                r#"{"resourceType":"AuditEvent","recorded":"2024-05-14T13:49:00Z","agent":[{"requestor":false,"who":{"reference":"Device/1"}},{"requestor":false,"type":{"code":"110152"},"who":{"display":"ws-1"}}]}"#
             ),
             reason::MISSING_USER
         );
         assert_eq!(
             err(
-                r#"{"resourceType":"AuditEvent","recorded":"2024-05-14T13:49:00Z","agent":[{"requestor":true,"who":{"display":"Dr X"}}]}"#
+                r#"{"resourceType":"AuditEvent","recorded":"2024-05-14T13:49:00Z","agent":[{"requestor":true,"who":{"display":" "}}]}"#
             ),
             reason::MISSING_USER
         );
+    }
+
+    fn user_of(agents: &str) -> String {
+        ok(&format!(
+            r#"{{"resourceType":"AuditEvent","recorded":"2024-05-14T13:49:00Z","type":{{"code":"rest"}},"subtype":[{{"code":"read"}}],"agent":{agents}}}"#
+        ))
+        .user
+    }
+
+    #[test]
+    fn acting_person() {
+        // Requestor with identifier, reference, altId, display, name: in that order.
+        assert_eq!(
+            user_of(
+                r#"[{"requestor":true,"who":{"identifier":{"value":"E1"},"reference":"Practitioner/p1","display":"Dr X"},"altId":"ad\\x"}]"#
+            ),
+            "E1"
+        );
+        assert_eq!(
+            user_of(
+                r#"[{"requestor":true,"who":{"reference":"Practitioner/p1","display":"Dr X"}}]"#
+            ),
+            "p1"
+        );
+        assert_eq!(
+            user_of(r#"[{"requestor":true,"altId":"HOSP\\x","name":"X"}]"#),
+            "HOSP\\x"
+        );
+        // BALP: the user agent carries only the display name from the OAuth token.
+        assert_eq!(
+            user_of(
+                r#"[{"requestor":false,"type":{"code":"110153"},"who":{"reference":"Device/srv"}},{"requestor":true,"type":{"coding":[{"code":"IRCP"}]},"who":{"display":"John Smith"}}]"#
+            ),
+            "John Smith"
+        );
+        assert_eq!(
+            user_of(r#"[{"requestor":true,"name":"Jane Roe"}]"#),
+            "Jane Roe"
+        );
+        // A human requestor wins over a machine requestor listed first.
+        assert_eq!(
+            user_of(
+                r#"[{"requestor":true,"who":{"reference":"Device/app"}},{"requestor":true,"who":{"display":"Dr X"}}]"#
+            ),
+            "Dr X"
+        );
+        // No requestor: a Practitioner (or PractitionerRole, RelatedPerson, Patient) agent.
+        assert_eq!(
+            user_of(
+                r#"[{"requestor":false,"who":{"identifier":{"value":"srv-9"},"reference":"Device/d"}},{"requestor":false,"who":{"reference":"PractitionerRole/r7"}}]"#
+            ),
+            "r7"
+        );
+        assert_eq!(
+            user_of(r#"[{"requestor":false,"who":{"reference":"RelatedPerson/rp1"}}]"#),
+            "rp1"
+        );
+        // Then any human agent with an identifier.
+        assert_eq!(
+            user_of(
+                r#"[{"requestor":false,"who":{"reference":"Device/d"}},{"requestor":false,"who":{"identifier":{"value":"u42"}}}]"#
+            ),
+            "u42"
+        );
+        // Then a machine requestor's own id (as before).
+        assert_eq!(
+            user_of(r#"[{"requestor":true,"who":{"reference":"Device/batch-1"}}]"#),
+            "batch-1"
+        );
+        // Then a display, but never a network end point's.
+        assert_eq!(
+            user_of(
+                r#"[{"requestor":false,"type":{"code":"110152"},"who":{"display":"ws-1"}},{"requestor":false,"who":{"display":"Nurse Y"}}]"#
+            ),
+            "Nurse Y"
+        );
+    }
+
+    #[test]
+    fn patient_shapes() {
+        let p = |entities: &str| {
+            ok(&format!(
+                r#"{{{BASE},"type":{{"code":"rest"}},"subtype":[{{"code":"search"}}],"entity":{entities}}}"#
+            ))
+        };
+        // what.identifier.value of a Person/Patient entity; a CX keeps its first component.
+        let e = p(
+            r#"[{"type":{"code":"1"},"role":{"code":"1"},"what":{"identifier":{"value":"MRN7^^^&1.2.3&ISO"}}}]"#,
+        );
+        assert_eq!(e.patient.as_deref(), Some("MRN7"));
+        // R5: entity typed with the resource type Patient and no role.
+        let e = p(r#"[{"type":{"code":"Patient"},"what":{"reference":"Patient/p9"}}]"#);
+        assert_eq!(e.patient.as_deref(), Some("p9"));
+        // Several patient entities: the first is the patient, all count as records.
+        let e = p(
+            r#"[{"role":{"code":"1"},"what":{"reference":"Patient/a"}},{"role":{"code":"1"},"what":{"reference":"Patient/b"}}]"#,
+        );
+        assert_eq!(e.patient.as_deref(), Some("a"));
+        assert_eq!(e.records, 2);
+        // A query entity: `patient=` in the base64 query.
+        // "Observation?patient=ex-patient&_count=10"
+        let e = p(
+            r#"[{"role":{"code":"24"},"query":"T2JzZXJ2YXRpb24/cGF0aWVudD1leC1wYXRpZW50Jl9jb3VudD0xMA=="}]"#,
+        );
+        assert_eq!(e.patient.as_deref(), Some("ex-patient"));
+        // "Encounter?subject=Patient%2F123" (URL-safe, unpadded)
+        let e =
+            p(r#"[{"role":{"code":"24"},"query":"RW5jb3VudGVyP3N1YmplY3Q9UGF0aWVudCUyRjEyMw"}]"#);
+        assert_eq!(e.patient.as_deref(), Some("123"));
+        // A typed patient entity wins over the query.
+        let e = p(
+            r#"[{"role":{"code":"24"},"query":"T2JzZXJ2YXRpb24/cGF0aWVudD1leC1wYXRpZW50Jl9jb3VudD0xMA=="},{"type":{"code":"1"},"role":{"code":"1"},"what":{"reference":"Patient/x1"}}]"#,
+        );
+        assert_eq!(e.patient.as_deref(), Some("x1"));
+        // Not base64: no patient, no failure.
+        let e = p(r#"[{"role":{"code":"24"},"query":"not base64!"}]"#);
+        assert_eq!(e.patient, None);
+    }
+
+    #[test]
+    fn query_parameters() {
+        assert_eq!(query_patients("Observation?patient=a,b&code=x"), ["a", "b"]);
+        assert_eq!(query_patients("patient=Patient/p1"), ["p1"]);
+        assert_eq!(
+            query_patients("Observation?subject=Group/g1"),
+            Vec::<String>::new()
+        );
+        assert_eq!(query_patients("Observation?subject:Patient=s1"), ["s1"]);
+        assert_eq!(
+            query_patients("Observation?subject=s1"),
+            Vec::<String>::new()
+        );
+        assert_eq!(query_patients("patient=%41%42&x=%"), ["AB"]);
+        assert_eq!(base64_decode("aGk="), Some(b"hi".to_vec()));
+        assert_eq!(base64_decode("aGk"), Some(b"hi".to_vec()));
+        assert_eq!(base64_decode("a*"), None);
+    }
+
+    #[test]
+    fn r5_outcome_and_purpose() {
+        let e = ok(&format!(
+            r#"{{{BASE},"category":[{{"coding":[{{"code":"rest"}}]}}],"code":{{"coding":[{{"code":"read"}}]}},"outcome":{{"code":{{"system":"http://terminology.hl7.org/CodeSystem/audit-event-outcome","code":"4"}}}},"authorization":[{{"coding":[{{"code":"TREAT"}}]}}]}}"#
+        ));
+        assert_eq!(e.outcome, Outcome::Failure);
+        assert_eq!(e.purpose.as_deref(), Some("TREAT"));
+        assert_eq!(
+            outcome(&serde_json::json!({"code":{"code":"success"}})),
+            Outcome::Success
+        );
+        // R4 purposeOfEvent: a break-the-glass code wins over the others; the action stays
+        // the interaction's.
+        let e = ok(&format!(
+            r#"{{{BASE},"type":{{"code":"rest"}},"subtype":[{{"code":"read"}}],"purposeOfEvent":[{{"coding":[{{"code":"TREAT"}}]}},{{"coding":[{{"code":"BTG"}}]}}]}}"#
+        ));
+        assert_eq!(e.action, Action::View);
+        assert_eq!(e.purpose.as_deref(), Some("BTG"));
+        // The acting agent's purposeOfUse when the event has none.
+        let e = ok(
+            r#"{"resourceType":"AuditEvent","recorded":"2024-05-14T13:49:00Z","type":{"code":"rest"},"subtype":[{"code":"read"}],"agent":[{"requestor":true,"who":{"reference":"Practitioner/p1"},"purposeOfUse":[{"coding":[{"code":"ETREAT"}]}]}]}"#,
+        );
+        assert_eq!(e.purpose.as_deref(), Some("ETREAT"));
+        assert!(!e.to_json_line().contains("purpose\":null"));
+        let plain = ok(&format!(
+            r#"{{{BASE},"type":{{"code":"rest"}},"subtype":[{{"code":"read"}}]}}"#
+        ));
+        assert_eq!(plain.purpose, None);
+        assert!(!plain.to_json_line().contains("purpose"));
+    }
+
+    #[test]
+    fn authorization_decisions_are_ignored() {
+        let cases = [
+            // BALP AuthZ-Consent (a Security Alert subtype).
+            r#""type":{"code":"110113"},"subtype":[{"code":"AuthZ-Consent"}],"action":"E""#,
+            r#""type":{"code":"access-decision"},"action":"E""#,
+            // FHIR R5 example-consent-permit-authz: a Query about a Consent, no REST read.
+            r#""code":{"coding":[{"code":"110112"}]},"action":"E","entity":[{"what":{"reference":"Patient/p"},"role":{"code":"1"}},{"what":{"reference":"Consent/c1"}}]"#,
+        ];
+        for frag in cases {
+            let r = parse(&format!("{{{BASE},{frag}}}")).unwrap_err();
+            assert!(r.ignored, "{frag}");
+            assert_eq!(r.reason, crate::parse::ignored::OTHER, "{frag}");
+        }
+        // Reading a Consent resource is an access like any other.
+        let e = ok(&format!(
+            r#"{{{BASE},"type":{{"code":"rest"}},"subtype":[{{"code":"read"}}],"action":"R","entity":[{{"what":{{"reference":"Consent/c1"}}}}]}}"#
+        ));
+        assert_eq!(e.action, Action::View);
     }
 
     #[test]
