@@ -154,9 +154,26 @@ fn export_then_usb_copy_is_reported_within_seconds_on_a_busy_log() {
     };
     std::thread::sleep(Duration::from_secs(2));
 
-    // The export, as the EHR logs it, ten minutes before the copy.
+    export_then_usb_copy_is_reported_within_10_s(dir.path(), &usb, &log);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = child.wait();
+}
+
+/// Writes an export of 850 records to `log` dated ten minutes ago, then copies a CSV of
+/// 850 patient rows owned by h_gina into `usb`, and waits at most 10 s after the copy for
+/// the chain alert in `dir`'s file sink naming both steps; returns it.
+pub fn export_then_usb_copy_is_reported_within_10_s(
+    dir: &std::path::Path,
+    usb: &std::path::Path,
+    log: &std::path::Path,
+) -> serde_json::Value {
     let exported = chrono::Utc::now() - chrono::Duration::minutes(10);
-    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(log).unwrap();
     writeln!(
         f,
         r#"{{"ts":"{}","user":"H_GINA","action":"export","records":850,"host":"WS-HIM-03"}}"#,
@@ -174,14 +191,9 @@ fn export_then_usb_copy_is_reported_within_seconds_on_a_busy_log() {
     }
     drop(c);
     let copied = Instant::now();
-
-    let sink = dir.path().join("alerts.ndjson");
+    let sink = dir.join("alerts.ndjson");
     let chain = loop {
-        let alerts: Vec<serde_json::Value> = std::fs::read_to_string(&sink)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let alerts = json_lines(&sink);
         if let Some(a) = alerts.iter().find(|a| a["detector"] == "export-then-copy") {
             break a.clone();
         }
@@ -191,13 +203,7 @@ fn export_then_usb_copy_is_reported_within_seconds_on_a_busy_log() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = child.wait();
+    eprintln!("chain alert {:?} after the copy", copied.elapsed());
     assert_eq!(chain["user"], "h_gina");
     let reasons = chain["reasons"].to_string();
     assert!(
@@ -206,4 +212,5 @@ fn export_then_usb_copy_is_reported_within_seconds_on_a_busy_log() {
     );
     assert!(reasons.contains("removable media"), "{reasons}");
     assert!(reasons.contains("about 850 patient rows"), "{reasons}");
+    chain
 }

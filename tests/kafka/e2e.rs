@@ -470,7 +470,6 @@ fn agent_and_engine_stop_within_10_s_with_the_broker_gone_and_lose_nothing() {
 #[test]
 fn export_then_usb_copy_through_kafka_is_reported_within_seconds() {
     use crate::support::serial;
-    use std::os::unix::fs::chown;
     let _inotify = serial::inotify();
     let Some(broker) = tansu::Broker::start() else {
         return;
@@ -501,45 +500,11 @@ fn export_then_usb_copy_through_kafka_is_reported_within_seconds() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    let exported = chrono::Utc::now() - chrono::Duration::minutes(10);
-    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
-    writeln!(
-        f,
-        r#"{{"ts":"{}","user":"H_GINA","action":"export","records":850,"host":"WS-HIM-03"}}"#,
-        exported.to_rfc3339()
-    )
-    .unwrap();
-    drop(f);
-    std::thread::sleep(Duration::from_secs(2));
-    let copy = usb.join("patients.csv");
-    let mut c = std::fs::File::create(&copy).unwrap();
-    chown(&copy, Some(4201), None).unwrap();
-    writeln!(c, "MRN,Patient Name,DOB,Diagnosis").unwrap();
-    for i in 0..850 {
-        writeln!(c, "MRN{:07},Doe {i},1970-01-01,I10", 1_000_000 + i).unwrap();
-    }
-    drop(c);
-    let copied = Instant::now();
-    let sink = dir.path().join("alerts.ndjson");
-    let chain = loop {
-        let alerts = crate::support::json_lines(&sink);
-        if let Some(a) = alerts.iter().find(|a| a["detector"] == "export-then-copy") {
-            break a.clone();
-        }
-        assert!(
-            copied.elapsed() < Duration::from_secs(10),
-            "no chain alert within 10 s of the copy; alerts: {alerts:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    eprintln!("chain alert {:?} after the copy", copied.elapsed());
+    crate::detection::e2e_exfil::export_then_usb_copy_is_reported_within_10_s(
+        dir.path(),
+        &usb,
+        &log,
+    );
     agent.stop(Duration::from_secs(30));
     engine.stop(Duration::from_secs(30));
-    assert_eq!(chain["user"], "h_gina");
-    let reasons = chain["reasons"].to_string();
-    assert!(
-        reasons.contains("exported 850 patient records"),
-        "{reasons}"
-    );
-    assert!(reasons.contains("about 850 patient rows"), "{reasons}");
 }
