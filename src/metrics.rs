@@ -34,6 +34,7 @@ pub struct Metrics {
     pub kafka_consume_errors: IntCounter,
     pub partitions_unowned: IntGauge,
     pub group_rejoins: IntCounter,
+    pub fetch_stalls: IntCounter,
     pub spool_bytes: IntGauge,
     pub spool_capacity_bytes: IntGauge,
     pub sink_queue_depth: IntGaugeVec,
@@ -196,7 +197,12 @@ impl Metrics {
             group_rejoins: counter(
                 &r,
                 "phiwatch_engine_group_rejoins_total",
-                "Times this engine left and rejoined the consumer group because a partition had no owner for orphan_rejoin_secs.",
+                "Times this engine left and rejoined the consumer group: a partition had no owner for orphan_rejoin_secs, or one of its own stayed silent after its fetch was restarted.",
+            ),
+            fetch_stalls: counter(
+                &r,
+                "phiwatch_engine_fetch_stalls_total",
+                "Times a partition assigned to this engine delivered nothing for 20 s while its others did (its fetch is then restarted; see kafka::stall).",
             ),
             spool_bytes: int_gauge(
                 &r,

@@ -9,9 +9,11 @@ use crate::daemon::signals::Flags;
 use crate::daemon::{self, Daemon};
 use crate::kafka::consumer::{self, lock};
 use crate::kafka::lease::Owners;
+use crate::kafka::stall::StallWatch;
 use crate::metrics;
 use anyhow::Result;
 use rdkafka::consumer::Consumer;
+use rdkafka::Message;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,6 +46,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     let consumer = consumer::subscribe(&cfg.kafka, &parts)?;
     let mut reloader = Reloader::new(cfg);
     let mut owners = Owners::new(cfg, &dir)?;
+    let mut stalls = StallWatch::default();
     let every = Duration::from_secs(cfg.state.snapshot_secs.max(1));
     let mut last_snapshot = Instant::now();
     d.ready();
@@ -51,7 +54,10 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     while !d.stopping() {
         // The lock is never held across poll(): rebalance callbacks run inside it.
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(msg)) => lock(&parts).take(&msg)?,
+            Some(Ok(msg)) => {
+                stalls.heard(msg.partition(), Instant::now());
+                lock(&parts).take(&msg)?
+            }
             Some(Err(e)) => {
                 m.kafka_consume_errors.inc();
                 warn!(error = %e, "Kafka consume error; retrying");
@@ -68,6 +74,9 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
         p.apply(reloaded);
         drop(p);
         owners.tick(&consumer, &cfg.kafka.events_topic)?;
+        stalls.tick(&consumer, &cfg.kafka.events_topic, |p| {
+            lock(&parts).position(p)
+        })?;
         d.alive();
     }
     d.stop();

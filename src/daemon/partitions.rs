@@ -236,6 +236,11 @@ impl Parts {
         })
     }
 
+    /// The offset partition `p` applies next (its snapshot's, when not held yet).
+    pub fn position(&mut self, p: i32) -> Result<i64> {
+        Ok(self.part(p)?.next)
+    }
+
     /// Applies one message, unless the partition's state holds it already.
     pub fn take(&mut self, msg: &BorrowedMessage<'_>) -> Result<()> {
         let m = metrics::get();

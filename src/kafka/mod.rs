@@ -16,6 +16,7 @@ pub mod consumer;
 pub mod lease;
 pub mod producer;
 pub mod spool;
+pub mod stall;
 
 use crate::config::KafkaConfig;
 use anyhow::{anyhow, bail, Result};

@@ -172,11 +172,22 @@ impl Hospital {
         let deadline = Instant::now() + Duration::from_secs(180);
         while !(self.agent_caught_up() && self.engine_caught_up()) {
             if Instant::now() > deadline {
+                let per_partition: Vec<String> = self
+                    .snapshots()
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "p{} next {} applied {}",
+                            s["partition"], s["next"], s["engine"]["applied"]
+                        )
+                    })
+                    .collect();
                 panic!(
-                    "not caught up after 180 s (agent: {}, engine: {} of {} events); logs:\n{}",
+                    "not caught up after 180 s (agent: {}, engine: {} of {} events; snapshots: {}); logs:\n{}",
                     self.agent_caught_up(),
                     self.applied(),
                     self.events,
+                    per_partition.join(", "),
                     self.logs()
                 );
             }
