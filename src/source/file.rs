@@ -85,7 +85,8 @@
 //! - Copytruncate while stopped: recovered only from a copy kept in the same folder
 //!   (not compressed), and only when the checkpoint's offset is above 0 (a checkpoint
 //!   taken before the first line says nothing of the content). A file copytruncated and
-//!   then renamed, or rotated twice, while stopped is not followed up.
+//!   then renamed while stopped is followed up the same way, through its copy; without
+//!   a copy it cannot be told from an inode reused by another file and is left alone.
 //! - Copytruncate while running: lines written between our last read (at most one poll
 //!   interval) and the copy are lost.
 //! - A file created and rotated away while no checkpoint named it (the caller down, or
@@ -1112,6 +1113,12 @@ impl Tailer {
     /// First poll only: checkpointed files that no glob matches any more were probably
     /// rotated while we were stopped. Look for them by inode in the folder they were in,
     /// and read their rest (vectordotdev/vector#22954).
+    ///
+    /// One found with other content than its checkpoint was also truncated while stopped
+    /// (copytruncate, then renamed by the next rotation, possibly across a restart that
+    /// was killed before it checkpointed): when the copy of what was truncated is next to
+    /// it, the copy's rest is read first, then the file from its start. Without such a
+    /// copy the inode may have been reused by an unrelated file: left alone.
     fn resume_rotated_while_stopped(&mut self, now: Instant, previous: &mut HashMap<PathBuf, u64>) {
         let mut by_dir: HashMap<PathBuf, HashSet<(u64, u64)>> = HashMap::new();
         for (key, positions) in &self.pending {
@@ -1122,6 +1129,7 @@ impl Tailer {
         }
         let mut dirs: Vec<_> = by_dir.into_iter().collect();
         dirs.sort_by(|a, b| a.0.cmp(&b.0));
+        // (order in the checkpoint, copy first, path, file, id, start, checkpoint)
         let mut found = Vec::new();
         for (dir, wanted) in dirs {
             for (key, path) in find_in_dir(&dir, &wanted) {
@@ -1135,26 +1143,36 @@ impl Tailer {
                 if id_of(&meta) != key {
                     continue;
                 }
-                // A reused inode that fails the check is not ours: leave it alone.
-                let Resume::At(p) = self.take_resume(key, &file, meta.len()) else {
-                    continue;
-                };
                 let order = self.resume_order.get(&key).copied().unwrap_or(usize::MAX);
-                found.push((order, path, file, key, p));
+                match self.take_resume(key, &file, meta.len()) {
+                    Resume::At(p) => found.push((order, 1, path, file, key, p.offset, p)),
+                    Resume::Stale(p) if p.offset > 0 => {
+                        let here = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+                        let Some((copy, copy_file, copy_id)) =
+                            self.find_copy(&p, &here, &HashSet::new())
+                        else {
+                            continue; // a reused inode, not ours
+                        };
+                        info!(path = %path.display(), was = %p.path, copy = %copy.display(), "file was truncated and renamed while stopped; reading the rest of its copy first");
+                        found.push((order, 0, copy, copy_file, copy_id, p.offset, p.clone()));
+                        found.push((order, 1, path, file, key, 0, p));
+                    }
+                    Resume::Stale(_) | Resume::Unknown => {}
+                }
             }
         }
         // Several files rotated one after another are read one after another, in the
         // order they were found in (their content's order), not side by side: the
         // engine would take the newer file's events for late ones.
-        found.sort_by_key(|f| f.0);
+        found.sort_by_key(|f| (f.0, f.1));
         let mut before: Option<u64> = None;
-        for (_, path, file, key, p) in found {
+        for (_, _, path, file, key, start, p) in found {
             let k = self.next_key;
             self.next_key += 1;
             let was = PathBuf::from(&p.path);
-            match self.follow(k, path, was, file, key, p.offset, false, before, false, now) {
+            match self.follow(k, path, was, file, key, start, false, before, false, now) {
                 Ok(f) => {
-                    info!(path = %f.shown, was = %p.path, offset = p.offset, "resuming a file rotated while stopped");
+                    info!(path = %f.shown, was = %p.path, offset = start, "resuming a file rotated while stopped");
                     previous.insert(PathBuf::from(&p.path), k);
                     self.files.push(f);
                     before = Some(k);
@@ -1192,42 +1210,9 @@ impl Tailer {
         if p.offset == 0 {
             return; // nothing was read of it
         }
-        let n = self.opts.fingerprint_bytes;
-        let mut dirs = vec![Path::new(&p.path).parent().unwrap_or(Path::new("."))];
         let here = o.path.parent().unwrap_or(Path::new("."));
-        if !dirs.contains(&here) {
-            dirs.push(here);
-        }
-        // The newest matching copy: an older one from an earlier copytruncate starts the
-        // same way only when the file starts with a long constant header.
-        let mut best: Option<(SystemTime, PathBuf, File, (u64, u64))> = None;
-        for dir in dirs {
-            let Ok(entries) = fs::read_dir(dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let Ok(meta) = entry.metadata() else { continue };
-                let id = id_of(&meta);
-                if !meta.is_file()
-                    || meta.len() < p.offset
-                    || opened.contains(&id)
-                    || self.files.iter().any(|f| (f.dev, f.ino) == id)
-                    || self.pending.contains_key(&id)
-                {
-                    continue;
-                }
-                let Ok(file) = File::open(entry.path()) else {
-                    continue;
-                };
-                let same = Prefix::read(&file, n, p.offset)
-                    .is_ok_and(|prefix| prefix.fingerprint_at(p.offset) == p.id.fingerprint);
-                let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                if same && best.as_ref().is_none_or(|b| modified > b.0) {
-                    best = Some((modified, entry.path(), file, id));
-                }
-            }
-        }
-        let Some((_, path, file, id)) = best else {
+        let best = self.find_copy(p, here, opened);
+        let Some((path, file, id)) = best else {
             self.unrecovered += 1;
             warn!(path = %o.path.display(), checkpoint = p.offset, "file was truncated while stopped and no copy of it was found next to it: its lines after the checkpoint are lost");
             return;
@@ -1248,6 +1233,53 @@ impl Tailer {
                 warn!(path = %o.path.display(), error = %e, "cannot read the copy of a file truncated while stopped: its lines after the checkpoint are lost");
             }
         }
+    }
+
+    /// The copy of a file truncated while stopped: a file in the checkpoint's folder (or
+    /// `here`, where the truncated file is now), not followed or checkpointed, at least as
+    /// long as the checkpoint's offset and with the checkpoint's fingerprint there. The
+    /// newest such file: an older one from an earlier copytruncate starts the same way
+    /// only when the file starts with a long constant header.
+    fn find_copy(
+        &self,
+        p: &Position,
+        here: &Path,
+        opened: &HashSet<(u64, u64)>,
+    ) -> Option<(PathBuf, File, (u64, u64))> {
+        let n = self.opts.fingerprint_bytes;
+        let mut dirs = vec![Path::new(&p.path).parent().unwrap_or(Path::new("."))];
+        if !dirs.contains(&here) {
+            dirs.push(here);
+        }
+        let mut best: Option<(SystemTime, PathBuf, File, (u64, u64))> = None;
+        for dir in dirs {
+            let Ok(entries) = fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                let id = id_of(&meta);
+                if !meta.is_file()
+                    || meta.len() < p.offset
+                    || opened.contains(&id)
+                    || self.files.iter().any(|f| (f.dev, f.ino) == id)
+                    || self.pending.contains_key(&id)
+                    || id == (p.id.dev, p.id.ino)
+                {
+                    continue;
+                }
+                let Ok(file) = File::open(entry.path()) else {
+                    continue;
+                };
+                let same = Prefix::read(&file, n, p.offset)
+                    .is_ok_and(|prefix| prefix.fingerprint_at(p.offset) == p.id.fingerprint);
+                let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                if same && best.as_ref().is_none_or(|b| modified > b.0) {
+                    best = Some((modified, entry.path(), file, id));
+                }
+            }
+        }
+        best.map(|(_, path, file, id)| (path, file, id))
     }
 
     /// How many files were found truncated while stopped with no copy to recover their
@@ -1710,6 +1742,69 @@ mod tests {
         let mut t = Tailer::new(glob, TailOptions::default(), &mine);
         assert_eq!(poll_texts(&mut t, 1), ["m1"]);
         assert_eq!(t.take_unrecovered(), 1);
+    }
+
+    /// Copytruncate while stopped, a restart killed before it checkpointed, then a rename
+    /// rotation while stopped: the checkpoint still names the truncated file's inode with
+    /// its old content. Found under its new name with other content, it is recognised as
+    /// truncated by its copy (now renamed too): the copy's rest first, then the truncated
+    /// file from its start, then the new file.
+    #[test]
+    fn copytruncate_then_rename_while_stopped_reads_the_copy_the_file_and_its_successor() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("ehr.jsonl");
+        let at = |n: &str| dir.path().join(n);
+        append(&log, "l1\nl2\nl3\n");
+        let glob = vec![log.to_string_lossy().into_owned()];
+        let mut t = Tailer::new(glob.clone(), TailOptions::default(), &[]);
+        assert_eq!(poll_texts(&mut t, 3), ["l1", "l2", "l3"]);
+        let checkpoint = t.positions();
+        drop(t);
+        append(&log, "l4\nl5\n");
+        fs::copy(&log, at("ehr.jsonl.1")).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&log, "n1\nn2\n");
+        // The rename rotation shifts every numbered file.
+        fs::rename(at("ehr.jsonl.1"), at("ehr.jsonl.2")).unwrap();
+        fs::rename(&log, at("ehr.jsonl.1")).unwrap();
+        append(&log, "m1\n");
+        let mut t = Tailer::new(glob, TailOptions::default(), &checkpoint);
+        assert_eq!(poll_texts(&mut t, 5), ["l4", "l5", "n1", "n2", "m1"]);
+        assert_eq!(t.take_unrecovered(), 0);
+        // The next checkpoint names all three, so another restart goes on from them.
+        let names: Vec<String> = t.positions().into_iter().map(|p| p.path).collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+    }
+
+    /// An inode of a checkpointed file reused by an unrelated file next to the log, with
+    /// no copy of the checkpointed content anywhere, is left alone.
+    #[test]
+    fn a_reused_inode_without_a_copy_is_not_read_as_a_rotated_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("ehr.jsonl");
+        append(&log, "l1\nl2\n");
+        let glob = vec![log.to_string_lossy().into_owned()];
+        let mut t = Tailer::new(glob.clone(), TailOptions::default(), &[]);
+        assert_eq!(poll_texts(&mut t, 2), ["l1", "l2"]);
+        let checkpoint = t.positions();
+        drop(t);
+        // Same inode, other content, renamed out of the globs; no copy of "l1\nl2\n".
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&log, "zz\n");
+        fs::rename(&log, dir.path().join("unrelated.txt")).unwrap();
+        append(&log, "m1\n");
+        let mut t = Tailer::new(glob, TailOptions::default(), &checkpoint);
+        assert_eq!(poll_texts(&mut t, 2), ["m1"]);
     }
 
     #[test]
