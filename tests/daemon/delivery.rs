@@ -4,108 +4,17 @@
 
 use crate::support::hospital::write_hospital_for_run;
 use crate::support::process::{replay, start_logged, Proc};
+use crate::support::receivers::{ids, missing, receive_all, webhook_receiver};
 use crate::support::{free_tcp_port, http_get, sorted_lines};
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// The alert ids of JSON lines.
-fn ids(lines: &[String]) -> BTreeSet<String> {
-    lines
-        .iter()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["id"].as_str().unwrap().to_string()
-        })
-        .collect()
-}
 
 /// SIGTERM, then an exit within 10 s, whatever the sinks do.
 fn stop_within_10s(p: Proc, what: &str) {
     let t = Instant::now();
     p.stop(Duration::from_secs(10));
     eprintln!("{what} stopped in {:?}", t.elapsed());
-}
-
-/// Everything received on `listener`, all connections, as text.
-fn receive_all(listener: TcpListener) -> Arc<Mutex<String>> {
-    let got = Arc::new(Mutex::new(String::new()));
-    let g = got.clone();
-    std::thread::spawn(move || {
-        for sock in listener.incoming() {
-            let Ok(mut sock) = sock else { continue };
-            let g = g.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 65536];
-                while let Ok(n) = sock.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    g.lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-        }
-    });
-    got
-}
-
-/// A webhook receiver answering 200 to every request; the bodies, as text.
-fn webhook_receiver(listener: TcpListener) -> Arc<Mutex<String>> {
-    let got = Arc::new(Mutex::new(String::new()));
-    let g = got.clone();
-    std::thread::spawn(move || {
-        for sock in listener.incoming() {
-            let Ok(sock) = sock else { continue };
-            let g = g.clone();
-            std::thread::spawn(move || {
-                let _ = sock.set_read_timeout(Some(Duration::from_secs(30)));
-                let mut r = BufReader::new(sock.try_clone().unwrap());
-                let mut w = sock;
-                loop {
-                    let mut head = String::new();
-                    loop {
-                        let mut line = String::new();
-                        match r.read_line(&mut line) {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) => {}
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        head.push_str(&line);
-                    }
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    let mut body = vec![0; len];
-                    if r.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    g.lock().unwrap().push_str(&String::from_utf8_lossy(&body));
-                    if w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    got
-}
-
-fn missing(want: &BTreeSet<String>, got: &str) -> usize {
-    want.iter().filter(|id| !got.contains(id.as_str())).count()
 }
 
 fn log_of(dir: &Path, n: u32) -> std::path::PathBuf {

@@ -9,6 +9,7 @@ pub mod alert;
 pub mod hospital;
 pub mod parse;
 pub mod process;
+pub mod receivers;
 pub mod rsyslog;
 pub mod serial;
 pub mod tail;
