@@ -3,7 +3,7 @@
 //! in its disk queue and delivered to it once it is back, after a restart.
 
 use crate::support::hospital::write_hospital_for_run;
-use crate::support::process::{replay, start_logged, Proc};
+use crate::support::process::{replay, start_logged, start_logged_with_env, Proc};
 use crate::support::receivers::{ids, missing, receive_all, webhook_receiver};
 use crate::support::{free_tcp_port, http_get, sorted_lines};
 use std::net::TcpListener;
@@ -59,7 +59,30 @@ listen = "127.0.0.1:{metrics_port}"
     let want = ids(&want_lines);
     assert!(!want.is_empty());
 
-    let run = start_logged("run", &config, &log_of(dir.path(), 1));
+    // As under systemd with a watchdog: pings every second (half of WATCHDOG_USEC).
+    let notify_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let run = start_logged_with_env(
+        "run",
+        &config,
+        &log_of(dir.path(), 1),
+        &[
+            ("NOTIFY_SOCKET", notify_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "2000000"),
+        ],
+    );
+    let mut pings: Vec<Instant> = Vec::new();
+    let read_notify = |pings: &mut Vec<Instant>| {
+        let mut buf = [0u8; 256];
+        while let Ok(n) = notify.recv(&mut buf) {
+            if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
+                pings.push(Instant::now());
+            }
+        }
+    };
     let file = dir.path().join("alerts.ndjson");
     let start = Instant::now();
     let mut polls = (0, 0);
@@ -74,6 +97,7 @@ listen = "127.0.0.1:{metrics_port}"
             None => assert!(!seen_up, "/healthz stopped answering"),
         }
         polls.1 += 1;
+        read_notify(&mut pings);
         if sorted_lines(&file) == want_lines {
             break;
         }
@@ -89,6 +113,25 @@ listen = "127.0.0.1:{metrics_port}"
         start.elapsed(),
         polls.0,
         polls.1
+    );
+    // The sinks keep retrying: a few more seconds of pings.
+    let more = Instant::now();
+    while more.elapsed() < Duration::from_secs(5) {
+        read_notify(&mut pings);
+    }
+    let widest = pings
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    eprintln!("{} watchdog pings, at most {widest:?} apart", pings.len());
+    assert!(
+        pings.len() >= 2,
+        "watchdog pings came while the sinks were dead"
+    );
+    assert!(
+        widest < Duration::from_secs(10),
+        "watchdog pings {widest:?} apart with dead sinks (systemd's limit is 60 s, the issue's 30 s)"
     );
     stop_within_10s(run, "run with dead sinks");
     let queue = dir.path().join("state/sinks/siem.queue");

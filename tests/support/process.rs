@@ -12,10 +12,16 @@ pub fn phiwatch() -> Command {
 
 /// `phiwatch <cmd> --config <config>` started with its standard error (the log) in `log`.
 pub fn start_logged(cmd: &str, config: &Path, log: &Path) -> Proc {
+    start_logged_with_env(cmd, config, log, &[])
+}
+
+/// [`start_logged`] with extra environment variables (systemd's, say).
+pub fn start_logged_with_env(cmd: &str, config: &Path, log: &Path, env: &[(&str, &str)]) -> Proc {
     Proc(
         phiwatch()
             .args([cmd, "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .unwrap(),
