@@ -12,8 +12,11 @@
 //! for [`StallWatch::AFTER`] while another was heard within [`StallWatch::OTHERS_WITHIN`]
 //! is repositioned at the next offset the engine would apply (a seek restarts its
 //! fetcher); one found stalled again right after is handed back through a rejoin of the
-//! group. A repositioning that was not needed only fetches again what was not applied
-//! yet, so a false alarm costs nothing but a counted, logged look.
+//! group, at most once per [`StallWatch::REJOIN_COOLDOWN`]. A repositioning that was not
+//! needed only fetches again what was not applied yet, so a false alarm (a partition whose
+//! few users are all quiet while the agents' sources are busy, so no heartbeats) costs
+//! nothing but a counted, logged look; a needless rejoin costs one rebalance, hence the
+//! cooldown.
 
 use crate::metrics;
 use anyhow::{anyhow, Result};
@@ -37,6 +40,7 @@ pub struct StallWatch {
     heard: BTreeMap<i32, Instant>,
     sought: BTreeSet<i32>,
     last_look: Instant,
+    last_rejoin: Option<Instant>,
 }
 
 impl Default for StallWatch {
@@ -45,6 +49,7 @@ impl Default for StallWatch {
             heard: BTreeMap::new(),
             sought: BTreeSet::new(),
             last_look: Instant::now(),
+            last_rejoin: None,
         }
     }
 }
@@ -54,6 +59,8 @@ impl StallWatch {
     pub const AFTER: Duration = Duration::from_secs(20);
     /// ... provided another partition was heard this recently (someone is sending).
     pub const OTHERS_WITHIN: Duration = Duration::from_secs(3);
+    /// Rejoins for a stall no more often than this; seeks in between.
+    pub const REJOIN_COOLDOWN: Duration = Duration::from_secs(600);
     const LOOK_EVERY: Duration = Duration::from_secs(1);
 
     /// A message of partition `p` arrived.
@@ -71,6 +78,7 @@ impl StallWatch {
             self.heard.entry(*p).or_insert(now);
         }
         let mut remedies = Vec::new();
+        let mut rejoining = false;
         for (&p, &last) in &self.heard {
             if now.duration_since(last) < Self::AFTER {
                 continue;
@@ -82,7 +90,11 @@ impl StallWatch {
             if !others_heard {
                 continue;
             }
-            remedies.push(if self.sought.contains(&p) {
+            let cooled = self
+                .last_rejoin
+                .is_none_or(|t| now.duration_since(t) >= Self::REJOIN_COOLDOWN);
+            remedies.push(if self.sought.contains(&p) && cooled && !rejoining {
+                rejoining = true;
                 Remedy::Rejoin(p)
             } else {
                 Remedy::Seek(p)
@@ -98,6 +110,7 @@ impl StallWatch {
                     // The rejoin reassigns everything; every partition starts a new grace.
                     self.sought.clear();
                     self.heard.clear();
+                    self.last_rejoin = Some(now);
                 }
             }
         }
@@ -179,6 +192,28 @@ mod tests {
             w.heard(0, t0 + S * s);
         }
         assert_eq!(w.look(&[0, 1, 2], t0 + S * 42), vec![Remedy::Rejoin(2)]);
+    }
+
+    #[test]
+    fn after_a_rejoin_a_partition_that_stays_quiet_is_only_sought_until_the_cooldown() {
+        let mut w = StallWatch::default();
+        let t0 = Instant::now();
+        w.look(&[0, 1], t0);
+        w.heard(0, t0 + S * 21);
+        assert_eq!(w.look(&[0, 1], t0 + S * 21), vec![Remedy::Seek(1)]);
+        w.heard(0, t0 + S * 42);
+        assert_eq!(w.look(&[0, 1], t0 + S * 42), vec![Remedy::Rejoin(1)]);
+        // Reassigned; partition 1 stays quiet while 0 speaks: seeks, no second rejoin.
+        w.look(&[0, 1], t0 + S * 43);
+        let mut t = 43;
+        for _ in 0..10 {
+            t += 21;
+            w.heard(0, t0 + S * t);
+            assert_eq!(w.look(&[0, 1], t0 + S * t), vec![Remedy::Seek(1)]);
+        }
+        let later = 42 + StallWatch::REJOIN_COOLDOWN.as_secs() as u32 + 21;
+        w.heard(0, t0 + S * later);
+        assert_eq!(w.look(&[0, 1], t0 + S * later), vec![Remedy::Rejoin(1)]);
     }
 
     #[test]
