@@ -400,7 +400,8 @@ fn to_event(
         // HL7 CX: the id is the first component.
         let id =
             o.id.as_deref()
-                .and_then(|id| ident(id.split('^').next().unwrap_or("")));
+                .and_then(|id| ident(id.split('^').next().unwrap_or("")))
+                .filter(|id| !is_placeholder(id));
         if let Some(id) = id {
             if !patients.contains(&id) {
                 patients.push(id);
@@ -420,6 +421,14 @@ fn to_event(
         event.media = Some(m);
     }
     Ok(event)
+}
+
+/// A patient id that says there is none: dcm4chee-arc writes `<none>` as the
+/// `ParticipantObjectID` of a patient it could not identify (its conformance statement:
+/// "Patient ID or <none> if unknown"). Kept as an id, every such message would become
+/// one made-up patient.
+fn is_placeholder(id: &str) -> bool {
+    id.eq_ignore_ascii_case("<none>")
 }
 
 /// A patient participant object: role 1 (Patient) on a person (type 1) or an object
@@ -790,6 +799,24 @@ mod tests {
             let e = parse(&xml(READ, "R", &o)).unwrap().unwrap();
             assert_eq!(e.patient.is_some(), want, "{o}");
         }
+    }
+
+    #[test]
+    fn none_placeholder_is_no_patient() {
+        let obj = |id: &str| {
+            format!(
+                r#"<ParticipantObjectIdentification ParticipantObjectID="{id}" ParticipantObjectTypeCode="1" ParticipantObjectTypeCodeRole="1"><ParticipantObjectIDTypeCode csd-code="2" codeSystemName="RFC-3881" originalText="Patient Number"/></ParticipantObjectIdentification>"#
+            )
+        };
+        let e = parse(&xml(READ, "R", &obj("&lt;none&gt;")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.patient, None);
+        assert_eq!(e.records, 1);
+        let two = format!("{}{}", obj("&lt;NONE&gt;"), obj("P7"));
+        let e = parse(&xml(READ, "R", &two)).unwrap().unwrap();
+        assert_eq!(e.patient.as_deref(), Some("P7"));
+        assert_eq!(e.records, 1);
     }
 
     #[test]

@@ -395,7 +395,11 @@ fn action(v: &Value) -> Result<Action, Reject> {
         }
         _ => {}
     }
-    for c in subtypes() {
+    // The interaction is normally in `subtype` (R4) or `code` (R5), but R5's own
+    // example-advanced-create puts it in `category` and `rest` in `code`: the
+    // restful-interaction codes are looked for in both places (they share no code with
+    // the DICOM event types).
+    for c in subtypes().chain(types()) {
         let a = match c {
             "read" | "vread" | "history-instance" => Action::View,
             "search" | "search-type" | "search-system" | "history-type" | "history-system" => {
@@ -416,7 +420,7 @@ fn action(v: &Value) -> Result<Action, Reject> {
         _ => {}
     }
     let crud_applies = !matches!(kind, EventKind::SecurityAlert | EventKind::Other)
-        || types().any(|c| c == "rest")
+        || types().chain(subtypes()).any(|c| c == "rest")
         || types().next().is_none();
     if crud_applies {
         if let Some(a) = dicom::crud(act) {
@@ -716,6 +720,11 @@ mod tests {
             (
                 r#""category":[{"coding":[{"code":"rest"}]}],"code":{"coding":[{"code":"read"}]}"#,
                 Action::View,
+            ),
+            // R5 example-advanced-create: the interaction in `category`, `rest` in `code`.
+            (
+                r#""category":[{"coding":[{"code":"create"}]}],"code":{"coding":[{"code":"rest"}]},"action":"C""#,
+                Action::Create,
             ),
         ];
         for (frag, want) in cases {
