@@ -83,12 +83,21 @@ fn audit_event(v: &Value, tz: Tz) -> Result<Event, Reject> {
     }
     let agents: &[Value] = v["agent"].as_array().map_or(&[], Vec::as_slice);
     let (actor, user) = acting_user(agents).ok_or_else(|| {
-        let detail = if agents.iter().any(|a| is_true(&a["requestor"])) {
-            "the requestor agent names no one (no who.identifier, who.reference, altId, who.display or name) and no other agent names a person"
+        if agents.iter().any(|a| is_true(&a["requestor"])) {
+            Reject::new(
+                reason::MISSING_USER,
+                "the requestor agent names no one (no who.identifier, who.reference, altId, who.display, name or policy) and no other agent names a person",
+            )
+        } else if agents.is_empty() {
+            Reject::new(reason::MISSING_USER, "the record has no agent")
         } else {
-            "no agent has requestor: true and no agent names a person"
-        };
-        Reject::new(reason::MISSING_USER, detail)
+            // Only machines and network end points, none the requestor: a system's own
+            // access (business to business), well formed but no one's to watch.
+            Reject::ignored(
+                crate::parse::ignored::NO_PERSON,
+                "no agent is the requestor and every agent is a machine or a network end point",
+            )
+        }
     })?;
 
     let media = agents.iter().find_map(|a| {
@@ -170,7 +179,10 @@ fn scalar_id(v: &Value) -> Option<String> {
 /// 2. an agent referencing a Practitioner, PractitionerRole, RelatedPerson or Patient;
 /// 3. any human agent with `who.identifier.value`;
 /// 4. a machine requestor's id (a Device or Organization that asked on its own behalf);
-/// 5. the `who.display` or `name` of a human agent that is not a network end point.
+/// 5. the `who.display` or `name` of a human agent that is not a network end point;
+/// 6. the token id (`policy`) of a human requestor that names nothing else (IHE BALP's
+///    minimal OAuth record keeps only the JWT ID: the authorization server's log says
+///    whose token it was).
 ///
 /// "Machine" means `who.reference` to a Device or Organization, or an agent typed
 /// Application (DCM 110150) or authorization server.
@@ -204,6 +216,15 @@ fn acting_user(agents: &[Value]) -> Option<(&Value, String)> {
             humans()
                 .filter(|a| !codes(&a["type"]).any(|c| c == "110152" || c == "110153"))
                 .find_map(|a| agent_display(a).map(|u| (a, u)))
+        })
+        .or_else(|| {
+            requestors().filter(|a| !is_machine(a)).find_map(|a| {
+                a["policy"]
+                    .as_array()?
+                    .iter()
+                    .find_map(scalar_id)
+                    .map(|u| (a, u))
+            })
         })
 }
 
@@ -779,11 +800,17 @@ mod tests {
             err(r#"{"resourceType":"AuditEvent","recorded":"yesterday","agent":[]}"#),
             reason::BAD_TIMESTAMP
         );
-        // Only a machine and a network end point: no one to blame.
+        // Only a machine and a network end point, neither the requestor: a system's own
+        // access, well formed, counted as ignored.
+        let r = parse(
+            r#"{"resourceType":"AuditEvent","recorded":"2024-05-14T13:49:00Z","agent":[{"requestor":false,"who":{"reference":"Device/1"}},{"requestor":false,"type":{"code":"110152"},"who":{"display":"ws-1"}}]}"#,
+        )
+        .unwrap_err();
+        assert!(r.ignored);
+        assert_eq!(r.reason, crate::parse::ignored::NO_PERSON);
+        // No agent at all.
         assert_eq!(
-            err(
-                r#"{"resourceType":"AuditEvent","recorded":"2024-05-14T13:49:00Z","agent":[{"requestor":false,"who":{"reference":"Device/1"}},{"requestor":false,"type":{"code":"110152"},"who":{"display":"ws-1"}}]}"#
-            ),
+            err(r#"{"resourceType":"AuditEvent","recorded":"2024-05-14T13:49:00Z","agent":[]}"#),
             reason::MISSING_USER
         );
         assert_eq!(
@@ -867,6 +894,14 @@ mod tests {
                 r#"[{"requestor":false,"type":{"code":"110152"},"who":{"display":"ws-1"}},{"requestor":false,"who":{"display":"Nurse Y"}}]"#
             ),
             "Nurse Y"
+        );
+        // Last, the token id of a requestor that names nothing else (BALP
+        // ex-auditBasicReadOServerMin).
+        assert_eq!(
+            user_of(
+                r#"[{"requestor":true,"type":{"coding":[{"code":"UserOauthAgent"}]},"policy":["C187CC48"]},{"requestor":false,"type":{"code":"110153"},"who":{"reference":"Device/srv"}}]"#
+            ),
+            "C187CC48"
         );
     }
 

@@ -166,6 +166,19 @@ fn fhir_r5_specification_examples() {
     );
 }
 
+/// IHE Basic Audit Log Patterns examples (CC-BY-4.0), converted from their FSH source.
+#[test]
+fn ihe_balp_examples() {
+    let t = line_family(FHIR, "balp.ndjson", "balp.expect");
+    assert_eq!(
+        t,
+        Tally {
+            events: 28,
+            ignored: 18,
+        }
+    );
+}
+
 /// The sample audit messages of dcm4chee-arc's conformance statement, behind an
 /// RFC 5424 header.
 #[test]
