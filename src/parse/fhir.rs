@@ -394,6 +394,12 @@ fn action(v: &Value) -> Result<Action, Reject> {
         .unwrap_or(EventKind::Other);
     let act = v["action"].as_str().map(str::trim).unwrap_or("");
 
+    // The Swiss EPR (CH:ATC) types every record DCM 110106 Export; what happened is its
+    // subtype, an EPR audit trail event type.
+    if let Some(r) = subtypes().find_map(ch_atc) {
+        return r;
+    }
+
     match kind {
         EventKind::Export => return Ok(Action::Export),
         EventKind::StudyDeleted => return Ok(Action::Delete),
@@ -472,6 +478,31 @@ fn action(v: &Value) -> Result<Action, Reject> {
             quote_label(act)
         ),
     ))
+}
+
+/// A CH:ATC (Swiss EPR audit trail consumption) event type, code system
+/// `urn:oid:2.16.756.5.30.1.127.3.10.7`: the document events are chart accesses; reading
+/// the audit trail is the audit log used; policy (access right, representative,
+/// confidentiality, emergency access settings) and group notifications name no access to
+/// patient data. None for any other code.
+fn ch_atc(code: &str) -> Option<Result<Action, Reject>> {
+    let code = code.trim();
+    let rest = code.strip_prefix("ATC_")?;
+    Some(match rest {
+        "DOC_CREATE" => Ok(Action::Create),
+        "DOC_READ" => Ok(Action::View),
+        "DOC_UPDATE" => Ok(Action::Update),
+        "DOC_DELETE" => Ok(Action::Delete),
+        "DOC_SEARCH" => Ok(Action::Search),
+        "LOG_READ" => Err(Reject::ignored(
+            crate::parse::ignored::AUDIT_LOG_USED,
+            "the patient's audit trail was read",
+        )),
+        _ => Err(Reject::ignored(
+            crate::parse::ignored::OTHER,
+            "an EPR policy or group event, not a person's access to patient data",
+        )),
+    })
 }
 
 /// An entity carrying a search (`query`, or role 24 Query).
@@ -742,6 +773,15 @@ mod tests {
                 r#""category":[{"coding":[{"code":"rest"}]}],"code":{"coding":[{"code":"read"}]}"#,
                 Action::View,
             ),
+            // Swiss EPR (CH:ATC): type 110106 on every record, the subtype says what.
+            (
+                r#""type":{"code":"110106"},"subtype":[{"system":"urn:oid:2.16.756.5.30.1.127.3.10.7","code":"ATC_DOC_READ"}],"action":"R""#,
+                Action::View,
+            ),
+            (
+                r#""type":{"code":"110106"},"subtype":[{"code":"ATC_DOC_SEARCH"}],"action":"E""#,
+                Action::Search,
+            ),
             // R5 example-advanced-create: the interaction in `category`, `rest` in `code`.
             (
                 r#""category":[{"coding":[{"code":"create"}]}],"code":{"coding":[{"code":"rest"}]},"action":"C""#,
@@ -766,6 +806,19 @@ mod tests {
             reason::UNKNOWN_ACTION
         );
         assert_eq!(err(&format!("{{{BASE}}}")), reason::MISSING_ACTION);
+        // CH:ATC: the patient reading the audit trail, a policy change: ignored.
+        assert_eq!(
+            err(&format!(
+                r#"{{{BASE},"type":{{"code":"110106"}},"subtype":[{{"code":"ATC_LOG_READ"}}],"action":"C"}}"#
+            )),
+            crate::parse::ignored::AUDIT_LOG_USED
+        );
+        assert_eq!(
+            err(&format!(
+                r#"{{{BASE},"type":{{"code":"110106"}},"subtype":[{{"code":"ATC_POL_ENA_EMER_USE"}}],"action":"C"}}"#
+            )),
+            crate::parse::ignored::OTHER
+        );
     }
 
     #[test]

@@ -179,6 +179,35 @@ fn ihe_balp_examples() {
     );
 }
 
+/// Swiss EPR audit trail (CH:ATC) examples (CC0 / MIT), converted from FHIR XML: every
+/// record is typed 110106 Export and its EPR event type says what happened.
+#[test]
+fn ch_atc_examples() {
+    let t = line_family(FHIR, "ch-atc.ndjson", "ch-atc.expect");
+    assert_eq!(
+        t,
+        Tally {
+            events: 4,
+            ignored: 6,
+        }
+    );
+}
+
+/// ATNA messages from OpenHIM's tests (MPL-2.0): a PIX query relayed by a mediator, and
+/// the two IHE wiki syslog collector examples (login with an application and a person
+/// both marked requestor).
+#[test]
+fn openhim_atna_messages() {
+    let t = line_family(ATNA, "openhim.log", "openhim.expect");
+    assert_eq!(
+        t,
+        Tally {
+            events: 3,
+            ignored: 0,
+        }
+    );
+}
+
 /// The sample audit messages of dcm4chee-arc's conformance statement, behind an
 /// RFC 5424 header.
 #[test]
