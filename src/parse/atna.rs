@@ -400,7 +400,7 @@ fn to_event(
         // HL7 CX: the id is the first component.
         let id =
             o.id.as_deref()
-                .and_then(|id| ident(id.split('^').next().unwrap_or("")))
+                .and_then(|id| ident(fhir_token_value(id.split('^').next().unwrap_or(""))))
                 .filter(|id| !is_placeholder(id));
         if let Some(id) = id {
             if !patients.contains(&id) {
@@ -421,6 +421,24 @@ fn to_event(
         event.media = Some(m);
     }
     Ok(event)
+}
+
+/// The value of a FHIR token `system|value`, which IHE MHD (ITI-67) audit records of
+/// some senders carry instead of HL7 CX (`urn:oid:1.1.1.99.1|215503a0-…`, in eHealth
+/// Suisse's published syslog example); anything else as it is. Only a URI before the bar
+/// counts, so an id that merely contains a bar stays whole.
+fn fhir_token_value(id: &str) -> &str {
+    match id.split_once('|') {
+        Some((system, value))
+            if ["urn:", "http://", "https://"]
+                .iter()
+                .any(|p| system.trim_start().starts_with(p))
+                && !value.trim().is_empty() =>
+        {
+            value
+        }
+        _ => id,
+    }
 }
 
 /// A patient id that says there is none: dcm4chee-arc writes `<none>` as the
@@ -813,6 +831,20 @@ mod tests {
             .unwrap();
         assert_eq!(e.patient, None);
         assert_eq!(e.records, 1);
+        let e = parse(&xml(READ, "R", &obj("urn:oid:1.1.1.99.1|2155-03a0")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            e.patient.as_deref(),
+            Some("2155-03a0"),
+            "FHIR token: the value"
+        );
+        let e = parse(&xml(READ, "R", &obj("A|B"))).unwrap().unwrap();
+        assert_eq!(
+            e.patient.as_deref(),
+            Some("A|B"),
+            "no URI before the bar: kept"
+        );
         let two = format!("{}{}", obj("&lt;NONE&gt;"), obj("P7"));
         let e = parse(&xml(READ, "R", &two)).unwrap().unwrap();
         assert_eq!(e.patient.as_deref(), Some("P7"));

@@ -208,6 +208,20 @@ fn openhim_atna_messages() {
     );
 }
 
+/// Swiss EPR ATNA messages published by eHealth Suisse (CC0): XDS, PIX and PDQ
+/// transactions of real EPR systems, and a whole RFC 5425 frame (octet count, BOM).
+#[test]
+fn swiss_epr_atna_messages() {
+    let t = line_family(ATNA, "epr-ch.log", "epr-ch.expect");
+    assert_eq!(
+        t,
+        Tally {
+            events: 7,
+            ignored: 0,
+        }
+    );
+}
+
 /// The sample audit messages of dcm4chee-arc's conformance statement, behind an
 /// RFC 5424 header.
 #[test]
