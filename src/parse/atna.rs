@@ -112,6 +112,8 @@ struct Message {
     outcome: Option<String>,
     event_id: Option<Coded>,
     event_types: Vec<Coded>,
+    /// `EventIdentification/PurposeOfUse` (IHE XUA), in order.
+    purposes: Vec<Coded>,
     participants: Vec<Participant>,
     objects: Vec<Object>,
 }
@@ -226,6 +228,10 @@ fn element(msg: &mut Message, parent: Ctx, e: &BytesStart) -> Result<Ctx, Reject
         }
         (Ctx::EventIdentification, b"EventTypeCode") => {
             msg.event_types.push(coded(e)?);
+            Ctx::Other
+        }
+        (Ctx::EventIdentification, b"PurposeOfUse") => {
+            msg.purposes.push(coded(e)?);
             Ctx::Other
         }
         (Ctx::Root, b"ActiveParticipant") => {
@@ -413,6 +419,7 @@ fn to_event(
     event.records = patients.len().max(1) as u64;
     event.patient = patients.into_iter().next();
     event.host = host;
+    event.purpose = purpose(msg);
     event.outcome = match msg.outcome.as_deref().map(str::trim) {
         None | Some("0") | Some("") => Outcome::Success,
         Some(_) => Outcome::Failure,
@@ -421,6 +428,23 @@ fn to_event(
         event.media = Some(m);
     }
     Ok(event)
+}
+
+/// Why the access happened: the `PurposeOfUse` codes IHE XUA adds to the event (Swiss
+/// EPR: `NORM`, `EMER`), a break-the-glass code (`BTG`, `ETREAT`) before the others, as
+/// for FHIR; else the first.
+fn purpose(msg: &Message) -> Option<String> {
+    let codes: Vec<&str> = msg
+        .purposes
+        .iter()
+        .filter_map(|c| c.code().map(str::trim))
+        .filter(|c| !c.is_empty())
+        .collect();
+    codes
+        .iter()
+        .find(|c| c.eq_ignore_ascii_case("BTG") || c.eq_ignore_ascii_case("ETREAT"))
+        .or(codes.first())
+        .map(|c| c.to_string())
 }
 
 /// The value of a FHIR token `system|value`, which IHE MHD (ITI-67) audit records of
@@ -820,6 +844,30 @@ mod tests {
     }
 
     #[test]
+    fn purpose_of_use_is_the_purpose() {
+        let with = |purposes: &str| {
+            parse(&xml(&format!("{READ}{purposes}"), "R", PATIENT))
+                .unwrap()
+                .unwrap()
+                .purpose
+        };
+        assert_eq!(
+            with(
+                r#"<PurposeOfUse csd-code="NORM" codeSystemName="2.16.756.5.30.1.127.3.10.5" originalText="Normal"/>"#
+            ),
+            Some("NORM".into())
+        );
+        assert_eq!(
+            with(
+                r#"<PurposeOfUse code="TREAT"/><PurposeOfUse code="BTG" displayName="Break the glass"/>"#
+            ),
+            Some("BTG".into()),
+            "break-the-glass first"
+        );
+        assert_eq!(with(""), None);
+    }
+
+    #[test]
     fn none_placeholder_is_no_patient() {
         let obj = |id: &str| {
             format!(
@@ -840,6 +888,7 @@ mod tests {
             "FHIR token: the value"
         );
         let e = parse(&xml(READ, "R", &obj("A|B"))).unwrap().unwrap();
+        assert_eq!(e.purpose, None);
         assert_eq!(
             e.patient.as_deref(),
             Some("A|B"),
