@@ -6,8 +6,9 @@
 //! `EOE` record, or once 64 later lines have passed without one (kernels and rules that
 //! emit no EOE), or at `flush`. File writes, creations, renames and deletions become
 //! `file_write`, `file_move` and `file_delete`, attributed to `auid`: the login user,
-//! which survives `su` and `sudo`. Events of daemons (auid unset) and read-only opens are
-//! skipped, not rejected: they are not staff activity.
+//! which survives `su` and `sudo`. Every other group (daemons with auid unset, read-only
+//! opens, executions, logins, configuration records) is well formed but not a staff
+//! account's file change: counted as ignored (`other_audit_event`), not rejected.
 
 use super::{reason, Parser, Reject};
 use crate::config::SourceConfig;
@@ -53,9 +54,13 @@ impl AuditdParser {
     }
 
     fn finish(&mut self, id: (i64, u64), g: Group) {
-        if let Some(r) = self.to_event(id, g) {
-            self.ready.push_back(r);
-        }
+        let r = self.to_event(id, g).unwrap_or_else(|| {
+            Err(Reject::ignored(
+                crate::parse::ignored::OTHER,
+                "not a staff account's file write, move or delete",
+            ))
+        });
+        self.ready.push_back(r);
     }
 
     /// One group as an event; None for what is not staff file activity.
