@@ -153,6 +153,10 @@ pub struct SourceConfig {
     /// csv and jsonl: value of the action field -> canonical action.
     #[serde(default)]
     pub actions: BTreeMap<String, String>,
+    /// csv and jsonl: values of the patient field that mean "no patient" (OpenEMR writes
+    /// `0` for events that concern none); compared trimmed and case-insensitively.
+    #[serde(default)]
+    pub no_patient: Vec<String>,
     /// fswatch: media class of the watched folders.
     #[serde(default)]
     pub media: Option<String>,

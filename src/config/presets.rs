@@ -3,7 +3,8 @@
 //! `[sources.actions]` by hand; keys written explicitly override the preset's.
 //!
 //! A column given as `"A|B"` is whichever of the two the file's header has (sites export
-//! either the employee's login or the internal user id).
+//! either the employee's login or the internal user id); one ending in `?` is optional:
+//! a file without it gives events without that field.
 
 use super::{Format, SourceConfig};
 
@@ -12,6 +13,7 @@ pub struct Preset {
     delimiter: &'static str,
     fields: &'static [(&'static str, &'static str)],
     actions: &'static [(&'static str, &'static str)],
+    no_patient: &'static [&'static str],
 }
 
 /// Epic Clarity `ACCESS_LOG` extracts with the columns the Clarity dictionary and the
@@ -26,6 +28,9 @@ const EPIC_CLARITY: Preset = Preset {
         ("host", "WORKSTATION_ID"),
         ("patient", "PAT_MRN_ID"),
         ("user", "SYSTEM_LOGIN|USER_ID"),
+        // The break-the-glass reason (`ZC_BTG_REASON.NAME`), empty unless the access
+        // broke the glass; optional, since not every site's extract has it.
+        ("purpose", "BTG_REASON?"),
     ],
     actions: &[
         (
@@ -37,6 +42,7 @@ const EPIC_CLARITY: Preset = Preset {
         ("PEND A NOTE", "update"),
         ("REPORT EXPORTED", "export"),
     ],
+    no_patient: &[],
 };
 
 /// OpenEMR's `log` table exported as CSV (`date`, `event`, `user`, `patient_id`,
@@ -62,6 +68,8 @@ const OPENEMR_LOG: Preset = Preset {
         ("login", "login"),
         ("logout", "logout"),
     ],
+    // `patient_id` is 0 for events about no patient (logins, settings, reports).
+    no_patient: &["0"],
 };
 
 pub const ALL: [Preset; 2] = [EPIC_CLARITY, OPENEMR_LOG];
@@ -93,6 +101,9 @@ pub fn apply(s: &mut SourceConfig) -> Result<(), String> {
         s.actions
             .entry(raw.to_string())
             .or_insert_with(|| action.to_string());
+    }
+    if s.no_patient.is_empty() {
+        s.no_patient = p.no_patient.iter().map(|v| v.to_string()).collect();
     }
     Ok(())
 }

@@ -112,6 +112,8 @@ struct Message {
     outcome: Option<String>,
     event_id: Option<Coded>,
     event_types: Vec<Coded>,
+    /// `EventIdentification/PurposeOfUse` (IHE XUA), in order.
+    purposes: Vec<Coded>,
     participants: Vec<Participant>,
     objects: Vec<Object>,
 }
@@ -226,6 +228,10 @@ fn element(msg: &mut Message, parent: Ctx, e: &BytesStart) -> Result<Ctx, Reject
         }
         (Ctx::EventIdentification, b"EventTypeCode") => {
             msg.event_types.push(coded(e)?);
+            Ctx::Other
+        }
+        (Ctx::EventIdentification, b"PurposeOfUse") => {
+            msg.purposes.push(coded(e)?);
             Ctx::Other
         }
         (Ctx::Root, b"ActiveParticipant") => {
@@ -400,7 +406,8 @@ fn to_event(
         // HL7 CX: the id is the first component.
         let id =
             o.id.as_deref()
-                .and_then(|id| ident(id.split('^').next().unwrap_or("")));
+                .and_then(|id| ident(fhir_token_value(id.split('^').next().unwrap_or(""))))
+                .filter(|id| !is_placeholder(id));
         if let Some(id) = id {
             if !patients.contains(&id) {
                 patients.push(id);
@@ -412,6 +419,7 @@ fn to_event(
     event.records = patients.len().max(1) as u64;
     event.patient = patients.into_iter().next();
     event.host = host;
+    event.purpose = purpose(msg);
     event.outcome = match msg.outcome.as_deref().map(str::trim) {
         None | Some("0") | Some("") => Outcome::Success,
         Some(_) => Outcome::Failure,
@@ -420,6 +428,49 @@ fn to_event(
         event.media = Some(m);
     }
     Ok(event)
+}
+
+/// Why the access happened: the `PurposeOfUse` codes IHE XUA adds to the event (Swiss
+/// EPR: `NORM`, `EMER`), a break-the-glass code (`BTG`, `ETREAT`) before the others, as
+/// for FHIR; else the first.
+fn purpose(msg: &Message) -> Option<String> {
+    let codes: Vec<&str> = msg
+        .purposes
+        .iter()
+        .filter_map(|c| c.code().map(str::trim))
+        .filter(|c| !c.is_empty())
+        .collect();
+    codes
+        .iter()
+        .find(|c| c.eq_ignore_ascii_case("BTG") || c.eq_ignore_ascii_case("ETREAT"))
+        .or(codes.first())
+        .map(|c| c.to_string())
+}
+
+/// The value of a FHIR token `system|value`, which IHE MHD (ITI-67) audit records of
+/// some senders carry instead of HL7 CX (`urn:oid:1.1.1.99.1|215503a0-…`, in eHealth
+/// Suisse's published syslog example); anything else as it is. Only a URI before the bar
+/// counts, so an id that merely contains a bar stays whole.
+fn fhir_token_value(id: &str) -> &str {
+    match id.split_once('|') {
+        Some((system, value))
+            if ["urn:", "http://", "https://"]
+                .iter()
+                .any(|p| system.trim_start().starts_with(p))
+                && !value.trim().is_empty() =>
+        {
+            value
+        }
+        _ => id,
+    }
+}
+
+/// A patient id that says there is none: dcm4chee-arc writes `<none>` as the
+/// `ParticipantObjectID` of a patient it could not identify (its conformance statement:
+/// "Patient ID or <none> if unknown"). Kept as an id, every such message would become
+/// one made-up patient.
+fn is_placeholder(id: &str) -> bool {
+    id.eq_ignore_ascii_case("<none>")
 }
 
 /// A patient participant object: role 1 (Patient) on a person (type 1) or an object
@@ -790,6 +841,63 @@ mod tests {
             let e = parse(&xml(READ, "R", &o)).unwrap().unwrap();
             assert_eq!(e.patient.is_some(), want, "{o}");
         }
+    }
+
+    #[test]
+    fn purpose_of_use_is_the_purpose() {
+        let with = |purposes: &str| {
+            parse(&xml(&format!("{READ}{purposes}"), "R", PATIENT))
+                .unwrap()
+                .unwrap()
+                .purpose
+        };
+        assert_eq!(
+            with(
+                r#"<PurposeOfUse csd-code="NORM" codeSystemName="2.16.756.5.30.1.127.3.10.5" originalText="Normal"/>"#
+            ),
+            Some("NORM".into())
+        );
+        assert_eq!(
+            with(
+                r#"<PurposeOfUse code="TREAT"/><PurposeOfUse code="BTG" displayName="Break the glass"/>"#
+            ),
+            Some("BTG".into()),
+            "break-the-glass first"
+        );
+        assert_eq!(with(""), None);
+    }
+
+    #[test]
+    fn none_placeholder_is_no_patient() {
+        let obj = |id: &str| {
+            format!(
+                r#"<ParticipantObjectIdentification ParticipantObjectID="{id}" ParticipantObjectTypeCode="1" ParticipantObjectTypeCodeRole="1"><ParticipantObjectIDTypeCode csd-code="2" codeSystemName="RFC-3881" originalText="Patient Number"/></ParticipantObjectIdentification>"#
+            )
+        };
+        let e = parse(&xml(READ, "R", &obj("&lt;none&gt;")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.patient, None);
+        assert_eq!(e.records, 1);
+        let e = parse(&xml(READ, "R", &obj("urn:oid:1.1.1.99.1|2155-03a0")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            e.patient.as_deref(),
+            Some("2155-03a0"),
+            "FHIR token: the value"
+        );
+        let e = parse(&xml(READ, "R", &obj("A|B"))).unwrap().unwrap();
+        assert_eq!(e.purpose, None);
+        assert_eq!(
+            e.patient.as_deref(),
+            Some("A|B"),
+            "no URI before the bar: kept"
+        );
+        let two = format!("{}{}", obj("&lt;NONE&gt;"), obj("P7"));
+        let e = parse(&xml(READ, "R", &two)).unwrap().unwrap();
+        assert_eq!(e.patient.as_deref(), Some("P7"));
+        assert_eq!(e.records, 1);
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! `EOE` record, or once 64 later lines have passed without one (kernels and rules that
 //! emit no EOE), or at `flush`. File writes, creations, renames and deletions become
 //! `file_write`, `file_move` and `file_delete`, attributed to `auid`: the login user,
-//! which survives `su` and `sudo`. Events of daemons (auid unset) and read-only opens are
-//! skipped, not rejected: they are not staff activity.
+//! which survives `su` and `sudo`. Every other group (daemons with auid unset, read-only
+//! opens, executions, logins, configuration records) is well formed but not a staff
+//! account's file change: counted as ignored (`other_audit_event`), not rejected.
 
 use super::{reason, Parser, Reject};
 use crate::config::SourceConfig;
@@ -53,9 +54,13 @@ impl AuditdParser {
     }
 
     fn finish(&mut self, id: (i64, u64), g: Group) {
-        if let Some(r) = self.to_event(id, g) {
-            self.ready.push_back(r);
-        }
+        let r = self.to_event(id, g).unwrap_or_else(|| {
+            Err(Reject::ignored(
+                crate::parse::ignored::OTHER,
+                "not a staff account's file write, move or delete",
+            ))
+        });
+        self.ready.push_back(r);
     }
 
     /// One group as an event; None for what is not staff file activity.
@@ -120,12 +125,50 @@ impl AuditdParser {
     }
 }
 
-/// The syscall's name: the enriched `SYSCALL=` field, else the x86_64 number.
+/// The syscall's name: the enriched `SYSCALL=` field, else the number read for the
+/// record's `arch` (the numbers differ: 38 is `renameat` on aarch64 and `setitimer` on
+/// x86_64). Only the file syscalls phiwatch looks at are named.
 fn syscall_name(sc: &Fields) -> String {
     if let Some(n) = sc.get("SYSCALL") {
         return n.to_ascii_lowercase();
     }
     let num = sc.get("syscall").map(String::as_str).unwrap_or("");
+    let arch = sc.get("arch").map(|a| a.to_ascii_lowercase());
+    let named = match arch.as_deref() {
+        // AUDIT_ARCH_AARCH64: the generic syscall table, which has only the *at calls.
+        Some("c00000b7") => match num {
+            "56" => "openat",
+            "437" => "openat2",
+            "45" => "truncate",
+            "46" => "ftruncate",
+            "38" => "renameat",
+            "276" => "renameat2",
+            "35" => "unlinkat",
+            other => other,
+        },
+        // AUDIT_ARCH_I386 (also 32-bit programs on a 64-bit kernel).
+        Some("40000003") => match num {
+            "5" => "open",
+            "8" => "creat",
+            "10" => "unlink",
+            "38" => "rename",
+            "40" => "rmdir",
+            "92" => "truncate",
+            "93" => "ftruncate",
+            "295" => "openat",
+            "301" => "unlinkat",
+            "302" => "renameat",
+            "353" => "renameat2",
+            "437" => "openat2",
+            other => other,
+        },
+        // AUDIT_ARCH_X86_64, and records without an arch.
+        _ => x86_64(num),
+    };
+    named.to_string()
+}
+
+fn x86_64(num: &str) -> &str {
     match num {
         "2" => "open",
         "257" => "openat",
@@ -141,7 +184,6 @@ fn syscall_name(sc: &Fields) -> String {
         "84" => "rmdir",
         other => other,
     }
-    .to_string()
 }
 
 /// O_WRONLY, O_RDWR, O_CREAT or O_TRUNC in the flags argument (a1 for open, a2 for openat).
@@ -311,6 +353,57 @@ mod tests {
         let f = fields("item=0 name=2F746D702F6120622E747874 nametype=CREATE");
         assert_eq!(f["name"], "/tmp/a b.txt");
         assert!(header("garbage").is_none());
+    }
+
+    #[test]
+    fn syscall_numbers_follow_the_arch() {
+        let sc = |arch: &str, num: &str| {
+            fields(&format!("arch={arch} syscall={num} success=yes auid=1000"))
+        };
+        assert_eq!(syscall_name(&sc("c000003e", "82")), "rename");
+        assert_eq!(syscall_name(&sc("c000003e", "38")), "38", "setitimer");
+        assert_eq!(syscall_name(&sc("c00000b7", "38")), "renameat");
+        assert_eq!(syscall_name(&sc("c00000b7", "56")), "openat");
+        assert_eq!(syscall_name(&sc("40000003", "5")), "open");
+        assert_eq!(
+            syscall_name(&fields("syscall=2")),
+            "open",
+            "no arch: x86_64"
+        );
+
+        // An aarch64 rename (renameat, 38) is a move, not the delete its DELETE item
+        // would suggest; an aarch64 openat for writing without a CREATE item is a write.
+        let mut p = AuditdParser::new(
+            &toml::from_str(
+                "name = \"a\"\ntype = \"file\"\nformat = \"auditd\"\n[uids]\n\"1000\" = \"u1\"\n",
+            )
+            .unwrap(),
+        );
+        let lines = [
+            "type=SYSCALL msg=audit(1741983195.885:240): arch=c00000b7 syscall=38 success=yes exit=0 a0=ffffff9c a1=1 a2=ffffff9c a3=2 items=4 auid=1000 uid=1000",
+            "type=PATH msg=audit(1741983195.885:240): item=2 name=\"/media/u/USB/a.csv\" nametype=DELETE",
+            "type=PATH msg=audit(1741983195.885:240): item=3 name=\"/media/u/USB/b.csv\" nametype=CREATE",
+            "type=EOE msg=audit(1741983195.885:240):",
+            "type=SYSCALL msg=audit(1741983196.000:241): arch=c00000b7 syscall=56 success=yes exit=3 a0=ffffff9c a1=1 a2=241 a3=1b6 items=1 auid=1000 uid=1000",
+            "type=PATH msg=audit(1741983196.000:241): item=0 name=\"/media/u/USB/b.csv\" nametype=NORMAL",
+            "type=EOE msg=audit(1741983196.000:241):",
+        ];
+        let mut got = Vec::new();
+        for l in lines {
+            if let Some(e) = p.parse(l).unwrap() {
+                got.push(e);
+            }
+        }
+        got.extend(p.flush().into_iter().map(Result::unwrap));
+        let kinds: Vec<(Action, Option<&str>)> =
+            got.iter().map(|e| (e.action, e.path.as_deref())).collect();
+        assert_eq!(
+            kinds,
+            [
+                (Action::FileMove, Some("/media/u/USB/b.csv")),
+                (Action::FileWrite, Some("/media/u/USB/b.csv"))
+            ]
+        );
         assert!(header("type=X msg=audit(99999999999999999999.1:2): x").is_none());
     }
 }

@@ -45,7 +45,7 @@ impl Parser for CanonicalParser {
             return Ok(None);
         };
         let v = object(line)?;
-        let mut event = fields::to_event(&Top(&v), self.tz, &self.actions, &self.source)?;
+        let mut event = fields::to_event(&Top(&v), self.tz, &self.actions, &self.source, &[])?;
         let extra = |key: &str| v.get(key).filter(|x| !x.is_null());
         if let Some(phi) = extra("phi") {
             event.phi = Some(pass_through::<PhiMarkers>(phi, "phi")?);

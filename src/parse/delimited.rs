@@ -24,6 +24,8 @@ pub(crate) struct CsvParser {
     actions: Actions,
     /// Configured (field, column name) pairs; empty means "columns named like the fields".
     wanted: Vec<(Field, String)>,
+    /// Patient values that mean no patient (`no_patient`).
+    no_patient: Vec<String>,
     header: Option<Header>,
 }
 
@@ -55,6 +57,7 @@ impl CsvParser {
             delimiter,
             actions: Actions::from_config(&source.actions)?,
             wanted: fields::mapping(&source.fields)?,
+            no_patient: source.no_patient.clone(),
             header: None,
         })
     }
@@ -85,9 +88,14 @@ impl CsvParser {
             }
         } else {
             for (f, column) in &self.wanted {
+                // `"NAME?"`: an optional column; a file without it gives no such field.
+                let (column, optional) = match column.strip_suffix('?') {
+                    Some(c) => (c, true),
+                    None => (column.as_str(), false),
+                };
                 index[*f as usize] = find(column);
-                if index[*f as usize].is_none() {
-                    missing.push(column.clone());
+                if index[*f as usize].is_none() && !optional {
+                    missing.push(column.to_string());
                 }
             }
         }
@@ -148,7 +156,7 @@ impl Parser for CsvParser {
             cells: &cells,
             index: &header.index,
         };
-        fields::to_event(&row, self.tz, &self.actions, &self.source).map(Some)
+        fields::to_event(&row, self.tz, &self.actions, &self.source, &self.no_patient).map(Some)
     }
 
     fn wants_header(&self) -> bool {

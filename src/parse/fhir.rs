@@ -83,12 +83,21 @@ fn audit_event(v: &Value, tz: Tz) -> Result<Event, Reject> {
     }
     let agents: &[Value] = v["agent"].as_array().map_or(&[], Vec::as_slice);
     let (actor, user) = acting_user(agents).ok_or_else(|| {
-        let detail = if agents.iter().any(|a| is_true(&a["requestor"])) {
-            "the requestor agent names no one (no who.identifier, who.reference, altId, who.display or name) and no other agent names a person"
+        if agents.iter().any(|a| is_true(&a["requestor"])) {
+            Reject::new(
+                reason::MISSING_USER,
+                "the requestor agent names no one (no who.identifier, who.reference, altId, who.display, name or policy) and no other agent names a person",
+            )
+        } else if agents.is_empty() {
+            Reject::new(reason::MISSING_USER, "the record has no agent")
         } else {
-            "no agent has requestor: true and no agent names a person"
-        };
-        Reject::new(reason::MISSING_USER, detail)
+            // Only machines and network end points, none the requestor: a system's own
+            // access (business to business), well formed but no one's to watch.
+            Reject::ignored(
+                crate::parse::ignored::NO_PERSON,
+                "no agent is the requestor and every agent is a machine or a network end point",
+            )
+        }
     })?;
 
     let media = agents.iter().find_map(|a| {
@@ -170,7 +179,10 @@ fn scalar_id(v: &Value) -> Option<String> {
 /// 2. an agent referencing a Practitioner, PractitionerRole, RelatedPerson or Patient;
 /// 3. any human agent with `who.identifier.value`;
 /// 4. a machine requestor's id (a Device or Organization that asked on its own behalf);
-/// 5. the `who.display` or `name` of a human agent that is not a network end point.
+/// 5. the `who.display` or `name` of a human agent that is not a network end point;
+/// 6. the token id (`policy`) of a human requestor that names nothing else (IHE BALP's
+///    minimal OAuth record keeps only the JWT ID: the authorization server's log says
+///    whose token it was).
 ///
 /// "Machine" means `who.reference` to a Device or Organization, or an agent typed
 /// Application (DCM 110150) or authorization server.
@@ -204,6 +216,15 @@ fn acting_user(agents: &[Value]) -> Option<(&Value, String)> {
             humans()
                 .filter(|a| !codes(&a["type"]).any(|c| c == "110152" || c == "110153"))
                 .find_map(|a| agent_display(a).map(|u| (a, u)))
+        })
+        .or_else(|| {
+            requestors().filter(|a| !is_machine(a)).find_map(|a| {
+                a["policy"]
+                    .as_array()?
+                    .iter()
+                    .find_map(scalar_id)
+                    .map(|u| (a, u))
+            })
         })
 }
 
@@ -373,6 +394,12 @@ fn action(v: &Value) -> Result<Action, Reject> {
         .unwrap_or(EventKind::Other);
     let act = v["action"].as_str().map(str::trim).unwrap_or("");
 
+    // The Swiss EPR (CH:ATC) types every record DCM 110106 Export; what happened is its
+    // subtype, an EPR audit trail event type.
+    if let Some(r) = subtypes().find_map(ch_atc) {
+        return r;
+    }
+
     match kind {
         EventKind::Export => return Ok(Action::Export),
         EventKind::StudyDeleted => return Ok(Action::Delete),
@@ -395,7 +422,11 @@ fn action(v: &Value) -> Result<Action, Reject> {
         }
         _ => {}
     }
-    for c in subtypes() {
+    // The interaction is normally in `subtype` (R4) or `code` (R5), but R5's own
+    // example-advanced-create puts it in `category` and `rest` in `code`: the
+    // restful-interaction codes are looked for in both places (they share no code with
+    // the DICOM event types).
+    for c in subtypes().chain(types()) {
         let a = match c {
             "read" | "vread" | "history-instance" => Action::View,
             "search" | "search-type" | "search-system" | "history-type" | "history-system" => {
@@ -416,7 +447,7 @@ fn action(v: &Value) -> Result<Action, Reject> {
         _ => {}
     }
     let crud_applies = !matches!(kind, EventKind::SecurityAlert | EventKind::Other)
-        || types().any(|c| c == "rest")
+        || types().chain(subtypes()).any(|c| c == "rest")
         || types().next().is_none();
     if crud_applies {
         if let Some(a) = dicom::crud(act) {
@@ -447,6 +478,31 @@ fn action(v: &Value) -> Result<Action, Reject> {
             quote_label(act)
         ),
     ))
+}
+
+/// A CH:ATC (Swiss EPR audit trail consumption) event type, code system
+/// `urn:oid:2.16.756.5.30.1.127.3.10.7`: the document events are chart accesses; reading
+/// the audit trail is the audit log used; policy (access right, representative,
+/// confidentiality, emergency access settings) and group notifications name no access to
+/// patient data. None for any other code.
+fn ch_atc(code: &str) -> Option<Result<Action, Reject>> {
+    let code = code.trim();
+    let rest = code.strip_prefix("ATC_")?;
+    Some(match rest {
+        "DOC_CREATE" => Ok(Action::Create),
+        "DOC_READ" => Ok(Action::View),
+        "DOC_UPDATE" => Ok(Action::Update),
+        "DOC_DELETE" => Ok(Action::Delete),
+        "DOC_SEARCH" => Ok(Action::Search),
+        "LOG_READ" => Err(Reject::ignored(
+            crate::parse::ignored::AUDIT_LOG_USED,
+            "the patient's audit trail was read",
+        )),
+        _ => Err(Reject::ignored(
+            crate::parse::ignored::OTHER,
+            "an EPR policy or group event, not a person's access to patient data",
+        )),
+    })
 }
 
 /// An entity carrying a search (`query`, or role 24 Query).
@@ -717,6 +773,20 @@ mod tests {
                 r#""category":[{"coding":[{"code":"rest"}]}],"code":{"coding":[{"code":"read"}]}"#,
                 Action::View,
             ),
+            // Swiss EPR (CH:ATC): type 110106 on every record, the subtype says what.
+            (
+                r#""type":{"code":"110106"},"subtype":[{"system":"urn:oid:2.16.756.5.30.1.127.3.10.7","code":"ATC_DOC_READ"}],"action":"R""#,
+                Action::View,
+            ),
+            (
+                r#""type":{"code":"110106"},"subtype":[{"code":"ATC_DOC_SEARCH"}],"action":"E""#,
+                Action::Search,
+            ),
+            // R5 example-advanced-create: the interaction in `category`, `rest` in `code`.
+            (
+                r#""category":[{"coding":[{"code":"create"}]}],"code":{"coding":[{"code":"rest"}]},"action":"C""#,
+                Action::Create,
+            ),
         ];
         for (frag, want) in cases {
             let e = ok(&format!("{{{BASE},{frag}}}"));
@@ -736,6 +806,19 @@ mod tests {
             reason::UNKNOWN_ACTION
         );
         assert_eq!(err(&format!("{{{BASE}}}")), reason::MISSING_ACTION);
+        // CH:ATC: the patient reading the audit trail, a policy change: ignored.
+        assert_eq!(
+            err(&format!(
+                r#"{{{BASE},"type":{{"code":"110106"}},"subtype":[{{"code":"ATC_LOG_READ"}}],"action":"C"}}"#
+            )),
+            crate::parse::ignored::AUDIT_LOG_USED
+        );
+        assert_eq!(
+            err(&format!(
+                r#"{{{BASE},"type":{{"code":"110106"}},"subtype":[{{"code":"ATC_POL_ENA_EMER_USE"}}],"action":"C"}}"#
+            )),
+            crate::parse::ignored::OTHER
+        );
     }
 
     #[test]
@@ -770,11 +853,17 @@ mod tests {
             err(r#"{"resourceType":"AuditEvent","recorded":"yesterday","agent":[]}"#),
             reason::BAD_TIMESTAMP
         );
-        // Only a machine and a network end point: no one to blame.
+        // Only a machine and a network end point, neither the requestor: a system's own
+        // access, well formed, counted as ignored.
+        let r = parse(
+            r#"{"resourceType":"AuditEvent","recorded":"2024-05-14T13:49:00Z","agent":[{"requestor":false,"who":{"reference":"Device/1"}},{"requestor":false,"type":{"code":"110152"},"who":{"display":"ws-1"}}]}"#,
+        )
+        .unwrap_err();
+        assert!(r.ignored);
+        assert_eq!(r.reason, crate::parse::ignored::NO_PERSON);
+        // No agent at all.
         assert_eq!(
-            err(
-                r#"{"resourceType":"AuditEvent","recorded":"2024-05-14T13:49:00Z","agent":[{"requestor":false,"who":{"reference":"Device/1"}},{"requestor":false,"type":{"code":"110152"},"who":{"display":"ws-1"}}]}"#
-            ),
+            err(r#"{"resourceType":"AuditEvent","recorded":"2024-05-14T13:49:00Z","agent":[]}"#),
             reason::MISSING_USER
         );
         assert_eq!(
@@ -858,6 +947,14 @@ mod tests {
                 r#"[{"requestor":false,"type":{"code":"110152"},"who":{"display":"ws-1"}},{"requestor":false,"who":{"display":"Nurse Y"}}]"#
             ),
             "Nurse Y"
+        );
+        // Last, the token id of a requestor that names nothing else (BALP
+        // ex-auditBasicReadOServerMin).
+        assert_eq!(
+            user_of(
+                r#"[{"requestor":true,"type":{"coding":[{"code":"UserOauthAgent"}]},"policy":["C187CC48"]},{"requestor":false,"type":{"code":"110153"},"who":{"reference":"Device/srv"}}]"#
+            ),
+            "C187CC48"
         );
     }
 

@@ -25,10 +25,11 @@ pub(crate) enum Field {
     Path,
     Media,
     Outcome,
+    Purpose,
 }
 
 impl Field {
-    pub(crate) const ALL: [Field; 10] = [
+    pub(crate) const ALL: [Field; 11] = [
         Field::Ts,
         Field::User,
         Field::Patient,
@@ -39,6 +40,7 @@ impl Field {
         Field::Path,
         Field::Media,
         Field::Outcome,
+        Field::Purpose,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -53,6 +55,7 @@ impl Field {
             Field::Path => "path",
             Field::Media => "media",
             Field::Outcome => "outcome",
+            Field::Purpose => "purpose",
         }
     }
 
@@ -253,12 +256,14 @@ pub(crate) trait Record {
 }
 
 /// Builds the event from mapped values: ts, user and action required, the rest checked
-/// when present. Empty strings count as absent.
+/// when present. Empty strings count as absent, and so does a patient value listed in
+/// `no_patient` (the source's placeholders for "none", such as OpenEMR's `0`).
 pub(crate) fn to_event(
     rec: &dyn Record,
     tz: Tz,
     actions: &Actions,
     source: &str,
+    no_patient: &[String],
 ) -> Result<Event, Reject> {
     let present = |f: Field| {
         rec.get(f)
@@ -308,7 +313,9 @@ pub(crate) fn to_event(
 
     let mut event = Event::new(ts, user, action);
     event.source = source.to_string();
-    event.patient = id_field(present(Field::Patient), Field::Patient)?;
+    event.patient = id_field(present(Field::Patient), Field::Patient)?
+        .filter(|p| !no_patient.iter().any(|n| n.trim().eq_ignore_ascii_case(p)));
+    event.purpose = id_field(present(Field::Purpose), Field::Purpose)?;
     event.host = id_field(present(Field::Host), Field::Host)?;
     event.path = match present(Field::Path) {
         None => None,

@@ -16,6 +16,8 @@ pub(crate) struct JsonlParser {
     actions: Actions,
     /// Path of each canonical field, split at dots once at build time.
     paths: Vec<(Field, Path)>,
+    /// Patient values that mean no patient (`no_patient`).
+    no_patient: Vec<String>,
 }
 
 /// A dotted path, kept whole too: a key may itself contain dots (`"actor.id": "x"`).
@@ -57,13 +59,19 @@ impl JsonlParser {
                 .map(|f| (*f, Path::new(f.name())))
                 .collect()
         } else {
-            mapping.iter().map(|(f, p)| (*f, Path::new(p))).collect()
+            // A path may end in `?` as a csv column may (optional); a missing path is
+            // an absent field here anyway.
+            mapping
+                .iter()
+                .map(|(f, p)| (*f, Path::new(p.strip_suffix('?').unwrap_or(p))))
+                .collect()
         };
         Ok(JsonlParser {
             source: source.name.clone(),
             tz,
             actions: Actions::from_config(&source.actions)?,
             paths,
+            no_patient: source.no_patient.clone(),
         })
     }
 }
@@ -91,7 +99,7 @@ impl Parser for JsonlParser {
             root: &v,
             paths: &self.paths,
         };
-        fields::to_event(&rec, self.tz, &self.actions, &self.source).map(Some)
+        fields::to_event(&rec, self.tz, &self.actions, &self.source, &self.no_patient).map(Some)
     }
 }
 

@@ -71,13 +71,18 @@ pub mod ignored {
     pub const SECURITY_ALERT: &str = "security_alert";
     /// Any other well-formed audit record of a kind that names no patient access.
     pub const OTHER: &str = "other_audit_event";
+    /// A system's own access that names no person: no agent is the requestor and every
+    /// agent is a machine or a network end point (IHE BALP's business-to-business
+    /// examples, where the access token identified only the client).
+    pub const NO_PERSON: &str = "no_person";
 
-    pub const ALL: [&str; 5] = [
+    pub const ALL: [&str; 6] = [
         APPLICATION_ACTIVITY,
         AUDIT_LOG_USED,
         NETWORK_ENTRY,
         SECURITY_ALERT,
         OTHER,
+        NO_PERSON,
     ];
 }
 

@@ -8,6 +8,7 @@ mod parse_atna;
 mod parse_delimited;
 mod parse_fhir;
 mod phi;
+mod public_records;
 mod tail_basic;
 mod tail_checkpoint;
 mod tail_restart;

@@ -274,3 +274,82 @@ fn damaged_lines_never_panic() {
     let can = fixture("canonical/events.ndjson");
     survive_damage(parser(CANONICAL).as_mut(), &lines(&can), 200);
 }
+
+/// A parser for a source written with a `preset`, as the config loader builds it.
+fn preset_parser(toml_text: &str) -> Box<dyn phiwatch::parse::Parser> {
+    let mut s = source(toml_text);
+    phiwatch::config::presets::apply(&mut s).expect("known preset");
+    build(&s, Tz::UTC).expect("parser builds")
+}
+
+/// The Epic preset reads the break-the-glass reason into `purpose`, and a file without
+/// that column still loads; the OpenEMR preset reads `patient_id` 0 (or empty) as no
+/// patient, not as patient "0".
+#[test]
+fn presets_read_btg_reason_and_openemr_no_patient() {
+    let mut p = preset_parser(
+        "name = \"epic\"\ntype = \"file\"\npreset = \"epic-clarity\"\n[actions]\n\"BREAK THE GLASS ACCESS\" = \"break_glass\"\n",
+    );
+    let text = "ACCESS_TIME|METRIC_NAME|WORKSTATION_ID|PAT_MRN_ID|BTG_REASON|BTG_EXPLANATION|SYSTEM_LOGIN\n\
+                2024-05-14T23:40:00|BREAK THE GLASS ACCESS|WS-ED-01|MRN00099999|Emergency|free text|KDOE\n\
+                2024-05-14T23:41:00|THE PROBLEM LIST IS VIEWED|WS-ED-01|MRN00099999||free text|KDOE\n";
+    let ev = parse_all(p.as_mut(), text);
+    assert_eq!(ev.len(), 2);
+    assert_eq!(ev[0].action, Action::BreakGlass);
+    assert_eq!(ev[0].purpose.as_deref(), Some("Emergency"));
+    assert_eq!(ev[1].action, Action::View);
+    assert_eq!(ev[1].purpose, None, "an empty reason is no purpose");
+
+    let mut p = preset_parser("name = \"epic\"\ntype = \"file\"\npreset = \"epic-clarity\"\n");
+    let text = "ACCESS_TIME|METRIC_NAME|WORKSTATION_ID|PAT_MRN_ID|USER_ID\n\
+                2024-05-14T09:49:00|THE PROBLEM LIST IS VIEWED|WS-1|MRN1|E1\n";
+    let ev = parse_all(p.as_mut(), text);
+    assert_eq!(ev.len(), 1, "no BTG_REASON column: optional");
+    assert_eq!(ev[0].purpose, None);
+
+    let mut p = preset_parser("name = \"emr\"\ntype = \"file\"\npreset = \"openemr-log\"\n");
+    let text = "id,date,event,category,user,groupname,comments,user_notes,patient_id,success\n\
+                1,2026-03-02 09:40:00,login,login,jsmith,Default,,,0,1\n\
+                2,2026-03-02 09:49:00,view,view,jsmith,Default,,,12345,1\n\
+                3,2026-03-02 09:50:00,logout,logout,jsmith,Default,,,,1\n\
+                4,2026-03-02 09:51:00,view,view,jsmith,Default,,,0012,1\n";
+    let ev = parse_all(p.as_mut(), text);
+    assert_eq!(ev.len(), 4);
+    assert_eq!(ev[0].action, Action::Login);
+    assert_eq!(ev[0].patient, None, "patient_id 0 is no patient");
+    assert_eq!(ev[1].patient.as_deref(), Some("12345"));
+    assert_eq!(ev[2].patient, None);
+    assert_eq!(
+        ev[3].patient.as_deref(),
+        Some("0012"),
+        "only 0 itself means none"
+    );
+
+    // Written by hand, `no_patient` is the same.
+    let mut p =
+        parser("name = \"x\"\ntype = \"file\"\nformat = \"csv\"\nno_patient = [\"NONE\", \"-\"]\n");
+    let text = "ts,user,action,patient\n2024-05-14T09:49:00Z,u1,view,none\n2024-05-14T09:49:00Z,u1,view,-\n2024-05-14T09:49:00Z,u1,view,p9\n";
+    let ev = parse_all(p.as_mut(), text);
+    let pats: Vec<Option<&str>> = ev.iter().map(|e| e.patient.as_deref()).collect();
+    assert_eq!(pats, [None, None, Some("p9")]);
+}
+
+/// `purpose` is a canonical field csv and jsonl map like the others, and the canonical
+/// format keeps it.
+#[test]
+fn purpose_is_mapped_and_kept() {
+    let mut p = parser(
+        "name = \"x\"\ntype = \"file\"\nformat = \"jsonl\"\n[fields]\nts = \"t\"\nuser = \"u\"\naction = \"a\"\npurpose = \"why.code\"\n",
+    );
+    let ev = parse_all(
+        p.as_mut(),
+        r#"{"t":"2024-05-14T09:49:00Z","u":"u1","a":"view","why":{"code":"BTG"}}"#,
+    );
+    assert_eq!(ev[0].purpose.as_deref(), Some("BTG"));
+    let mut p = parser("name = \"x\"\ntype = \"file\"\nformat = \"canonical\"\n");
+    let ev = parse_all(
+        p.as_mut(),
+        r#"{"ts":"2024-05-14T09:49:00Z","user":"u1","action":"view","patient":"p1","purpose":"ETREAT"}"#,
+    );
+    assert_eq!(ev[0].purpose.as_deref(), Some("ETREAT"));
+}

@@ -202,8 +202,9 @@ fn public_shapes() {
     assert_eq!(e.patient.as_deref(), Some("e3cdfc81a0d24bd"));
     assert_eq!(e.records, 2);
 
-    // 11. B2B read with no user agent (BALP ex-auditBasicReadNoUser): no one is named.
+    // 11. B2B read with no user agent (BALP ex-auditBasicReadNoUser): no person is
+    //     named, only the client and the server; counted as ignored.
     let r = rejected(10);
-    assert!(!r.ignored);
-    assert_eq!(r.reason, "missing_user");
+    assert!(r.ignored);
+    assert_eq!(r.reason, phiwatch::parse::ignored::NO_PERSON);
 }
