@@ -17,7 +17,31 @@ use crate::config::{self, Config};
 use anyhow::Result;
 use std::path::Path;
 
-/// Runs one subcommand; returns the process exit code (2 with the error on stderr).
+/// The exit code of a command that cannot start because its config is wrong (sysexits'
+/// `EX_CONFIG`). The systemd units name it in `RestartPreventExitStatus=`, so a config
+/// error stops the service instead of restarting it forever.
+pub const EXIT_CONFIG: i32 = 78;
+
+/// A config that cannot be used as it is: the commands exit with [`EXIT_CONFIG`].
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What `run`, `agent` and `check` say about a config without `[[sources]]`.
+pub const NO_SOURCES: &str = "no [[sources]] are configured, so there is nothing to watch: \
+    add at least one, e.g.\n  [[sources]]\n  name = \"ehr\"\n  type = \"file\"\n  \
+    paths = [\"/var/log/ehr/*.ndjson\"]\n  format = \"fhir-audit\"\n\
+    (see /usr/share/doc/phiwatch/phiwatch.toml.example)";
+
+/// Runs one subcommand; returns the process exit code (2 with the error on stderr,
+/// [`EXIT_CONFIG`] when the config cannot be used).
 pub fn main(command: Command) -> i32 {
     let result = match command {
         Command::Run { config } => run::main(&config.unwrap_or_else(config::default_path)),
@@ -55,21 +79,36 @@ pub fn main(command: Command) -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("phiwatch: {e:#}");
-            2
+            if e.downcast_ref::<ConfigError>().is_some() {
+                EXIT_CONFIG
+            } else {
+                2
+            }
         }
     }
 }
 
 /// Loads and checks a config the way every command does before it starts: every problem
 /// at once, with the `[kafka]` ones for `agent` and `engine`.
+/// A config that cannot be used fails with a [`ConfigError`].
 pub fn load_config(path: &Path, kafka: bool) -> Result<Config> {
-    let cfg = Config::load(path)?;
+    let cfg = Config::load(path).map_err(|e| ConfigError(format!("{e:#}")))?;
     let mut problems = cfg.validate();
     if kafka {
         problems.extend(crate::kafka::validate(&cfg.kafka));
     }
     if !problems.is_empty() {
-        anyhow::bail!("{}: {}", path.display(), problems.join("; "));
+        return Err(ConfigError(format!("{}: {}", path.display(), problems.join("; "))).into());
+    }
+    Ok(cfg)
+}
+
+/// [`load_config`] for a command that reads sources (`run`, `agent`): a config without
+/// any is an error, not a daemon that starts and has nothing to do.
+pub fn load_config_with_sources(path: &Path, kafka: bool) -> Result<Config> {
+    let cfg = load_config(path, kafka)?;
+    if cfg.sources.is_empty() {
+        return Err(ConfigError(format!("{}: {NO_SOURCES}", path.display())).into());
     }
     Ok(cfg)
 }

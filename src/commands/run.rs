@@ -53,7 +53,7 @@ const STOP_BUDGET: Duration = Duration::from_secs(7);
 const SOURCES_BUDGET: Duration = Duration::from_secs(3);
 
 pub fn main(config: &Path) -> Result<i32> {
-    let cfg = super::load_config(config, false)?;
+    let cfg = super::load_config_with_sources(config, false)?;
     run(&cfg, daemon::signals::install()?)?;
     Ok(0)
 }

@@ -88,8 +88,20 @@ fn systemd_units_verify() {
             "ProtectSystem=strict",
             "NoNewPrivileges=yes",
             "User=phiwatch",
+            "RestartPreventExitStatus=78",
+            "LimitNOFILE=65536",
+            "LimitCORE=0",
         ] {
             assert!(text.contains(key), "{name} lacks {key}");
+        }
+        // A failing ExecStartPre is restarted whatever RestartPreventExitStatus says.
+        assert!(!text.contains("ExecStartPre="), "{name}");
+        if name == "phiwatch-engine.service" {
+            assert!(
+                !text.contains("CAP_DAC_READ_SEARCH"),
+                "{name} reads no audit log"
+            );
+            assert!(text.contains("CapabilityBoundingSet=\n"), "{name}");
         }
         let p = dir.path().join(name);
         std::fs::write(
@@ -371,10 +383,71 @@ fn deb_assets_exist_and_the_packaged_config_checks() {
         postinst.contains("adduser --system"),
         "postinst must create the phiwatch user"
     );
+    // The packaged config has no source yet: `check` says what to add, `run` refuses to
+    // start with the config-error code the units do not restart on.
     let o = phiwatch()
         .args(["check", "--config"])
         .arg(Path::new(ROOT).join("deploy/phiwatch.toml"))
         .output()
         .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("no [[sources]] are configured"), "{out}");
+    assert!(out.contains("format = \"fhir-audit\""), "{out}");
+    assert!(!out.contains("no problems found"), "{out}");
+
+    // The same config with one source (state and alerts moved to a temporary folder)
+    // checks clean.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.ndjson"), "").unwrap();
+    let text = std::fs::read_to_string(Path::new(ROOT).join("deploy/phiwatch.toml"))
+        .unwrap()
+        .replace("/var/log/phiwatch", &dir.path().display().to_string())
+        .replace("/var/lib/phiwatch", &dir.path().display().to_string())
+        .replace("127.0.0.1:9464", "127.0.0.1:0");
+    let no_sources = dir.path().join("none.toml");
+    std::fs::write(&no_sources, &text).unwrap();
+    let started = std::time::Instant::now();
+    let o = phiwatch()
+        .args(["run", "--config"])
+        .arg(&no_sources)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(78), "{err}");
+    assert!(err.contains("no [[sources]] are configured"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let with_source = dir.path().join("one.toml");
+    std::fs::write(
+        &with_source,
+        format!(
+            "{text}\n[[sources]]\nname = \"ehr\"\ntype = \"file\"\npaths = [\"{}/*.ndjson\"]\nformat = \"canonical\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let o = phiwatch()
+        .args(["check", "--config"])
+        .arg(&with_source)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    // An engine-only config (events come from Kafka) may have no source.
+    let engine = dir.path().join("engine.toml");
+    std::fs::write(
+        &engine,
+        format!("{text}\n[kafka]\nbrokers = \"127.0.0.1:9092\"\n"),
+    )
+    .unwrap();
+    let o = phiwatch()
+        .args(["check", "--config"])
+        .arg(&engine)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("warning:") && out.contains("phiwatch engine"),
+        "{out}"
+    );
 }

@@ -75,6 +75,23 @@ pub fn config_findings(cfg: &Config) -> Vec<Finding> {
         }
     }
 
+    if cfg.sources.is_empty() {
+        // `engine` reads its events from Kafka and needs no source; `run` and `agent` do.
+        if lines.get("kafka").is_some() {
+            out.push(Finding::warning(
+                None,
+                "no [[sources]]: fine for `phiwatch engine`, but `run` and `agent` \
+                 refuse to start without one"
+                    .to_string(),
+            ));
+        } else {
+            out.push(Finding::error(
+                None,
+                crate::commands::NO_SOURCES.to_string(),
+            ));
+        }
+    }
+
     let tz = cfg.timezone().unwrap_or(chrono_tz::UTC);
     for (i, s) in cfg.sources.iter().enumerate() {
         if s.kind != SourceType::File {
