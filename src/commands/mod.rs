@@ -3,6 +3,7 @@
 //! `replay`, `kafka`), never in a sibling: no file here imports another.
 
 pub mod agent;
+pub mod assets;
 pub mod check;
 pub mod demo;
 pub mod engine;
@@ -38,7 +39,7 @@ impl std::error::Error for ConfigError {}
 pub const NO_SOURCES: &str = "no [[sources]] are configured, so there is nothing to watch: \
     add at least one, e.g.\n  [[sources]]\n  name = \"ehr\"\n  type = \"file\"\n  \
     paths = [\"/var/log/ehr/*.ndjson\"]\n  format = \"fhir-audit\"\n\
-    (see /usr/share/doc/phiwatch/phiwatch.toml.example)";
+    (see /usr/share/doc/phiwatch/examples/phiwatch.toml)";
 
 /// Runs one subcommand; returns the process exit code (2 with the error on stderr,
 /// [`EXIT_CONFIG`] when the config cannot be used).
@@ -74,11 +75,12 @@ pub fn main(command: Command) -> i32 {
             alerts,
             json,
         } => score::main(&labels, &alerts, json),
+        Command::PackageAssets { out } => assets::main(&out),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("phiwatch: {e:#}");
+            crate::logging::stderr_line(tracing::Level::ERROR, &format!("phiwatch: {e:#}"));
             if e.downcast_ref::<ConfigError>().is_some() {
                 EXIT_CONFIG
             } else {

@@ -222,6 +222,7 @@ fn on_message(
             })?;
             metrics::get()
                 .events_late
+                .with_label_values(&[&source])
                 .inc_by(engine.counters.late - late_before);
             merge_positions(positions.entry(source).or_default(), pos);
         }

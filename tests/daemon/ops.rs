@@ -53,14 +53,63 @@ fn stop(run: Proc) {
 }
 
 #[test]
-fn alerting_rules_pass_promtool() {
+fn alerting_rules_pass_promtool_and_their_unit_tests() {
+    // Every rule has a unit test in which it fires (threshold and message) and one at a
+    // time it must not.
+    let dir = Path::new(ROOT).join("deploy/prometheus");
+    let rules: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(dir.join("phiwatch-rules.yml")).unwrap())
+            .unwrap();
+    let tests: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(dir.join("phiwatch-rules.test.yml")).unwrap(),
+    )
+    .unwrap();
+    let mut names = Vec::new();
+    for g in rules["groups"].as_array().unwrap() {
+        for r in g["rules"].as_array().unwrap() {
+            names.push(r["alert"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(names.len() >= 14, "{names:?}");
+    for name in &names {
+        let cases: Vec<&serde_json::Value> = tests["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|t| t["alert_rule_test"].as_array().unwrap())
+            .filter(|c| c["alertname"] == name.as_str())
+            .collect();
+        let fires = cases.iter().any(|c| {
+            c["exp_alerts"].as_array().is_some_and(|a| {
+                !a.is_empty()
+                    && a.iter()
+                        .all(|x| x["exp_annotations"]["summary"].is_string())
+            })
+        });
+        assert!(
+            fires,
+            "{name}: no promtool case where it fires with its message"
+        );
+    }
+
     let Some(promtool) = promtool() else { return };
-    let o = Command::new(promtool)
+    let o = Command::new(&promtool)
         .args(["check", "rules"])
-        .arg(Path::new(ROOT).join("deploy/prometheus/phiwatch-rules.yml"))
+        .arg(dir.join("phiwatch-rules.yml"))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = Command::new(&promtool)
+        .args(["test", "rules", "phiwatch-rules.test.yml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "promtool test rules: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -450,4 +499,186 @@ fn deb_assets_exist_and_the_packaged_config_checks() {
         out.contains("warning:") && out.contains("phiwatch engine"),
         "{out}"
     );
+}
+
+#[test]
+fn under_the_journal_every_log_line_carries_its_syslog_priority() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A UDP syslog sink: phiwatch warns at start that UDP cannot confirm delivery.
+    let config = write_hospital_for_run(
+        dir.path(),
+        "\n[[sinks]]\ntype = \"syslog\"\naddress = \"127.0.0.1:9\"\nprotocol = \"udp\"\nformat = \"cef\"\n",
+    );
+    let log = dir.path().join("journal.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let m = file.metadata().unwrap();
+    let stream = format!("{}:{}", m.dev(), m.ino());
+    let child = phiwatch()
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("JOURNAL_STREAM", &stream)
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let run = Proc(child);
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("run started", Duration::from_secs(60), || {
+        text().contains("phiwatch run started")
+    });
+    stop(run);
+    let text = text();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    for l in &lines {
+        assert!(
+            l.len() > 3 && l.starts_with('<') && l.as_bytes()[2] == b'>',
+            "no priority prefix: {l}"
+        );
+    }
+    assert!(lines.iter().any(|l| l.starts_with("<6>{")), "{text}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<4>") && l.contains("UDP")),
+        "{text}"
+    );
+
+    // The final error of a command that cannot start is an error-priority line.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[engine]\ntimezone = \"UTC\"\n").unwrap();
+    let err_log = dir.path().join("err.log");
+    let file = std::fs::File::create(&err_log).unwrap();
+    let m = file.metadata().unwrap();
+    let o = phiwatch()
+        .args(["run", "--config"])
+        .arg(&bad)
+        .env("JOURNAL_STREAM", format!("{}:{}", m.dev(), m.ino()))
+        .stderr(file)
+        .status()
+        .unwrap();
+    assert_eq!(o.code(), Some(78));
+    let err = std::fs::read_to_string(&err_log).unwrap();
+    assert!(err.starts_with("<3>phiwatch: "), "{err}");
+    // Not under the journal (JOURNAL_STREAM names another file): no prefix.
+    let o = phiwatch()
+        .args(["run", "--config"])
+        .arg(&bad)
+        .env("JOURNAL_STREAM", &stream)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).starts_with("phiwatch: "));
+}
+
+#[test]
+fn grafana_dashboard_provisions_from_a_file() {
+    // What Grafana's file provisioning needs: a plain dashboard model (no `__inputs` or
+    // `${DS_...}` placeholders, which only the import dialog fills), a data source picked
+    // by a `datasource` variable, an `instance` variable every query filters on, and a
+    // provider file in the provisioning format pointing where the package installs it.
+    let text =
+        std::fs::read_to_string(Path::new(ROOT).join("deploy/grafana/phiwatch.json")).unwrap();
+    assert!(
+        !text.contains("__inputs") && !text.contains("${DS_"),
+        "import-only placeholders"
+    );
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        dash["id"].is_null(),
+        "provisioned dashboards carry no database id"
+    );
+    assert!(dash["uid"]
+        .as_str()
+        .is_some_and(|u| !u.is_empty() && u.len() <= 40));
+    assert!(dash["title"].is_string());
+    assert!(dash["schemaVersion"].as_u64().unwrap() >= 36);
+    let vars = dash["templating"]["list"].as_array().unwrap();
+    let var = |name: &str| {
+        vars.iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no ${name} variable"))
+    };
+    assert_eq!(var("datasource")["type"], "datasource");
+    assert_eq!(var("datasource")["query"], "prometheus");
+    let inst = var("instance");
+    assert_eq!(inst["type"], "query");
+    assert_eq!(inst["datasource"]["uid"], "${datasource}");
+    assert!(inst["definition"]
+        .as_str()
+        .unwrap()
+        .contains("label_values(phiwatch_up"));
+    let mut ids = BTreeSet::new();
+    let mut titles = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        let title = p["title"].as_str().unwrap();
+        titles.push(title.to_string());
+        assert!(
+            ids.insert(p["id"].as_u64().unwrap()),
+            "panel id twice: {title}"
+        );
+        for k in ["x", "y", "w", "h"] {
+            assert!(p["gridPos"][k].is_u64(), "{title}: gridPos.{k}");
+        }
+        assert_eq!(p["datasource"]["uid"], "${datasource}", "{title}");
+        assert_eq!(p["datasource"]["type"], "prometheus", "{title}");
+        for t in p["targets"].as_array().unwrap() {
+            assert_eq!(t["datasource"]["uid"], "${datasource}", "{title}");
+            let expr = t["expr"].as_str().unwrap();
+            // Every metric selector is filtered by the instance variable.
+            let selectors = expr.matches("phiwatch_").count() + expr.matches("process_").count();
+            assert_eq!(
+                expr.matches("instance=~\"$instance\"").count(),
+                selectors,
+                "{title}: {expr}"
+            );
+        }
+    }
+    for want in [
+        "phiwatch_sink_failed_total",
+        "phiwatch_sink_dropped_total",
+        "phiwatch_events_late_total",
+        "phiwatch_sink_unconfirmed_total",
+        "phiwatch_build_info",
+    ] {
+        assert!(text.contains(want), "no panel shows {want}");
+    }
+    assert!(titles.iter().any(|t| t.contains("lost")), "{titles:?}");
+    assert!(titles.iter().any(|t| t.contains("Late")), "{titles:?}");
+
+    let prov: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(
+            Path::new(ROOT).join("deploy/grafana/provisioning/phiwatch-dashboards.yml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(prov["apiVersion"], 1);
+    let provider = &prov["providers"][0];
+    assert_eq!(provider["type"], "file");
+    assert!(provider["name"].is_string() && provider["folder"].is_string());
+    let path = provider["options"]["path"].as_str().unwrap();
+    // The package installs the dashboard exactly there.
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(Path::new(ROOT).join("Cargo.toml")).unwrap())
+            .unwrap();
+    let installed = manifest["package"]["metadata"]["deb"]["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| {
+            a[0].as_str() == Some("deploy/grafana/phiwatch.json")
+                && format!("/{}", a[1].as_str().unwrap().trim_end_matches('/')) == path
+        });
+    assert!(
+        installed,
+        "the provider reads {path}, where the .deb does not install the dashboard"
+    );
+    let ds: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(
+            Path::new(ROOT).join("deploy/grafana/provisioning/phiwatch-datasource.example.yml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ds["apiVersion"], 1);
+    assert_eq!(ds["datasources"][0]["type"], "prometheus");
 }
