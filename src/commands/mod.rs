@@ -102,6 +102,15 @@ pub fn load_config(path: &Path, kafka: bool) -> Result<Config> {
     if !problems.is_empty() {
         return Err(ConfigError(format!("{}: {}", path.display(), problems.join("; "))).into());
     }
+    let kafka_sink = cfg
+        .sinks
+        .iter()
+        .any(|s| s.kind == crate::config::SinkType::Kafka);
+    if kafka || kafka_sink {
+        for w in crate::kafka::warnings(&cfg.kafka) {
+            tracing::warn!("{w}");
+        }
+    }
     Ok(cfg)
 }
 

@@ -14,7 +14,7 @@ use crate::alert::Alert;
 use crate::metrics;
 use crate::sink::SinkSet;
 use anyhow::{Context, Result};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
@@ -35,7 +35,7 @@ impl Emitted {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        let file = OpenOptions::new()
+        let file = crate::durable::private()
             .create(true)
             .append(true)
             .open(path)

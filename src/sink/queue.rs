@@ -312,7 +312,7 @@ fn file_name(name: &str) -> String {
 }
 
 fn append_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
+    crate::durable::private()
         .create(true)
         .append(true)
         .open(path)

@@ -682,3 +682,80 @@ fn grafana_dashboard_provisions_from_a_file() {
     assert_eq!(ds["apiVersion"], 1);
     assert_eq!(ds["datasources"][0]["type"], "prometheus");
 }
+
+#[test]
+fn secrets_stay_out_of_the_log_and_patient_files_are_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A webhook with credentials in its url, at a port nobody listens on: every attempt
+    // fails and is logged.
+    let port = free_tcp_port();
+    let config = write_hospital_for_run(
+        dir.path(),
+        &format!(
+            "\n[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://alice:s3cret@127.0.0.1:{port}/in?token=t0k\"\n"
+        ),
+    );
+    let log = dir.path().join("run.log");
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000; exec '{}' run --config '{}' 2>'{}'",
+            env!("CARGO_BIN_EXE_phiwatch"),
+            config.display(),
+            log.display()
+        ))
+        .spawn()
+        .unwrap();
+    let run = Proc(child);
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("webhook failures logged", Duration::from_secs(60), || {
+        text().matches("webhook").count() >= 2
+            && dir.path().join("state/run.snapshot.json").exists()
+    });
+    stop(run);
+    let text = text();
+    for secret in ["s3cret", "alice:", "t0k"] {
+        assert!(!text.contains(secret), "{secret} in the log:\n{text}");
+    }
+    assert!(text.contains("http://***@127.0.0.1"), "{text}");
+    // Everything under the state folder that holds patient ids is 0600.
+    let mut checked = 0;
+    for entry in walk(&dir.path().join("state")) {
+        let name = entry.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".lock") || entry.is_dir() {
+            continue;
+        }
+        let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", entry.display());
+        checked += 1;
+    }
+    assert!(checked >= 2, "no state file checked");
+
+    let out = dir.path().join("replayed.ndjson");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000; exec '{}' replay --config '{}' --out '{}'",
+            env!("CARGO_BIN_EXE_phiwatch"),
+            config.display(),
+            out.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}

@@ -75,6 +75,14 @@ pub fn config_findings(cfg: &Config) -> Vec<Finding> {
         }
     }
 
+    if lines.get("kafka").is_some() {
+        for w in crate::kafka::warnings(&cfg.kafka) {
+            out.push(Finding::warning(
+                lines.first(&["kafka.sasl_mechanism", "kafka"]),
+                w,
+            ));
+        }
+    }
     if cfg.sources.is_empty() {
         // `engine` reads its events from Kafka and needs no source; `run` and `agent` do.
         if lines.get("kafka").is_some() {
