@@ -231,12 +231,33 @@ mod tests {
         p
     }
 
+    /// The errors, but for "no [[sources]]", which the configs here that test other things
+    /// leave out (see `a_config_without_sources_is_an_error_unless_it_is_for_an_engine`).
     fn errors(findings: &[Finding], path: &Path) -> Vec<String> {
         findings
             .iter()
-            .filter(|f| f.is_error())
+            .filter(|f| f.is_error() && f.message != crate::commands::NO_SOURCES)
             .map(|f| f.render(path))
             .collect()
+    }
+
+    #[test]
+    fn a_config_without_sources_is_an_error_unless_it_is_for_an_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "[engine]\ntimezone = \"UTC\"\n");
+        let (_, findings) = check(&p);
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.is_error() && f.message == crate::commands::NO_SOURCES),
+            "{findings:?}"
+        );
+        let p = write(dir.path(), "[kafka]\nbrokers = \"127.0.0.1:9092\"\n");
+        let (_, findings) = check(&p);
+        assert!(findings.iter().all(|f| !f.is_error()), "{findings:?}");
+        assert!(findings
+            .iter()
+            .any(|f| f.message.contains("phiwatch engine")));
     }
 
     #[test]
