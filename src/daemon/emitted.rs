@@ -40,6 +40,10 @@ impl Emitted {
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
+        // A log an older version created with the umask's mode becomes owner-only too.
+        if let Err(e) = crate::durable::set_private(path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot make the file owner-only (0600)");
+        }
         Ok((Emitted { file }, ids))
     }
 

@@ -312,11 +312,16 @@ fn file_name(name: &str) -> String {
 }
 
 fn append_file(path: &Path) -> Result<File> {
-    crate::durable::private()
+    let f = crate::durable::private()
         .create(true)
         .append(true)
         .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // A file an older version created with the umask's mode becomes owner-only too.
+    if let Err(e) = crate::durable::set_private(path) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot make the file owner-only (0600)");
+    }
+    Ok(f)
 }
 
 struct Handle {
