@@ -759,3 +759,44 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn man_pages_and_completions_come_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = phiwatch()
+        .args(["package-assets", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let man = std::fs::read_to_string(dir.path().join("man/phiwatch.1")).unwrap();
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH phiwatch 1"),
+        "{man}"
+    );
+    for section in [
+        ".SH EXIT STATUS",
+        "78 (EX_CONFIG)",
+        ".SH FILES",
+        "journalctl",
+    ] {
+        assert!(man.contains(section), "phiwatch.1 lacks {section}");
+    }
+    assert!(
+        !man.contains("package-assets"),
+        "the hidden command is documented"
+    );
+    let bash = std::fs::read_to_string(dir.path().join("completions/phiwatch")).unwrap();
+    for sub in [
+        "run", "replay", "check", "agent", "engine", "simulate", "demo", "tap", "score",
+    ] {
+        assert!(
+            dir.path().join(format!("man/phiwatch-{sub}.1")).is_file(),
+            "no man page for {sub}"
+        );
+        assert!(bash.contains(sub), "bash completion lacks {sub}");
+    }
+    assert!(bash.contains("--config"));
+    assert!(dir.path().join("completions/_phiwatch").is_file());
+    assert!(dir.path().join("completions/phiwatch.fish").is_file());
+}
