@@ -191,7 +191,18 @@ fn metrics_scrape_passes_promtool_moves_and_covers_the_dashboard() {
         ) > 0.0
     });
     std::thread::sleep(Duration::from_secs(3));
+    // Six idle connections (as in issue 17, where they held /healthz for 30 s) do not delay it.
+    let idle: Vec<TcpStream> = (0..6)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let asked = std::time::Instant::now();
     assert_eq!(get(port, "/healthz").0, 200);
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    drop(idle);
     assert_eq!(get(port, "/nope").0, 404);
     let first = get(port, "/metrics").1;
     let read_before = sample(
