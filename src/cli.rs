@@ -99,4 +99,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Writes the man pages and shell completions generated from this command line into a
+    /// folder (`man/`, `completions/`), for packaging. Hidden: not an operator's command.
+    #[command(name = "package-assets", hide = true)]
+    PackageAssets {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }

@@ -836,7 +836,7 @@ address = "h:1"
         match &cfg.sinks[0].settings {
             Some(SinkSettings::File(f)) => {
                 assert_eq!(f.path.as_deref(), Some(Path::new("a.ndjson")));
-                assert_eq!((f.max_files, f.fsync_secs), (2, 1));
+                assert_eq!((f.max_files, f.fsync_secs), (Some(2), 1));
             }
             other => panic!("{other:?}"),
         }

@@ -57,11 +57,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = dir.join(tmp_name);
 
     let written = (|| {
-        let mut f = OpenOptions::new()
+        let mut f = private()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&tmp)?;
+        // A temporary file left by a crash keeps its old mode: set it again.
+        set_private(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
@@ -112,4 +114,57 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, ReadErro
             path: path.to_path_buf(),
             source,
         })
+}
+
+/// Options that create a file readable and writable by its owner only (0600), whatever
+/// the umask: state, queues, spools and replay output hold patient identifiers.
+pub fn private() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o
+}
+
+/// Sets an existing file to 0600.
+pub fn set_private(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_files_are_owner_only_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("snap.json");
+        // umask is process-wide; 0 (the most permissive) is the case to defend.
+        // SAFETY: umask(2) cannot fail.
+        let old = unsafe { libc::umask(0) };
+        let r = write_atomic(&p, b"{}");
+        let q = private()
+            .append(true)
+            .create(true)
+            .open(dir.path().join("q"));
+        unsafe { libc::umask(old) };
+        r.unwrap();
+        q.unwrap();
+        for f in ["snap.json", "q"] {
+            let mode = fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
+    }
 }

@@ -20,7 +20,7 @@ pub struct Metrics {
     pub bytes_read: IntCounterVec,
     pub events_rejected: IntCounterVec,
     pub events_processed: IntCounterVec,
-    pub events_late: IntCounter,
+    pub events_late: IntCounterVec,
     pub events_duplicate: IntCounter,
     pub kafka_events_produced: IntCounter,
     pub spool_full: IntGauge,
@@ -39,6 +39,7 @@ pub struct Metrics {
     pub spool_capacity_bytes: IntGauge,
     pub sink_queue_depth: IntGaugeVec,
     pub sink_sent: IntCounterVec,
+    pub sink_unconfirmed: IntCounterVec,
     pub sink_errors: IntCounterVec,
     pub sink_retries: IntCounterVec,
     pub sink_dropped: IntCounterVec,
@@ -54,6 +55,7 @@ pub struct Metrics {
     pub state_bytes: IntGauge,
     pub reorder_buffer_events: IntGauge,
     pub up: IntGauge,
+    pub build_info: IntGaugeVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -125,10 +127,11 @@ impl Metrics {
                 "Events handed to the engine, by source.",
                 &["source"],
             ),
-            events_late: counter(
+            events_late: counter_vec(
                 &r,
                 "phiwatch_events_late_total",
-                "Events that arrived after the watermark had passed their time.",
+                "Events that arrived after the watermark had passed their time, by source.",
+                &["source"],
             ),
             events_duplicate: counter(
                 &r,
@@ -223,7 +226,13 @@ impl Metrics {
             sink_sent: counter_vec(
                 &r,
                 "phiwatch_sink_sent_total",
-                "Alerts delivered, by sink.",
+                "Alerts delivered (acknowledged, or written to a file or TCP/TLS socket), by sink.",
+                &["sink"],
+            ),
+            sink_unconfirmed: counter_vec(
+                &r,
+                "phiwatch_sink_unconfirmed_total",
+                "Alerts handed to a transport that cannot confirm delivery (UDP syslog), by sink; not counted as sent.",
                 &["sink"],
             ),
             sink_errors: counter_vec(
@@ -304,6 +313,21 @@ impl Metrics {
                 "Events waiting for the watermark.",
             ),
             up: int_gauge(&r, "phiwatch_up", "1 while the pipeline runs."),
+            build_info: {
+                let g = int_gauge_vec(
+                    &r,
+                    "phiwatch_build_info",
+                    "Always 1; the labels say which phiwatch runs.",
+                    &["version", "os", "arch"],
+                );
+                g.with_label_values(&[
+                    env!("CARGO_PKG_VERSION"),
+                    std::env::consts::OS,
+                    std::env::consts::ARCH,
+                ])
+                .set(1);
+                g
+            },
             registry: r,
         }
     }
@@ -321,6 +345,7 @@ impl Metrics {
         self.lines_read.with_label_values(&[source]);
         self.bytes_read.with_label_values(&[source]);
         self.events_processed.with_label_values(&[source]);
+        self.events_late.with_label_values(&[source]);
         self.ingest_lag_seconds.with_label_values(&[source]);
         self.checkpoint_age_seconds.with_label_values(&[source]);
         self.truncations_unrecovered.with_label_values(&[source]);

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 pub fn main(config: &Path) -> Result<i32> {
-    let cfg = super::load_config(config, true)?;
+    let cfg = super::load_config_with_sources(config, true)?;
     run(&cfg, daemon::signals::install()?)?;
     Ok(0)
 }

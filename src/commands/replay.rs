@@ -9,7 +9,13 @@ pub fn main(config: &Path, out: Option<&Path>) -> Result<i32> {
     let cfg = super::load_config(config, false)?;
     let mut sink: Box<dyn Write> = match out {
         Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+            // Alerts name patients: owner-only, whatever the umask.
+            crate::durable::private()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(p)
+                .with_context(|| format!("cannot create {}", p.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };

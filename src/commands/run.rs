@@ -53,7 +53,7 @@ const STOP_BUDGET: Duration = Duration::from_secs(7);
 const SOURCES_BUDGET: Duration = Duration::from_secs(3);
 
 pub fn main(config: &Path) -> Result<i32> {
-    let cfg = super::load_config(config, false)?;
+    let cfg = super::load_config_with_sources(config, false)?;
     run(&cfg, daemon::signals::install()?)?;
     Ok(0)
 }
@@ -222,6 +222,7 @@ fn on_message(
             })?;
             metrics::get()
                 .events_late
+                .with_label_values(&[&source])
                 .inc_by(engine.counters.late - late_before);
             merge_positions(positions.entry(source).or_default(), pos);
         }

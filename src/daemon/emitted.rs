@@ -14,7 +14,7 @@ use crate::alert::Alert;
 use crate::metrics;
 use crate::sink::SinkSet;
 use anyhow::{Context, Result};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
@@ -35,11 +35,15 @@ impl Emitted {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        let file = OpenOptions::new()
+        let file = crate::durable::private()
             .create(true)
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
+        // A log an older version created with the umask's mode becomes owner-only too.
+        if let Err(e) = crate::durable::set_private(path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot make the file owner-only (0600)");
+        }
         Ok((Emitted { file }, ids))
     }
 

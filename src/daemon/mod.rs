@@ -122,6 +122,7 @@ pub fn record_sinks(sinks: &SinkSet) {
             .with_label_values(&[name])
             .set(s.queued as i64);
         up(&m.sink_sent, s.sent);
+        up(&m.sink_unconfirmed, s.unconfirmed);
         up(&m.sink_errors, s.errors);
         up(&m.sink_retries, s.retries);
         up(&m.sink_dropped, s.dropped);

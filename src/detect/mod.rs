@@ -18,6 +18,7 @@ use crate::alert::Severity;
 use anyhow::{anyhow, bail, Context, Result};
 use rule::Matcher;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The detectors shipped in `detectors/`, built into the binary.
@@ -277,10 +278,48 @@ pub fn load(dir: Option<&Path>, kinds: KindCompiler) -> Result<Vec<Detector>, Ve
         errors.push("no detector files (*.yml) found".into());
     }
     if errors.is_empty() {
+        remember(&out);
         Ok(out)
     } else {
         Err(errors)
     }
+}
+
+/// The title and description of every detector loaded last (a reload replaces them), for
+/// alert formats that carry the rule's own words (ECS `rule.description`, OCSF
+/// `finding_info.desc`); alerts carry only the detector's id.
+static DESCRIBED: std::sync::RwLock<BTreeMap<String, (String, String)>> =
+    std::sync::RwLock::new(BTreeMap::new());
+
+fn remember(detectors: &[Detector]) {
+    if let Ok(mut m) = DESCRIBED.write() {
+        for d in detectors {
+            m.insert(
+                d.id.clone(),
+                (d.title.clone(), d.description.trim().to_string()),
+            );
+        }
+    }
+}
+
+/// A detector's `(title, description)`: of the loaded detectors, else of the shipped one
+/// with that id; `None` for an unknown id.
+pub fn describe(id: &str) -> Option<(String, String)> {
+    if let Some(found) = DESCRIBED.read().ok().and_then(|m| m.get(id).cloned()) {
+        return Some(found);
+    }
+    #[derive(Deserialize)]
+    struct Words {
+        title: String,
+        #[serde(default)]
+        description: Option<String>,
+    }
+    let (_, text) = SHIPPED.iter().find(|(i, _)| *i == id)?;
+    let w: Words = serde_norway::from_str(text).ok()?;
+    Some((
+        w.title,
+        w.description.unwrap_or_default().trim().to_string(),
+    ))
 }
 
 #[cfg(test)]

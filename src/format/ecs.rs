@@ -12,7 +12,7 @@
 //! | `event.dataset`, `event.provider`, `event.module` | `phiwatch.alert`, `phiwatch`, `phiwatch` |
 //! | `event.reason` | the reasons joined with `; ` |
 //! | `rule.id`, `rule.name` | the detector |
-//! | `rule.description` | the summary |
+//! | `rule.description` | the detector's `description` (its `title` when it has none; absent for a detector no longer loaded) |
 //! | `user.id`, `user.name`, `related.user` | the staff account |
 //! | `message` | the summary |
 //! | `observer.vendor` / `product` / `version` | `phiwatch` / `phiwatch` / crate version |
@@ -45,7 +45,7 @@ pub fn render(alert: &Alert, policy: &PatientPolicy) -> String {
         phiwatch["follows"] = json!(first);
     }
     let score = f64::from(alert.score);
-    let doc: Value = json!({
+    let mut doc: Value = json!({
         "@timestamp": rfc3339(&alert.ts),
         "ecs": {"version": ECS_VERSION},
         "message": alert.summary,
@@ -67,12 +67,20 @@ pub fn render(alert: &Alert, policy: &PatientPolicy) -> String {
         "rule": {
             "id": alert.detector,
             "name": alert.detector,
-            "description": alert.summary,
         },
         "user": {"id": alert.user, "name": alert.user},
         "related": {"user": [alert.user]},
         "observer": {"vendor": VENDOR, "product": PRODUCT, "version": VERSION, "type": "ids"},
         "phiwatch": phiwatch,
     });
+    // The rule's own words, not this alert's summary (which is `message`).
+    if let Some((title, description)) = crate::detect::describe(&alert.detector) {
+        let words = if description.is_empty() {
+            title
+        } else {
+            description
+        };
+        doc["rule"]["description"] = json!(words);
+    }
     doc.to_string()
 }

@@ -87,6 +87,46 @@ pub fn validate(k: &KafkaConfig) -> Vec<String> {
     p
 }
 
+/// What in `[kafka]` works but exposes a secret: SASL PLAIN without TLS (the password
+/// crosses the network in clear) and a password file other users can read.
+pub fn warnings(k: &KafkaConfig) -> Vec<String> {
+    let mut w = Vec::new();
+    let prop = |key: &str| k.properties.get(key).map(|v| v.to_ascii_lowercase());
+    let mechanism = prop("sasl.mechanism")
+        .or_else(|| k.sasl_mechanism.as_ref().map(|m| m.to_ascii_lowercase()));
+    let tls = k.ca_file.is_some() || k.cert_file.is_some();
+    let protocol = prop("security.protocol").unwrap_or_else(|| {
+        match (tls, k.sasl_mechanism.is_some()) {
+            (true, true) => "sasl_ssl",
+            (false, true) => "sasl_plaintext",
+            (true, false) => "ssl",
+            (false, false) => "plaintext",
+        }
+        .to_string()
+    });
+    if mechanism.as_deref() == Some("plain") && protocol != "sasl_ssl" {
+        w.push(format!(
+            "[kafka] SASL PLAIN over {protocol}: the password crosses the network in clear; \
+             set `ca_file` so phiwatch uses sasl_ssl, or use SCRAM-SHA-512"
+        ));
+    }
+    #[cfg(unix)]
+    if let Some(f) = &k.password_file {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(f) {
+            if m.permissions().mode() & 0o004 != 0 {
+                w.push(format!(
+                    "[kafka] password_file {} is readable by every user (mode {:o}); \
+                     `chmod 0640` it (owner root, group phiwatch)",
+                    f.display(),
+                    m.permissions().mode() & 0o777
+                ));
+            }
+        }
+    }
+    w
+}
+
 /// The librdkafka configuration of `[kafka]` (see `config::KafkaConfig::client_config`).
 pub fn client_config(k: &KafkaConfig, tuned: &[(&str, String)]) -> Result<ClientConfig> {
     k.client_config(tuned)
@@ -117,4 +157,38 @@ pub fn check_connection(k: &KafkaConfig) -> Result<Vec<String>> {
         }
     }
     Ok(ok)
+}
+
+#[cfg(test)]
+mod warning_tests {
+    use super::*;
+
+    #[test]
+    fn sasl_plain_without_tls_and_a_world_readable_password_file_warn() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "secret\n").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut k = KafkaConfig {
+            sasl_mechanism: Some("PLAIN".into()),
+            username: Some("phiwatch".into()),
+            password_file: Some(pw.clone()),
+            ..KafkaConfig::default()
+        };
+        let w = warnings(&k);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("SASL PLAIN over sasl_plaintext"), "{w:?}");
+        assert!(w[1].contains("readable by every user (mode 644)"), "{w:?}");
+        assert!(!w.iter().any(|l| l.contains("secret\n")));
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o640)).unwrap();
+        k.ca_file = Some(dir.path().join("ca.pem"));
+        assert!(warnings(&k).is_empty(), "{:?}", warnings(&k));
+        k.sasl_mechanism = Some("SCRAM-SHA-512".into());
+        k.ca_file = None;
+        assert!(warnings(&k).is_empty());
+        // Set through properties too.
+        k.properties.insert("sasl.mechanism".into(), "PLAIN".into());
+        assert_eq!(warnings(&k).len(), 1);
+    }
 }

@@ -741,7 +741,7 @@ fn list_segments(dir: &Path) -> io::Result<BTreeMap<u64, u64>> {
 }
 
 fn create_segment(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    crate::durable::private()
         .create_new(true)
         .append(true)
         .open(path)

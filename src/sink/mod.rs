@@ -292,6 +292,13 @@ pub trait Sink: Send {
         self.send(line)
     }
 
+    /// Whether a successful [`Sink::send`] means the alert reached the receiver (or its
+    /// socket). False for UDP syslog: a datagram handed to the network may be lost without
+    /// anyone knowing, so those alerts are counted as `unconfirmed`, not `sent`.
+    fn confirms_delivery(&self) -> bool {
+        true
+    }
+
     /// Called when the queue is empty and about every 200 ms while it stays empty: time
     /// for scheduled work such as a pending fsync.
     fn idle(&mut self) -> Result<()> {

@@ -96,6 +96,8 @@ pub struct SinkStats {
     pub queued: AtomicU64,
     /// Alerts delivered.
     pub sent: AtomicU64,
+    /// Alerts handed to a transport that cannot confirm delivery (UDP syslog): not `sent`.
+    pub unconfirmed: AtomicU64,
     /// Failed attempts (each one, including those later retried successfully).
     pub errors: AtomicU64,
     /// Attempts after a failed one.
@@ -112,6 +114,7 @@ pub struct SinkStats {
 pub struct StatsSnapshot {
     pub queued: u64,
     pub sent: u64,
+    pub unconfirmed: u64,
     pub errors: u64,
     pub retries: u64,
     pub dropped: u64,
@@ -123,6 +126,7 @@ impl SinkStats {
         StatsSnapshot {
             queued: self.queued.load(Ordering::Relaxed),
             sent: self.sent.load(Ordering::Relaxed),
+            unconfirmed: self.unconfirmed.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
@@ -308,11 +312,16 @@ fn file_name(name: &str) -> String {
 }
 
 fn append_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
+    let f = crate::durable::private()
         .create(true)
         .append(true)
         .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // A file an older version created with the umask's mode becomes owner-only too.
+    if let Err(e) = crate::durable::set_private(path) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot make the file owner-only (0600)");
+    }
+    Ok(f)
 }
 
 struct Handle {
@@ -873,7 +882,11 @@ impl Worker {
         loop {
             match self.sink.send_alert(alert, &line) {
                 Ok(()) => {
-                    self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                    if self.sink.confirms_delivery() {
+                        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        self.stats.unconfirmed.fetch_add(1, Ordering::Relaxed);
+                    }
                     if attempt > 1 {
                         tracing::info!(sink = %self.name, attempts = attempt, "sink delivered again after errors");
                     }

@@ -14,7 +14,8 @@
 //!
 //! Transports (`protocol`):
 //! - `udp` (RFC 5426): one datagram per alert. Delivery: at most once; nothing tells a
-//!   sender that a datagram was lost. Keep alerts under the receiver's limit (rsyslog:
+//!   sender that a datagram was lost, so these alerts are counted as `unconfirmed`
+//!   (`phiwatch_sink_unconfirmed_total`), never as `sent`, and the sink warns at start. Keep alerts under the receiver's limit (rsyslog:
 //!   8 KiB by default, `$MaxMessageSize`).
 //! - `tcp` (default) (RFC 6587 octet counting): `LEN SP MSG`, LEN in bytes.
 //! - `tls` (RFC 5425): the same framing inside TLS 1.2/1.3 (rustls); the server is
@@ -329,6 +330,9 @@ pub struct SyslogSink {
 impl SyslogSink {
     /// Reads the TLS files now (so a wrong path fails at start); connects on first send.
     pub fn new(cfg: SyslogConfig) -> Result<SyslogSink> {
+        if cfg.protocol == Protocol::Udp {
+            tracing::warn!(address = %cfg.address, "syslog over UDP cannot confirm delivery: a lost datagram is lost silently; alerts sent this way are counted in phiwatch_sink_unconfirmed_total, not as sent; use protocol = \"tcp\" or \"tls\" for alerts that must arrive");
+        }
         let tls = match cfg.protocol {
             Protocol::Tls => Some(Arc::new(tls_client_config(&cfg.tls)?)),
             _ => None,
@@ -477,6 +481,10 @@ impl Sink for SyslogSink {
     fn send(&mut self, line: &str) -> Result<()> {
         let msg = format_message(&self.cfg, &self.procid, Severity::Low, "-", line);
         self.write_frame(&msg)
+    }
+
+    fn confirms_delivery(&self) -> bool {
+        self.cfg.protocol != Protocol::Udp
     }
 
     fn send_alert(&mut self, alert: &Alert, line: &str) -> Result<()> {

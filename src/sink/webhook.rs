@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
     pub url: String,
     pub headers: Vec<(String, String)>,
@@ -53,14 +53,64 @@ impl WebhookConfig {
         }
     }
 
-    /// The url without its query string, for logs.
-    pub fn url_for_logs(&self) -> &str {
-        self.url.split(['?', '#']).next().unwrap_or("")
+    /// The url for logs: without credentials (`user:password@` becomes `***@`) and
+    /// without its query string or fragment, which may hold tokens.
+    pub fn url_for_logs(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// `text` (an HTTP client's error) with the url's secrets taken out.
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.replace(&self.url, &self.url_for_logs());
+        if let Some(info) = userinfo(&self.url) {
+            out = out.replace(info, "***");
+        }
+        out
+    }
+}
+
+/// Debug output never shows the url's secrets nor header values (tokens).
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url_for_logs())
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .finish()
+    }
+}
+
+/// The `user:password` part of a url's authority, if any.
+fn userinfo(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority
+        .rfind('@')
+        .map(|i| &authority[..i])
+        .filter(|u| !u.is_empty())
+}
+
+/// A url fit for logs: credentials replaced with `***`, query and fragment cut.
+pub fn redact_url(url: &str) -> String {
+    let base = url.split(['?', '#']).next().unwrap_or("");
+    match userinfo(base) {
+        Some(info) => base.replacen(&format!("{info}@"), "***@", 1),
+        None => base.to_string(),
     }
 }
 
 /// The keys of a `webhook` sink, as written (see the module doc).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct WebhookSinkConfig {
     pub url: Option<String>,
@@ -69,6 +119,20 @@ pub struct WebhookSinkConfig {
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+}
+
+/// Debug output never shows the url's secrets nor header values.
+impl std::fmt::Debug for WebhookSinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSinkConfig")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("timeout_secs", &self.timeout_secs)
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .finish()
+    }
 }
 
 impl Default for WebhookSinkConfig {
@@ -191,9 +255,13 @@ impl Sink for WebhookSink {
         for (k, v) in &self.cfg.headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        let resp = req
-            .send(line)
-            .map_err(|e| anyhow!("cannot POST to webhook {}: {e}", self.cfg.url_for_logs()))?;
+        let resp = req.send(line).map_err(|e| {
+            anyhow!(
+                "cannot POST to webhook {}: {}",
+                self.cfg.url_for_logs(),
+                self.cfg.redact(&e.to_string())
+            )
+        })?;
         let status = resp.status().as_u16();
         match status {
             200..=299 => Ok(()),
@@ -212,5 +280,30 @@ impl Sink for WebhookSink {
 
     fn flush(&mut self) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn credentials_and_query_never_reach_the_logs() {
+        let mut c = WebhookConfig::new("https://alice:s3cret@siem.example:8443/in?token=t0k#x");
+        c.headers
+            .push(("Authorization".into(), "Bearer b34rer".into()));
+        assert_eq!(c.url_for_logs(), "https://***@siem.example:8443/in");
+        let dbg = format!("{c:?}");
+        for secret in ["alice", "s3cret", "t0k", "b34rer"] {
+            assert!(!dbg.contains(secret), "{dbg}");
+        }
+        let e = c.redact(
+            "io: https://alice:s3cret@siem.example:8443/in?token=t0k#x failed for alice:s3cret",
+        );
+        assert!(!e.contains("s3cret") && !e.contains("t0k"), "{e}");
+        assert_eq!(redact_url("http://h/p"), "http://h/p");
+        assert_eq!(redact_url("http://user@h/p"), "http://***@h/p");
+        // An @ in the path is not a credential.
+        assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
     }
 }

@@ -184,3 +184,29 @@ fn omitted_patients_leave_no_trace() {
         .unwrap()
         .contains("opened [patient] three times"));
 }
+
+#[test]
+fn duser_and_other_fields_stay_within_arcsight_limits() {
+    // 150 pseudonymised patients, as in the issue (up to 3,383 characters before).
+    let mut a = sample();
+    a.patients = (0..150).map(|i| format!("MRN{i:08}")).collect();
+    a.summary = "s".repeat(3000);
+    let key = PseudonymKey::new(KEY);
+    let line = format::render(&a, AlertFormat::Cef, &PatientPolicy::Pseudonymised(key));
+    let cef = parse_cef(&line);
+    let get = |k: &str| {
+        cef.get(k)
+            .unwrap_or_else(|| panic!("no {k}: {line}"))
+            .to_string()
+    };
+    let duser = get("duser");
+    assert!(duser.chars().count() <= 1023, "{}", duser.len());
+    assert!(duser.ends_with(" more"), "{duser}");
+    assert!(get("msg").chars().count() <= 1023);
+    assert!(get("msg").ends_with(cef::CUT));
+    assert!(get("cs3").chars().count() <= 4000);
+    assert!(cef.header[5].chars().count() <= 512);
+    // Below the limit nothing changes.
+    let short = parse_cef(&plain(&sample()));
+    assert_eq!(short.get("duser").unwrap(), sample().patients.join(","));
+}

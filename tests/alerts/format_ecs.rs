@@ -33,7 +33,8 @@ fn required_fields_and_types() {
     assert_eq!(e["end"], "2024-05-14T13:49:00.123Z");
     assert_eq!(v["rule"]["id"], "same-surname");
     assert_eq!(v["rule"]["name"], "same-surname");
-    assert!(v["rule"]["description"].is_string());
+    // "same-surname" is no detector phiwatch has: no description to give.
+    assert!(v["rule"].get("description").is_none(), "{}", v["rule"]);
     assert_eq!(v["user"]["id"], "jsmith");
     assert_eq!(v["user"]["name"], "jsmith");
     assert_eq!(v["observer"]["vendor"], "phiwatch");
@@ -75,4 +76,20 @@ fn patient_policies() {
     assert!(v["phiwatch"].get("patients").is_none());
     assert_eq!(v["phiwatch"]["patient_ids"], "omitted");
     assert!(!line.to_lowercase().contains("mrn"), "{line}");
+}
+
+#[test]
+fn rule_description_is_the_detectors_description_not_the_summary() {
+    let mut a = sample();
+    a.detector = "family".into();
+    let v: Value =
+        serde_json::from_str(&format::render(&a, AlertFormat::Ecs, &PatientPolicy::Plain)).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/detectors/family.yml"))
+            .unwrap();
+    let spec: serde_json::Value = serde_norway::from_str(&text).unwrap();
+    let want = spec["description"].as_str().unwrap().trim();
+    assert_eq!(v["rule"]["description"], want);
+    assert_ne!(v["rule"]["description"], v["message"]);
+    assert_eq!(v["message"], a.summary.as_str());
 }

@@ -27,17 +27,36 @@ const LOG: &str = "events/canonical.jsonl";
 /// valid, split of this history's findings than replay's). Idle release is tested in
 /// `daemon::live_time`.
 fn hospital(dir: &Path) -> PathBuf {
-    let config = write_hospital_for_run(dir, "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("idle_source_secs = 1", "idle_source_secs = 10");
-    assert!(text.contains("idle_source_secs = 10"));
-    std::fs::write(&config, text).unwrap();
+    let config = slow_to_idle(dir);
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "path = \"alerts.ndjson\"\nformat = \"json\"",
         "path = \"alerts.ndjson\"\nformat = \"json\"\nmax_bytes = 1500\nmax_files = 1000\nfsync_secs = 0",
     );
     assert!(text.contains("max_bytes = 1500"));
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// The same, its file sink writing the dated, gzipped archive (`rotate = "daily"`) and
+/// rotating by size every couple of alerts within the day.
+fn hospital_archive(dir: &Path) -> PathBuf {
+    let config = slow_to_idle(dir);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "path = \"alerts.ndjson\"\nformat = \"json\"",
+        "path = \"alerts.ndjson\"\nformat = \"json\"\nrotate = \"daily\"\nmax_bytes = 1500\nfsync_secs = 0",
+    );
+    assert!(text.contains("rotate = \"daily\""));
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// The crafted hospital for `run`, its sources idle after 10 quiet seconds (see [`hospital`]).
+fn slow_to_idle(dir: &Path) -> PathBuf {
+    let config = write_hospital_for_run(dir, "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("idle_source_secs = 1", "idle_source_secs = 10");
+    assert!(text.contains("idle_source_secs = 10"));
     std::fs::write(&config, text).unwrap();
     config
 }
@@ -51,16 +70,25 @@ fn replay_lines(config: &Path) -> Vec<String> {
     want
 }
 
-/// Every alert line in the file sink's files (`alerts.ndjson` and its rotations), sorted.
+/// Every alert line in the file sink's files (`alerts.ndjson` and its rotations, gzipped
+/// archives decompressed; checksums and half-written files skipped), sorted.
 fn sink_lines(dir: &Path) -> Vec<String> {
+    use std::io::Read;
     let mut all = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        if p.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("alerts.ndjson")
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if !name.starts_with("alerts.ndjson") || name.ends_with(".sha256") || name.ends_with(".tmp")
         {
+            continue;
+        }
+        if name.ends_with(".gz") {
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(std::fs::File::open(&p).unwrap())
+                .read_to_string(&mut text)
+                .unwrap();
+            all.extend(text.lines().map(str::to_string));
+        } else {
             all.extend(sorted_lines(&p));
         }
     }
@@ -199,10 +227,21 @@ fn copytruncate(log: &Path) {
 /// what any restart can know). At most one rotation per stop.
 #[test]
 fn sigkill_at_random_moments_with_rotations_loses_and_repeats_no_alert() {
+    kill_trials(hospital, 20);
+}
+
+/// The same guarantee with the dated archive: rotations rename, gzip and checksum the
+/// file while `run` is killed at random moments.
+#[test]
+fn sigkill_with_the_daily_gzipped_archive_loses_and_repeats_no_alert() {
+    kill_trials(hospital_archive, 6);
+}
+
+fn kill_trials(hospital: fn(&Path) -> PathBuf, default_trials: u64) {
     let trials: u64 = std::env::var("PHIWATCH_RESTART_TRIALS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(default_trials);
     let pristine = tempfile::tempdir().unwrap();
     let config = hospital(pristine.path());
     let want = replay_lines(&config);

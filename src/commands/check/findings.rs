@@ -75,6 +75,31 @@ pub fn config_findings(cfg: &Config) -> Vec<Finding> {
         }
     }
 
+    if lines.get("kafka").is_some() {
+        for w in crate::kafka::warnings(&cfg.kafka) {
+            out.push(Finding::warning(
+                lines.first(&["kafka.sasl_mechanism", "kafka"]),
+                w,
+            ));
+        }
+    }
+    if cfg.sources.is_empty() {
+        // `engine` reads its events from Kafka and needs no source; `run` and `agent` do.
+        if lines.get("kafka").is_some() {
+            out.push(Finding::warning(
+                None,
+                "no [[sources]]: fine for `phiwatch engine`, but `run` and `agent` \
+                 refuse to start without one"
+                    .to_string(),
+            ));
+        } else {
+            out.push(Finding::error(
+                None,
+                crate::commands::NO_SOURCES.to_string(),
+            ));
+        }
+    }
+
     let tz = cfg.timezone().unwrap_or(chrono_tz::UTC);
     for (i, s) in cfg.sources.iter().enumerate() {
         if s.kind != SourceType::File {
@@ -206,12 +231,33 @@ mod tests {
         p
     }
 
+    /// The errors, but for "no [[sources]]", which the configs here that test other things
+    /// leave out (see `a_config_without_sources_is_an_error_unless_it_is_for_an_engine`).
     fn errors(findings: &[Finding], path: &Path) -> Vec<String> {
         findings
             .iter()
-            .filter(|f| f.is_error())
+            .filter(|f| f.is_error() && f.message != crate::commands::NO_SOURCES)
             .map(|f| f.render(path))
             .collect()
+    }
+
+    #[test]
+    fn a_config_without_sources_is_an_error_unless_it_is_for_an_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "[engine]\ntimezone = \"UTC\"\n");
+        let (_, findings) = check(&p);
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.is_error() && f.message == crate::commands::NO_SOURCES),
+            "{findings:?}"
+        );
+        let p = write(dir.path(), "[kafka]\nbrokers = \"127.0.0.1:9092\"\n");
+        let (_, findings) = check(&p);
+        assert!(findings.iter().all(|f| !f.is_error()), "{findings:?}");
+        assert!(findings
+            .iter()
+            .any(|f| f.message.contains("phiwatch engine")));
     }
 
     #[test]
