@@ -1658,6 +1658,16 @@ mod tests {
         out
     }
 
+    /// Truncates `path` in place (what copytruncate does after its copy).
+    fn truncate(path: &Path) {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+
     fn append(path: &Path, text: &str) {
         use std::io::Write;
         let mut f = fs::OpenOptions::new()
@@ -1712,12 +1722,7 @@ mod tests {
         fs::write(dir.path().join("other.log"), b"x1\nx2\nx3\nx4\nx5\nx6\n").unwrap();
         fs::write(dir.path().join("ehr.jsonl.2"), b"l1\nl2\n").unwrap();
         fs::copy(&log, dir.path().join("ehr.jsonl.1")).unwrap();
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&log)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&log);
         append(&log, "n1\nn2\n");
         let mut t = Tailer::new(glob.clone(), TailOptions::default(), &checkpoint);
         assert_eq!(poll_texts(&mut t, 4), ["l4", "l5", "n1", "n2"]);
@@ -1732,12 +1737,7 @@ mod tests {
             .collect();
         append(&log, "n3\n");
         fs::remove_file(dir.path().join("ehr.jsonl.1")).unwrap();
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&log)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&log);
         append(&log, "m1\n");
         let mut t = Tailer::new(glob, TailOptions::default(), &mine);
         assert_eq!(poll_texts(&mut t, 1), ["m1"]);
@@ -1762,12 +1762,7 @@ mod tests {
         drop(t);
         append(&log, "l4\nl5\n");
         fs::copy(&log, at("ehr.jsonl.1")).unwrap();
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&log)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&log);
         append(&log, "n1\nn2\n");
         // The rename rotation shifts every numbered file.
         fs::rename(at("ehr.jsonl.1"), at("ehr.jsonl.2")).unwrap();
@@ -1794,12 +1789,7 @@ mod tests {
         let checkpoint = t.positions();
         drop(t);
         // Same inode, other content, renamed out of the globs; no copy of "l1\nl2\n".
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&log)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&log);
         append(&log, "zz\n");
         fs::rename(&log, dir.path().join("unrelated.txt")).unwrap();
         append(&log, "m1\n");

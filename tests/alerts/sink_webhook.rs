@@ -2,11 +2,12 @@
 
 use crate::support::alert::{sample_n, KEY};
 use crate::support::config;
+use crate::support::receivers::read_request;
 use phiwatch::config::{AlertFormat, Config};
 use phiwatch::format;
 use phiwatch::pseudonym::{PatientPolicy, PseudonymKey};
 use phiwatch::sink;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
@@ -26,25 +27,7 @@ fn server(statuses: Vec<u16>) -> (u16, std::thread::JoinHandle<Vec<Request>>) {
             sock.set_read_timeout(Some(Duration::from_secs(10)))
                 .unwrap();
             let mut r = BufReader::new(sock.try_clone().unwrap());
-            let mut head = String::new();
-            loop {
-                let mut line = String::new();
-                r.read_line(&mut line).unwrap();
-                if line == "\r\n" || line.is_empty() {
-                    break;
-                }
-                head.push_str(&line);
-            }
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().unwrap())
-                })
-                .expect("content-length");
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
+            let (head, body) = read_request(&mut r).expect("a request");
             let mut w = sock;
             write!(
                 w,

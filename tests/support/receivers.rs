@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,30 +55,9 @@ pub fn webhook_receiver(listener: TcpListener) -> Arc<Mutex<String>> {
                 let mut r = BufReader::new(sock.try_clone().unwrap());
                 let mut w = sock;
                 loop {
-                    let mut head = String::new();
-                    loop {
-                        let mut line = String::new();
-                        match r.read_line(&mut line) {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) => {}
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        head.push_str(&line);
-                    }
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    let mut body = vec![0; len];
-                    if r.read_exact(&mut body).is_err() {
+                    let Some((_, body)) = read_request(&mut r) else {
                         return;
-                    }
+                    };
                     g.lock().unwrap().push_str(&String::from_utf8_lossy(&body));
                     if w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                         .is_err()
@@ -102,4 +81,32 @@ pub fn repeated(want: &BTreeSet<String>, got: &str) -> Vec<(String, usize)> {
         .map(|id| (id.clone(), got.matches(id.as_str()).count()))
         .filter(|(_, n)| *n > 1)
         .collect()
+}
+
+/// Reads one HTTP/1.1 request with a `Content-Length` body: its head and its body, or
+/// None at the end of the connection or on a read error.
+pub fn read_request(r: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some((head, body))
 }
