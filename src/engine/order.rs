@@ -7,10 +7,15 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
 
 /// Total order of events: event time, then source, file and offset, then arrival.
+///
+/// The event is boxed: a heap pop moves entries along a path of the heap, and moving a
+/// pointer instead of a whole event (a few hundred bytes) took `memmove` out of the
+/// engine thread's profile. Serialised the same as an unboxed event, so snapshots do not
+/// change.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Queued {
     pub seq: u64,
-    pub event: Event,
+    pub event: Box<Event>,
 }
 
 fn sort_key(e: &Event) -> (i64, &str, &str, u64) {
@@ -111,13 +116,18 @@ impl ReorderBuffer {
 
     pub fn push(&mut self, event: Event) {
         let ts = event.ts.timestamp_millis();
-        let clock = self.sources.entry(event.source.clone()).or_default();
+        // Looked up before inserting: the source is nearly always known, and an entry()
+        // call would copy its name for every event.
+        let clock = match self.sources.get_mut(&event.source) {
+            Some(c) => c,
+            None => self.sources.entry(event.source.clone()).or_default(),
+        };
         clock.max_ts = Some(clock.max_ts.map_or(ts, |m| m.max(ts)));
         clock.idle = false;
         self.seq += 1;
         self.heap.push(Queued {
             seq: self.seq,
-            event,
+            event: Box::new(event),
         });
     }
 
@@ -159,7 +169,7 @@ impl ReorderBuffer {
             self.applied_to = Some(self.applied_to.map_or(q.event.ts.timestamp_millis(), |t| {
                 t.max(q.event.ts.timestamp_millis())
             }));
-            Some(q.event)
+            Some(*q.event)
         } else {
             None
         }
