@@ -126,6 +126,9 @@ pub struct Decoder {
     tz: Tz,
     limits: Limits,
     parsers: HashMap<(u64, u64), Box<dyn Parser>>,
+    /// The last file id and its text: consecutive lines nearly always share it, and
+    /// formatting it for every event showed in profiles.
+    last_id: Option<(crate::source::FileId, String)>,
 }
 
 impl Decoder {
@@ -137,6 +140,7 @@ impl Decoder {
             tz,
             limits,
             parsers: HashMap::new(),
+            last_id: None,
         })
     }
 
@@ -245,13 +249,23 @@ impl Decoder {
         }
     }
 
-    fn stamp(&self, mut e: Event, line: &TailLine, offset: u64) -> Event {
-        e.source = self.source.name.clone();
+    fn stamp(&mut self, mut e: Event, line: &TailLine, offset: u64) -> Event {
+        if e.source != self.source.name {
+            e.source.clone_from(&self.source.name);
+        }
+        let file_id = match &self.last_id {
+            Some((id, text)) if *id == line.id => text.clone(),
+            _ => {
+                let text = line.id.to_string();
+                self.last_id = Some((line.id, text.clone()));
+                text
+            }
+        };
         e.origin = Some(Provenance {
             agent: String::new(),
             file: line.path.to_string(),
             offset,
-            file_id: line.id.to_string(),
+            file_id,
         });
         e
     }
