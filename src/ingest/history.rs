@@ -116,7 +116,10 @@ impl FileReader {
     }
 }
 
+/// A file's next event, with its time in milliseconds worked out once (see
+/// [`engine::order_at`]).
 struct Head {
+    ts: i64,
     event: Event,
     reader: usize,
 }
@@ -134,7 +137,7 @@ impl PartialOrd for Head {
 }
 impl Ord for Head {
     fn cmp(&self, o: &Self) -> Ordering {
-        engine::order(&o.event, &self.event).then(o.reader.cmp(&self.reader))
+        engine::order_at(o.ts, &o.event, self.ts, &self.event).then(o.reader.cmp(&self.reader))
     }
 }
 
@@ -184,7 +187,11 @@ impl History {
         };
         for i in 0..h.readers.len() {
             if let Some(event) = h.readers[i].next_event(dl, &mut h.counts)? {
-                h.heap.push(Head { event, reader: i });
+                h.heap.push(Head {
+                    ts: event.ts.timestamp_millis(),
+                    event,
+                    reader: i,
+                });
             }
         }
         Ok(h)
@@ -197,11 +204,12 @@ impl History {
 
     /// The next event in total order, or `None` at the end of every file.
     pub fn next_event(&mut self, dl: &mut DeadLetter) -> Result<Option<Event>> {
-        let Some(Head { event, reader }) = self.heap.pop() else {
+        let Some(Head { event, reader, .. }) = self.heap.pop() else {
             return Ok(None);
         };
         if let Some(next) = self.readers[reader].next_event(dl, &mut self.counts)? {
             self.heap.push(Head {
+                ts: next.ts.timestamp_millis(),
                 event: next,
                 reader,
             });
