@@ -3,6 +3,10 @@
 //!
 //! `cargo bench --bench engine`
 
+/// The binary's allocator (see src/main.rs), so the figures are what `phiwatch` gets.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use phiwatch::config::Config;
 use phiwatch::deadletter::DeadLetter;

@@ -4,6 +4,10 @@
 //!
 //! `cargo bench --bench parse -- --warm-up-time 1 --measurement-time 3`
 
+/// The binary's allocator (see src/main.rs), so the figures are what `phiwatch` gets.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use chrono_tz::Tz;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use phiwatch::config::SourceConfig;

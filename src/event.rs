@@ -219,12 +219,22 @@ fn one() -> u64 {
     1
 }
 
+/// `s` without surrounding whitespace, reusing its buffer when there is none (the usual
+/// case: parsers trim ids already).
+fn trimmed(s: String) -> String {
+    if s.trim().len() == s.len() {
+        s
+    } else {
+        s.trim().to_string()
+    }
+}
+
 impl Event {
     /// A minimal event; parsers fill in the rest.
     pub fn new(ts: DateTime<Utc>, user: impl Into<String>, action: Action) -> Event {
         Event {
             ts,
-            user: user.into().trim().to_string(),
+            user: trimmed(user.into()),
             action,
             patient: None,
             records: 1,

@@ -25,8 +25,8 @@ use crate::reference::Reference;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use findings::Findings;
-pub use order::order;
 use order::ReorderBuffer;
+pub use order::{order, order_at};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -283,7 +283,7 @@ impl Engine {
         let reference = Arc::clone(&self.reference);
         let mut e = Enriched::new(ev, &reference, self.settings.timezone);
         let group = e.staff.map(|s| s.peer_group());
-        if let Some(g) = &group {
+        if let Some(g) = group {
             let mut habits = self.state.habits.get(g).cloned().unwrap_or_default();
             habits.judge_and_learn(&mut e);
         }
@@ -314,7 +314,7 @@ impl Engine {
                 matcher: &d.matcher,
                 learned,
                 user: &mut user,
-                peer_group: group.as_deref(),
+                peer_group: group,
                 peers: &mut peers,
                 hosts: &mut hosts,
             });
@@ -393,11 +393,17 @@ impl Engine {
         let reference = Arc::clone(&self.reference);
         let mut e = Enriched::new(ev, &reference, self.settings.timezone);
         if let Some(g) = e.staff.map(|s| s.peer_group()) {
-            self.state
-                .habits
-                .entry(g)
-                .or_default()
-                .judge_and_learn(&mut e);
+            // get_mut first: the group is nearly always known, and entry() would copy its
+            // name for every event.
+            match self.state.habits.get_mut(g) {
+                Some(h) => h.judge_and_learn(&mut e),
+                None => self
+                    .state
+                    .habits
+                    .entry(g.to_string())
+                    .or_default()
+                    .judge_and_learn(&mut e),
+            }
         }
         if self.state.first_day.is_none() {
             self.state.first_day = Some(e.local_day);
@@ -418,7 +424,7 @@ impl Engine {
                 matcher: &d.matcher,
                 learned,
                 user: &mut *user,
-                peer_group: group.as_deref(),
+                peer_group: group,
                 peers: &mut self.state.peers,
                 hosts: &mut self.state.hosts,
             });

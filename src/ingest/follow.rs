@@ -3,7 +3,7 @@
 //! to whoever consumes them (the engine in `run`, the Kafka spool in `agent`). Positions
 //! travel with the batch, so the consumer checkpoints exactly what it has made durable.
 
-use super::{Decoder, Item, Limits, Msg};
+use super::{Item, Limits, Msg, Pool};
 use crate::config::SourceConfig;
 use crate::event::Event;
 use crate::source::{Position, TailOptions, Tailer};
@@ -23,7 +23,7 @@ pub fn follow(
     stop: Arc<AtomicBool>,
     idle_after: Duration,
 ) {
-    let mut decoder = match Decoder::new(&s, tz, limits) {
+    let mut decoder = match Pool::new(&s, tz, limits) {
         Ok(d) => d,
         Err(e) => {
             let _ = tx.send(Msg::Failed(s.name.clone(), format!("{e:#}")));
@@ -78,9 +78,7 @@ pub fn follow(
         let mut items = Vec::with_capacity(lines.len());
         let line_count = lines.len() as u64;
         let byte_count: u64 = lines.iter().map(|l| l.end - l.offset).sum();
-        for l in lines {
-            decoder.decode(l, &mut items);
-        }
+        decoder.decode(lines, &mut items);
         let msg = Msg::Batch {
             source: s.name.clone(),
             items,

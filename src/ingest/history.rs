@@ -16,8 +16,13 @@ use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
-/// Lines decoded per batch; two batches per file may wait, which bounds memory.
-const BATCH: usize = 512;
+/// Lines decoded per batch; one batch per file may wait, which bounds memory: every file
+/// of a month is open at once (120 for the simulated hospital), so what waits is
+/// multiplied by the files. With 512 lines and two waiting, decoded events in flight were
+/// about a third of a large month's peak RSS; 256 and one cost no measurable speed.
+const BATCH: usize = 256;
+/// Decoded batches per file that may wait for the merge (besides the one being taken).
+const WAITING: usize = 1;
 
 /// A batch of decoded lines and how many lines it covers, or a read error.
 type BatchResult = Result<(Vec<Item>, u64), String>;
@@ -54,7 +59,7 @@ fn spawn_decoder(path: PathBuf, mut decoder: Decoder) -> Result<Receiver<BatchRe
     let lines = source::read_once(&path, &opts)
         .with_context(|| format!("cannot open {}", path.display()))?;
     let shown: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
-    let (tx, rx) = sync_channel(2);
+    let (tx, rx) = sync_channel(WAITING);
     std::thread::Builder::new()
         .name("replay-decode".into())
         .stack_size(512 * 1024)
@@ -116,7 +121,10 @@ impl FileReader {
     }
 }
 
+/// A file's next event, with its time in milliseconds worked out once (see
+/// [`engine::order_at`]).
 struct Head {
+    ts: i64,
     event: Event,
     reader: usize,
 }
@@ -134,7 +142,7 @@ impl PartialOrd for Head {
 }
 impl Ord for Head {
     fn cmp(&self, o: &Self) -> Ordering {
-        engine::order(&o.event, &self.event).then(o.reader.cmp(&self.reader))
+        engine::order_at(o.ts, &o.event, self.ts, &self.event).then(o.reader.cmp(&self.reader))
     }
 }
 
@@ -184,7 +192,11 @@ impl History {
         };
         for i in 0..h.readers.len() {
             if let Some(event) = h.readers[i].next_event(dl, &mut h.counts)? {
-                h.heap.push(Head { event, reader: i });
+                h.heap.push(Head {
+                    ts: event.ts.timestamp_millis(),
+                    event,
+                    reader: i,
+                });
             }
         }
         Ok(h)
@@ -197,11 +209,12 @@ impl History {
 
     /// The next event in total order, or `None` at the end of every file.
     pub fn next_event(&mut self, dl: &mut DeadLetter) -> Result<Option<Event>> {
-        let Some(Head { event, reader }) = self.heap.pop() else {
+        let Some(Head { event, reader, .. }) = self.heap.pop() else {
             return Ok(None);
         };
         if let Some(next) = self.readers[reader].next_event(dl, &mut self.counts)? {
             self.heap.push(Head {
+                ts: next.ts.timestamp_millis(),
                 event: next,
                 reader,
             });

@@ -1,11 +1,13 @@
 //! FHIR AuditEvent, one JSON resource a line (R4 as the contract names it, and the R5
 //! shapes servers have started to send).
 //!
-//! The line goes through `serde_json::Value` rather than typed structs: R4 and R5 give
+//! The line goes through a JSON tree rather than typed structs: R4 and R5 give
 //! the same elements different JSON types (`type` a Coding or a CodeableConcept,
 //! `outcome` a string or an object) and real servers add their own twists (a `"true"`
 //! string for `requestor`, numeric identifiers). A tree lets each lookup be liberal on
-//! its own, and a wrong type in one element costs that element, not the whole line.
+//! its own, and a wrong type in one element costs that element, not the whole line. The
+//! tree is [`super::jsontree::Json`], which borrows strings from the line instead of
+//! `serde_json::Value`'s owned maps (see there for why).
 //!
 //! R5 renamed some elements; both spellings are read: `period`/`occurredPeriod`/
 //! `occurredDateTime`, `type`/`category` (event type), `subtype`/`code` (interaction),
@@ -13,12 +15,12 @@
 //! top-level `patient`.
 
 use super::dicom::{self, EventKind, MediaClass};
+use super::jsontree::Json as Value;
 use super::time::parse_ts;
 use super::{ident, prepare, quote_label, reason, Parser, Reject};
 use crate::event::{Action, Event, Outcome};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde_json::Value;
 
 pub(crate) struct FhirParser {
     source: String,
@@ -36,7 +38,7 @@ impl Parser for FhirParser {
         let Some(line) = prepare(line)? else {
             return Ok(None);
         };
-        let v: Value = serde_json::from_str(line.trim()).map_err(|e| {
+        let v = Value::parse(line.trim()).map_err(|e| {
             // serde_json's messages name a line/column and a category, never the input.
             Reject::new(reason::BAD_JSON, format!("not valid JSON: {e}"))
         })?;
@@ -48,16 +50,16 @@ impl Parser for FhirParser {
 
 /// Maps one AuditEvent resource onto the canonical event.
 fn audit_event(v: &Value, tz: Tz) -> Result<Event, Reject> {
-    let Some(obj) = v.as_object() else {
+    if !v.is_object() {
         return Err(Reject::new(
             reason::NOT_AUDIT_EVENT,
             "the line is JSON but not an object",
         ));
-    };
-    match obj.get("resourceType").and_then(Value::as_str) {
+    }
+    match v.get("resourceType").and_then(Value::as_str) {
         Some("AuditEvent") => {}
         // Some exports drop resourceType; an `agent` list still says what this is.
-        None if obj.get("agent").is_some_and(Value::is_array) => {}
+        None if v.get("agent").is_some_and(Value::is_array) => {}
         Some(other) => {
             return Err(Reject::new(
                 reason::NOT_AUDIT_EVENT,
@@ -186,7 +188,7 @@ fn scalar_id(v: &Value) -> Option<String> {
 ///
 /// "Machine" means `who.reference` to a Device or Organization, or an agent typed
 /// Application (DCM 110150) or authorization server.
-fn acting_user(agents: &[Value]) -> Option<(&Value, String)> {
+fn acting_user<'v, 'a>(agents: &'v [Value<'a>]) -> Option<(&'v Value<'a>, String)> {
     let requestors = || agents.iter().filter(|a| is_true(&a["requestor"]));
     let humans = || agents.iter().filter(|a| !is_machine(a));
     requestors()
@@ -228,7 +230,7 @@ fn acting_user(agents: &[Value]) -> Option<(&Value, String)> {
         })
 }
 
-fn who_reference(agent: &Value) -> Option<(&str, &str)> {
+fn who_reference<'v>(agent: &'v Value) -> Option<(&'v str, &'v str)> {
     agent["who"]["reference"].as_str().and_then(reference)
 }
 
@@ -351,7 +353,7 @@ fn reference(r: &str) -> Option<(&str, &str)> {
 }
 
 /// Every code in a Coding, a CodeableConcept, or an array of either.
-fn codes(v: &Value) -> impl Iterator<Item = &str> {
+fn codes<'v>(v: &'v Value) -> impl Iterator<Item = &'v str> {
     let items: &[Value] = match v {
         Value::Array(a) => a,
         Value::Object(_) => std::slice::from_ref(v),
@@ -369,7 +371,7 @@ fn codes(v: &Value) -> impl Iterator<Item = &str> {
 }
 
 /// The first (code, display) of a Coding or CodeableConcept.
-fn first_coding(v: &Value) -> (Option<&str>, Option<&str>) {
+fn first_coding<'v>(v: &'v Value) -> (Option<&'v str>, Option<&'v str>) {
     let c = if v["coding"].is_array() {
         &v["coding"][0]
     } else {
@@ -684,6 +686,11 @@ fn outcome(v: &Value) -> Outcome {
 mod tests {
     use super::*;
 
+    /// A `json!` value as the parser's tree (leaked: tests only).
+    fn tree(v: serde_json::Value) -> Value<'static> {
+        Value::parse(Box::leak(v.to_string().into_boxed_str())).unwrap()
+    }
+
     fn parse(line: &str) -> Result<Option<Event>, Reject> {
         FhirParser::new("fhir".into(), Tz::UTC).parse(line)
     }
@@ -824,15 +831,17 @@ mod tests {
     #[test]
     fn outcomes() {
         assert_eq!(outcome(&Value::Null), Outcome::Success);
-        assert_eq!(outcome(&serde_json::json!("0")), Outcome::Success);
-        assert_eq!(outcome(&serde_json::json!("8")), Outcome::Failure);
-        assert_eq!(outcome(&serde_json::json!(4)), Outcome::Failure);
+        assert_eq!(outcome(&tree(serde_json::json!("0"))), Outcome::Success);
+        assert_eq!(outcome(&tree(serde_json::json!("8"))), Outcome::Failure);
+        assert_eq!(outcome(&tree(serde_json::json!(4))), Outcome::Failure);
         assert_eq!(
-            outcome(&serde_json::json!({"code":{"system":"x","code":"0"}})),
+            outcome(&tree(serde_json::json!({"code":{"system":"x","code":"0"}}))),
             Outcome::Success
         );
         assert_eq!(
-            outcome(&serde_json::json!({"code":{"coding":[{"code":"12"}]}})),
+            outcome(&tree(
+                serde_json::json!({"code":{"coding":[{"code":"12"}]}})
+            )),
             Outcome::Failure
         );
     }
@@ -1026,7 +1035,7 @@ mod tests {
         assert_eq!(e.outcome, Outcome::Failure);
         assert_eq!(e.purpose.as_deref(), Some("TREAT"));
         assert_eq!(
-            outcome(&serde_json::json!({"code":{"code":"success"}})),
+            outcome(&tree(serde_json::json!({"code":{"code":"success"}}))),
             Outcome::Success
         );
         // R4 purposeOfEvent: a break-the-glass code wins over the others; the action stays

@@ -24,6 +24,7 @@ mod dicom;
 mod fhir;
 mod fields;
 mod jsonl;
+mod jsontree;
 mod syslog;
 pub mod time;
 
