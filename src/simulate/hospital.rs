@@ -44,6 +44,7 @@ pub const RADIOLOGY: usize = 7;
 pub const LABORATORY: usize = 8;
 pub const PHARMACY: usize = 9;
 pub const REGISTRATION: usize = 10;
+pub const HIM: usize = 11;
 pub const BILLING: usize = 12;
 
 pub const DEPTS: &[Dept] = &[

@@ -83,6 +83,20 @@ pub fn build(w: &World, plan: &Plan, written: &Written) -> Labels {
             Why::BillingReport | Why::ReportCopy => {
                 add("billing_weekly_report", a.user, a.ts, a.patient)
             }
+            Why::PeriodicExport => add("fortnightly_release_export", a.user, a.ts, a.patient),
+            Why::ConsultOutsideWindow => {
+                let p = &h.patients[a.patient as usize];
+                if p.vip || p.employee.is_some() {
+                    add(
+                        "consult_outside_window_vip_or_staff",
+                        a.user,
+                        a.ts,
+                        a.patient,
+                    )
+                } else {
+                    add("consult_outside_window", a.user, a.ts, a.patient)
+                }
+            }
             Why::RoutineFile if a.kind == Kind::File(Media::Removable) => {
                 add("routine_usb", a.user, a.ts, NONE)
             }
