@@ -99,4 +99,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Lists the open cases of an alert file (a user's alerts over 30 days), worst first.
+    Cases {
+        alerts: PathBuf,
+        /// One JSON object per case instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }

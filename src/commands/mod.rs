@@ -3,6 +3,7 @@
 //! `replay`, `kafka`), never in a sibling: no file here imports another.
 
 pub mod agent;
+pub mod cases;
 pub mod check;
 pub mod demo;
 pub mod engine;
@@ -50,6 +51,7 @@ pub fn main(command: Command) -> i32 {
             alerts,
             json,
         } => score::main(&labels, &alerts, json),
+        Command::Cases { alerts, json } => cases::main(&alerts, json),
     };
     match result {
         Ok(code) => code,

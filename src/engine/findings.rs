@@ -116,6 +116,14 @@ fn care_sentence(e: &Enriched) -> Option<String> {
             _ => "the user was named on the patient's care team at the time".into(),
         });
     }
+    if care.encounter_department || care.encounter_user {
+        return Some(match e.staff.and_then(|s| s.department.as_deref()) {
+            Some(d) if care.encounter_department => format!(
+                "{d} cared for the patient during the same stay, though not at this hour"
+            ),
+            _ => "the user was on the patient's care team during the same stay, though not at this hour".into(),
+        });
+    }
     let mut s = match e.staff.and_then(|s| s.department.as_deref()) {
         Some(d) => format!("no care relationship in {d} or naming the user at the time"),
         None => "no care relationship naming the user at the time".into(),
@@ -209,6 +217,9 @@ pub struct Findings {
     /// Window of the last alert per "user\u{1f}detector", for `suppress_days`.
     #[serde(default)]
     last_alert: FxHashMap<String, NaiveDate>,
+    /// Each user's open case (repeat offenders).
+    #[serde(default)]
+    cases: super::cases::Cases,
 }
 
 impl Findings {
@@ -326,7 +337,9 @@ impl Findings {
             return;
         }
         self.emitted.insert(id.clone(), f.window);
-        out.push(render(d, f, id, None));
+        let mut a = render(d, f, id, None);
+        self.cases.file(&f.user_key, &mut a);
+        out.push(a);
     }
 
     /// Writes findings that have been quiet longer than their detector's gap.
@@ -363,6 +376,9 @@ impl Findings {
             return;
         }
         self.swept_at = now;
+        if self.cases.len() > 10_000 {
+            self.cases.expire(now);
+        }
         // Forget ids of alerts older than any window that could still produce them.
         if self.emitted.len() > 10_000 {
             let cutoff = Utc
@@ -409,7 +425,9 @@ impl Findings {
             self.last_alert
                 .insert(format!("{}\u{1f}{}", f.user_key, d.id), f.window);
         }
-        out.push(render(d, &f, id, follows));
+        let mut a = render(d, &f, id, follows);
+        self.cases.file(&f.user_key, &mut a);
+        out.push(a);
     }
 }
 
@@ -466,6 +484,9 @@ fn render(d: &Detector, f: &Finding, id: String, follows: Option<(String, String
         last_seen: ts(f.last),
         events: f.events,
         follows: follows.map(|(first, _)| first),
+        case: None,
+        case_alerts: None,
+        risk: None,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::engine::stats::{quantile, DayValues, HISTORY_DAYS};
 use crate::enrich::Enriched;
-use chrono::{Duration, NaiveDate};
+use chrono::{Datelike, Duration, NaiveDate};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -67,6 +67,10 @@ pub struct Daily {
     pub history: VecDeque<(NaiveDate, u64)>,
     /// Window the detector last alerted in; it alerts at most once per window.
     pub fired: Option<NaiveDate>,
+    /// First day judged after the learning period: days before it are what taught the
+    /// baseline, never part of a rolling total that is judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judged_from: Option<NaiveDate>,
 }
 
 impl Daily {
@@ -116,7 +120,20 @@ impl Daily {
             return None;
         }
         let mut sums: Vec<u64> = past.iter().map(|d| self.sum_window(*d, period)).collect();
-        quantile(&mut sums, 0.9)
+        let p90 = quantile(&mut sums, 0.9);
+        if period != 1 {
+            return p90;
+        }
+        // A weekly rhythm: what the user did on this weekday before (the billing report
+        // run every Monday) is usual for this weekday, though a daily 90th percentile of
+        // a once-a-week habit is zero.
+        let weekday = self
+            .history
+            .iter()
+            .filter(|(d, _)| d.weekday() == today.weekday() && *d < today)
+            .map(|h| h.1)
+            .max();
+        p90.max(weekday)
     }
 
     pub fn sum_since(&self, from: NaiveDate) -> u64 {
