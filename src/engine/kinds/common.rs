@@ -158,3 +158,30 @@ pub fn patient(e: &Enriched) -> Option<(String, String)> {
 pub fn human(n: u64) -> String {
     n.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(d: u32) -> NaiveDate {
+        // 2026-03-02 is a Monday.
+        NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
+    }
+
+    /// A weekly report is usual on its weekday, though a daily 90th percentile of it is
+    /// zero; it does not make other weekdays' exports usual.
+    #[test]
+    fn a_weekly_habit_is_usual_on_its_weekday_only() {
+        let mut st = Daily::default();
+        for d in 2..=27 {
+            let value = if d == 2 || d == 16 { 500 } else { 0 };
+            st.history.push_back((day(d), value));
+        }
+        // Monday the 30th: the report's weekday.
+        assert_eq!(st.usual(5, day(30), 1), Some(500));
+        // Tuesday the 31st: nothing usual.
+        assert_eq!(st.usual(5, day(31), 1), Some(0));
+        // Rolling periods keep the plain statistic.
+        assert_eq!(st.usual(5, day(30), 7), Some(500));
+    }
+}
