@@ -122,6 +122,7 @@ pub struct CaseSummary {
     pub user: String,
     pub alerts: usize,
     pub worst: Severity,
+    /// The highest risk the user reached in the case.
     pub risk: u32,
     #[serde(with = "crate::event::rfc3339")]
     pub first: chrono::DateTime<chrono::Utc>,
@@ -159,8 +160,9 @@ pub fn open_cases(alerts: &[Alert]) -> Vec<CaseSummary> {
         });
         c.alerts += usize::from(a.follows.is_none());
         c.worst = c.worst.max(a.severity);
-        // Alerts are in time order: the latest alert's risk is the user's risk now.
-        c.risk = a.risk.unwrap_or(c.risk);
+        // The engine files alerts as it writes them, not quite in time order (a finding
+        // closes after its last evidence): the case's risk is the highest it reached.
+        c.risk = c.risk.max(a.risk.unwrap_or(0));
         c.first = c.first.min(a.ts);
         c.last = c.last.max(a.ts);
         if !c.detectors.contains(&a.detector) {
