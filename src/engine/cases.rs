@@ -2,11 +2,15 @@
 //!
 //! A privacy officer works people, not alerts: the third finding about the same account
 //! in a month matters more than a first. Every alert the engine writes gets the user's
-//! case id (stable across replays: a hash of the user and the case's first alert), the
-//! number of alerts in the case so far, and the user's risk, a sum of alert scores that
-//! halves every [`HALF_LIFE_DAYS`]. The second and later alerts of a case are raised one
-//! severity step. A follow-up alert (`follows`) describes a finding already counted and
-//! does not count again.
+//! case id, the number of findings in the case so far, and the user's risk, a sum of
+//! detector scores that halves every [`HALF_LIFE_DAYS`]. The second and later findings of
+//! a case are raised one severity step.
+//!
+//! A finding joins its case when it **opens** (its first evidence), not when its alert is
+//! written: events are applied in one total order in `replay`, `run`, after a restart and
+//! through Kafka, but findings close at different moments in each (a quiet log closes on
+//! the idle clock), so only the opening order gives every mode the same case fields. A
+//! follow-up alert carries its finding's case unchanged.
 
 use crate::alert::{Alert, Severity};
 use rustc_hash::FxHashMap;
@@ -28,6 +32,32 @@ pub struct UserCase {
     pub alerts: u32,
     /// Decayed risk as of `last_ms`.
     pub risk: f64,
+}
+
+/// A finding's place in its user's case, fixed when the finding opened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseMark {
+    pub id: String,
+    /// Findings in the case up to and including this one.
+    pub alerts: u32,
+    /// The user's risk right after this finding opened.
+    pub risk: u32,
+}
+
+impl CaseMark {
+    /// Fills the alert's case fields; raises a later finding's alert one step.
+    pub fn apply(&self, alert: &mut Alert) {
+        alert.case = Some(self.id.clone());
+        alert.case_alerts = Some(self.alerts);
+        alert.risk = Some(self.risk);
+        if self.alerts > 1 {
+            alert.severity = raise(alert.severity);
+            alert.reasons.push(format!(
+                "alert {} in 30 days about this user (case {})",
+                self.alerts, self.id
+            ));
+        }
+    }
 }
 
 /// The open case per user key.
@@ -60,8 +90,31 @@ fn decayed(risk: f64, from_ms: i64, to_ms: i64) -> f64 {
 }
 
 impl Cases {
-    /// Files `alert` (of user `user_key`) into the user's case and fills its case
-    /// fields; raises its severity when it is not the case's first.
+    /// A finding of `detector` (scoring `score`) opens for `user_key` with its first
+    /// evidence at `first_ms`: its place in the user's case.
+    pub fn open(&mut self, user_key: &str, detector: &str, first_ms: i64, score: u8) -> CaseMark {
+        let c = self.0.entry(user_key.to_string()).or_default();
+        if c.alerts == 0 || first_ms - c.last_ms >= CASE_DAYS * DAY_MS {
+            *c = UserCase {
+                id: case_id(user_key, &format!("{detector}\u{1f}{first_ms}")),
+                last_ms: first_ms,
+                alerts: 0,
+                risk: 0.0,
+            };
+        }
+        c.risk = decayed(c.risk, c.last_ms, first_ms) + score as f64;
+        c.alerts += 1;
+        c.last_ms = c.last_ms.max(first_ms);
+        CaseMark {
+            id: c.id.clone(),
+            alerts: c.alerts,
+            risk: c.risk.round().min(u32::MAX as f64) as u32,
+        }
+    }
+
+    /// Files a written `alert` (of user `user_key`) into the user's case and fills its
+    /// case fields, in the order alerts are given: for alert files written without case
+    /// fields (`phiwatch cases` on them).
     pub fn file(&mut self, user_key: &str, alert: &mut Alert) {
         let now = alert.ts.timestamp_millis();
         let follow_up = alert.follows.is_some();
@@ -247,6 +300,28 @@ mod tests {
         assert_ne!(o.case, a.case);
         cases.expire((t0 + Duration::days(70)).timestamp_millis());
         assert_eq!(cases.len(), 1);
+    }
+
+    #[test]
+    fn findings_join_their_case_when_they_open() {
+        let t0: DateTime<Utc> = "2026-03-10T10:00:00Z".parse().unwrap();
+        let ms = |d: i64| (t0 + Duration::days(d)).timestamp_millis();
+        let mut cases = Cases::default();
+        let first = cases.open("u1", "neighbour", ms(0), 60);
+        let second = cases.open("u1", "search-burst", ms(14), 80);
+        assert_eq!((first.alerts, second.alerts), (1, 2));
+        assert_eq!(first.id, second.id);
+        assert_eq!(second.risk, 110);
+        // The same openings give the same case, whatever order alerts are written in.
+        let mut again = Cases::default();
+        assert_eq!(again.open("u1", "neighbour", ms(0), 60), first);
+        let mut a = alert("pw-b", t0, Severity::Medium, 80);
+        second.apply(&mut a);
+        assert_eq!(a.severity, Severity::High);
+        assert_eq!(a.case_alerts, Some(2));
+        let later = cases.open("u1", "family", ms(50), 80);
+        assert_ne!(later.id, first.id);
+        assert_eq!(later.alerts, 1);
     }
 
     #[test]

@@ -164,6 +164,9 @@ pub struct Finding {
     /// The alert already written at once for this finding, if one was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent: Option<Sent>,
+    /// The finding's place in its user's case, fixed when it opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<super::cases::CaseMark>,
 }
 
 /// An alert written on a finding's first evidence, and how much it showed, so that the
@@ -279,6 +282,10 @@ impl Findings {
                 }
             }
         }
+        let case = (!self.open.contains_key(&key)).then(|| {
+            self.cases
+                .open(&e.user_key, &d.id, ctx.first_seen.unwrap_or(ts), d.score)
+        });
         let f = self.open.entry(key.clone()).or_insert_with(|| Finding {
             detector: d.id.clone(),
             user_key: e.user_key.clone(),
@@ -290,6 +297,7 @@ impl Findings {
             values: BTreeMap::new(),
             critical: false,
             sent: None,
+            case,
         });
         f.critical |= ctx.critical;
         f.last = ts;
@@ -337,9 +345,7 @@ impl Findings {
             return;
         }
         self.emitted.insert(id.clone(), f.window);
-        let mut a = render(d, f, id, None);
-        self.cases.file(&f.user_key, &mut a);
-        out.push(a);
+        out.push(render(d, f, id, None));
     }
 
     /// Writes findings that have been quiet longer than their detector's gap.
@@ -425,9 +431,7 @@ impl Findings {
             self.last_alert
                 .insert(format!("{}\u{1f}{}", f.user_key, d.id), f.window);
         }
-        let mut a = render(d, &f, id, follows);
-        self.cases.file(&f.user_key, &mut a);
-        out.push(a);
+        out.push(render(d, &f, id, follows));
     }
 }
 
@@ -462,7 +466,7 @@ fn render(d: &Detector, f: &Finding, id: String, follows: Option<(String, String
         ));
     }
     let ts = |ms: i64| Utc.timestamp_millis_opt(ms).single().unwrap_or_default();
-    Alert {
+    let mut alert = Alert {
         id,
         ts: ts(f.last),
         detector: d.id.clone(),
@@ -487,7 +491,11 @@ fn render(d: &Detector, f: &Finding, id: String, follows: Option<(String, String
         case: None,
         case_alerts: None,
         risk: None,
+    };
+    if let Some(mark) = &f.case {
+        mark.apply(&mut alert);
     }
+    alert
 }
 
 #[cfg(test)]
