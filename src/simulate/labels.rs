@@ -40,7 +40,7 @@ pub fn build(w: &World, plan: &Plan, written: &Written) -> Labels {
                 user: st.user_id.clone(),
                 scenario: s.family.as_str().to_string(),
                 variant: s.variant.clone(),
-                role: st.role.as_str().to_string(),
+                role: st.role.roster_name(w.opts.dialect()).to_string(),
                 department: DEPTS[st.dept].name.to_string(),
                 source: DEPTS[st.dept].system.source_name().to_string(),
                 start: clock::utc(s.first),
