@@ -3,6 +3,8 @@
 
 use crate::alert::Alert;
 use anyhow::{Context, Result};
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::Path;
 
 pub fn main(alerts: &Path, json: bool) -> Result<i32> {
@@ -18,22 +20,23 @@ pub fn main(alerts: &Path, json: bool) -> Result<i32> {
         })
         .collect::<Result<_>>()?;
     let cases = crate::engine::cases::open_cases(&list);
+    let mut out = String::new();
     if json {
         for c in &cases {
-            println!("{}", serde_json::to_string(c)?);
+            writeln!(out, "{}", serde_json::to_string(c)?)?;
         }
-        return Ok(0);
+    } else if cases.is_empty() {
+        writeln!(out, "No open cases.")?;
+    } else {
+        writeln!(
+            out,
+            "{:<21} {:<12} {:>6} {:<9} {:>5}  {:<17} {:<17} detectors",
+            "case", "user", "alerts", "worst", "risk", "first", "last"
+        )?;
     }
-    if cases.is_empty() {
-        println!("No open cases.");
-        return Ok(0);
-    }
-    println!(
-        "{:<21} {:<12} {:>6} {:<9} {:>5}  {:<17} {:<17} detectors",
-        "case", "user", "alerts", "worst", "risk", "first", "last"
-    );
-    for c in &cases {
-        println!(
+    for c in cases.iter().filter(|_| !json) {
+        writeln!(
+            out,
             "{:<21} {:<12} {:>6} {:<9} {:>5}  {:<17} {:<17} {}",
             c.case,
             c.user,
@@ -43,7 +46,9 @@ pub fn main(alerts: &Path, json: bool) -> Result<i32> {
             c.first.format("%Y-%m-%d %H:%M"),
             c.last.format("%Y-%m-%d %H:%M"),
             c.detectors.join(",")
-        );
+        )?;
     }
+    // A reader that stops early (`| head`) is not an error.
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(0)
 }
