@@ -67,6 +67,15 @@ pub struct Alert {
     /// alert serialises exactly as before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follows: Option<String>,
+    /// The user's case: their alerts over a rolling 30 days (see `engine::cases`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<String>,
+    /// Alerts in the case so far, this one included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_alerts: Option<u32>,
+    /// The user's risk: alert scores summed, halving every 14 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<u32>,
 }
 
 impl Alert {

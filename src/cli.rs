@@ -99,6 +99,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Lists the open cases of an alert file (a user's alerts over 30 days), worst first.
+    Cases {
+        alerts: PathBuf,
+        /// One JSON object per case instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Writes the man pages and shell completions generated from this command line into a
     /// folder (`man/`, `completions/`), for packaging. Hidden: not an operator's command.
     #[command(name = "package-assets", hide = true)]

@@ -79,8 +79,13 @@ fields! {
     CareAny => "care.any": "care.department or care.user",
     CarePatientAny => "care.patient_any": "the patient was under care of any department at the time",
     CareDaysSinceEnd => "care.days_since_end": "whole days since the patient's last care episode ended (any department)",
+    CareEncounter => "care.encounter": "the user's department or the user had a care row in the same episode of care (the patient's stay: all overlapping care rows, with a day's margin either side), though perhaps not covering the time itself",
+    CareDaysSinceStayEnd => "care.days_since_stay_end": "whole days since the patient's last stay ended (a stay: overlapping care rows of any department merged; a row ending inside a stay does not count)",
+    CareNear => "care.near": "the user's department had a care row within 6 hours of the time, or the user was named on a care row of the same episode",
+    PeerWorkflow => "peer.workflow": "the user's peer group (role and department) is learned to work outside care routinely (billing, release of information)",
+    PeerConsulting => "peer.consulting": "the user's peer group is learned to be a consulting service (opens charts of patients in other departments' care)",
     CareKnown => "care.known": "care relationships are loaded",
-    CareWorkflow => "care.workflow": "the user's peer group routinely opens charts outside care (billing, release of information) and the patient was under care now or in the last 30 days",
+    CareWorkflow => "care.workflow": "the user's peer group routinely opens charts outside care (billing, release of information) and the patient was under care now or in the last 60 days",
     CareConsult => "care.consult": "the user's peer group is a consulting service (radiology, laboratory, pharmacy) and the patient was under another department's care at the time",
     PhiKeywords => "phi.keywords": "PHI keyword hits in a file's first bytes",
     PhiPatterns => "phi.patterns": "PHI pattern hits in a file's first bytes",
@@ -113,6 +118,9 @@ pub struct Enriched<'a> {
     /// Set by the engine from what it learned about the user's peer group.
     pub workflow: bool,
     pub consult: bool,
+    /// The user's peer group habits, whatever the patient's care.
+    pub peer_workflow: bool,
+    pub peer_consulting: bool,
 }
 
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -156,6 +164,8 @@ impl<'a> Enriched<'a> {
             care_loaded: reference.care.is_some(),
             workflow: false,
             consult: false,
+            peer_workflow: false,
+            peer_consulting: false,
         }
     }
 
@@ -173,6 +183,12 @@ impl<'a> Enriched<'a> {
 
     pub fn care_any(&self) -> bool {
         self.care.is_some_and(|c| c.by_department || c.by_user)
+    }
+
+    /// The user or their department was on the patient's stay (see `care.encounter`).
+    pub fn care_encounter(&self) -> bool {
+        self.care
+            .is_some_and(|c| c.encounter_department || c.encounter_user)
     }
 
     pub fn days_since_care_end(&self) -> Option<i64> {
@@ -225,6 +241,17 @@ impl<'a> Enriched<'a> {
             Field::CareAny => Bool(self.care_any()),
             Field::CarePatientAny => Bool(self.care.is_some_and(|c| c.any_department)),
             Field::CareDaysSinceEnd => self.days_since_care_end().map_or(Null, Int),
+            Field::CareEncounter => Bool(self.care_encounter()),
+            Field::CareNear => Bool(
+                self.care
+                    .is_some_and(|c| c.near_department || c.encounter_user),
+            ),
+            Field::CareDaysSinceStayEnd => self
+                .care
+                .and_then(|c| c.since_stay_end)
+                .map_or(Null, |s| Int(s / 86_400)),
+            Field::PeerWorkflow => Bool(self.peer_workflow),
+            Field::PeerConsulting => Bool(self.peer_consulting),
             Field::CareKnown => Bool(self.care_loaded),
             Field::CareWorkflow => Bool(self.workflow),
             Field::CareConsult => Bool(self.consult),

@@ -108,6 +108,9 @@ mod tests {
             last_seen: ts,
             events: 2,
             follows: None,
+            case: None,
+            case_alerts: None,
+            risk: None,
         }
     }
 

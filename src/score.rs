@@ -122,6 +122,12 @@ pub struct FamilyResult {
     pub scenario: String,
     pub insiders: usize,
     pub caught: usize,
+    /// caught / insiders.
+    pub recall: f64,
+    /// Alerts on this family's insiders inside their windows (all true by definition).
+    pub alerts: usize,
+    /// Detectors that caught at least one of the family's insiders, sorted.
+    pub detectors: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -130,6 +136,17 @@ pub struct DetectorResult {
     pub alerts: usize,
     pub true_alerts: usize,
     pub false_alerts: usize,
+    /// true alerts / alerts.
+    pub precision: Option<f64>,
+    /// Insiders this detector alerted on inside their window.
+    pub insiders_caught: usize,
+    /// insiders_caught / insiders (what this detector alone would catch).
+    pub recall: Option<f64>,
+    /// Insiders caught by this detector and by no other.
+    pub only_detector: usize,
+    pub false_alerts_per_1000_staff_day: Option<f64>,
+    /// Caught insiders per scenario family.
+    pub families: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -223,9 +240,22 @@ pub fn score(labels: &Labels, alerts: &[Alert]) -> Scorecard {
                 scenario: s.scenario.clone(),
                 insiders: 0,
                 caught: 0,
+                recall: 0.0,
+                alerts: 0,
+                detectors: Vec::new(),
             });
         f.insiders += 1;
         f.caught += usize::from(s.caught);
+        f.alerts += s.alerts;
+        for d in &s.detectors {
+            if !f.detectors.contains(d) {
+                f.detectors.push(d.clone());
+            }
+        }
+    }
+    for f in families.values_mut() {
+        f.recall = f.caught as f64 / f.insiders.max(1) as f64;
+        f.detectors.sort();
     }
     let mut detectors: BTreeMap<String, DetectorResult> = BTreeMap::new();
     let mut by_hn: BTreeMap<String, usize> = BTreeMap::new();
@@ -237,6 +267,12 @@ pub fn score(labels: &Labels, alerts: &[Alert]) -> Scorecard {
                 alerts: 0,
                 true_alerts: 0,
                 false_alerts: 0,
+                precision: None,
+                insiders_caught: 0,
+                recall: None,
+                only_detector: 0,
+                false_alerts_per_1000_staff_day: None,
+                families: BTreeMap::new(),
             });
         d.alerts += 1;
         if t {
@@ -261,10 +297,26 @@ pub fn score(labels: &Labels, alerts: &[Alert]) -> Scorecard {
             }
         }
     }
+    let (staff, days) = (labels.metadata.staff, labels.metadata.days);
+    for s in &scenarios {
+        for name in &s.detectors {
+            let d = detectors
+                .get_mut(name)
+                .expect("a caught scenario's detector alerted");
+            d.insiders_caught += 1;
+            d.only_detector += usize::from(s.detectors.len() == 1);
+            *d.families.entry(s.scenario.clone()).or_default() += 1;
+        }
+    }
+    for d in detectors.values_mut() {
+        d.precision = (d.alerts > 0).then(|| d.true_alerts as f64 / d.alerts as f64);
+        d.recall =
+            (!scenarios.is_empty()).then(|| d.insiders_caught as f64 / scenarios.len() as f64);
+        d.false_alerts_per_1000_staff_day = rate(d.false_alerts, staff, days);
+    }
     let caught = scenarios.iter().filter(|s| s.caught).count();
     let true_alerts = is_true.iter().filter(|&&t| t).count();
     let false_alerts = alerts.len() - true_alerts;
-    let (staff, days) = (labels.metadata.staff, labels.metadata.days);
     Scorecard {
         insiders: scenarios.len(),
         caught,
@@ -334,12 +386,25 @@ impl fmt::Display for Scorecard {
                 .map_or_else(|| "n/a".into(), fmt_duration)
         )?;
         writeln!(f)?;
-        writeln!(f, "  {:<20} {:>8} {:>7}", "scenario", "insiders", "caught")?;
+        writeln!(
+            f,
+            "  {:<20} {:>8} {:>7} {:>7} {:>7}  caught by",
+            "scenario", "insiders", "caught", "recall", "alerts"
+        )?;
         for fam in &self.families {
             writeln!(
                 f,
-                "  {:<20} {:>8} {:>7}",
-                fam.scenario, fam.insiders, fam.caught
+                "  {:<20} {:>8} {:>7} {:>7} {:>7}  {}",
+                fam.scenario,
+                fam.insiders,
+                fam.caught,
+                pct(Some(fam.recall)),
+                fam.alerts,
+                if fam.detectors.is_empty() {
+                    "-".to_string()
+                } else {
+                    fam.detectors.join(",")
+                }
             )?;
         }
         writeln!(f)?;
@@ -368,14 +433,21 @@ impl fmt::Display for Scorecard {
             writeln!(f)?;
             writeln!(
                 f,
-                "  {:<24} {:>7} {:>6} {:>6}",
-                "detector", "alerts", "true", "false"
+                "  {:<24} {:>7} {:>6} {:>6} {:>9} {:>8} {:>6} {:>11}",
+                "detector", "alerts", "true", "false", "precision", "caught", "alone", "false/1k/d"
             )?;
             for d in &self.detectors {
                 writeln!(
                     f,
-                    "  {:<24} {:>7} {:>6} {:>6}",
-                    d.detector, d.alerts, d.true_alerts, d.false_alerts
+                    "  {:<24} {:>7} {:>6} {:>6} {:>9} {:>8} {:>6} {:>11}",
+                    d.detector,
+                    d.alerts,
+                    d.true_alerts,
+                    d.false_alerts,
+                    pct(d.precision),
+                    d.insiders_caught,
+                    d.only_detector,
+                    r(d.false_alerts_per_1000_staff_day)
                 )?;
             }
         }

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod assets;
+pub mod cases;
 pub mod check;
 pub mod demo;
 pub mod engine;
@@ -75,6 +76,7 @@ pub fn main(command: Command) -> i32 {
             alerts,
             json,
         } => score::main(&labels, &alerts, json),
+        Command::Cases { alerts, json } => cases::main(&alerts, json),
         Command::PackageAssets { out } => assets::main(&out),
     };
     match result {

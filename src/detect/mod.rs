@@ -59,6 +59,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../detectors/search-burst.yml"),
     ),
     (
+        "search-fishing",
+        include_str!("../../detectors/search-fishing.yml"),
+    ),
+    (
         "bulk-export",
         include_str!("../../detectors/bulk-export.yml"),
     ),

@@ -116,6 +116,14 @@ fn care_sentence(e: &Enriched) -> Option<String> {
             _ => "the user was named on the patient's care team at the time".into(),
         });
     }
+    if care.encounter_department || care.encounter_user {
+        return Some(match e.staff.and_then(|s| s.department.as_deref()) {
+            Some(d) if care.encounter_department => format!(
+                "{d} cared for the patient during the same stay, though not at this hour"
+            ),
+            _ => "the user was on the patient's care team during the same stay, though not at this hour".into(),
+        });
+    }
     let mut s = match e.staff.and_then(|s| s.department.as_deref()) {
         Some(d) => format!("no care relationship in {d} or naming the user at the time"),
         None => "no care relationship naming the user at the time".into(),
@@ -156,6 +164,9 @@ pub struct Finding {
     /// The alert already written at once for this finding, if one was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent: Option<Sent>,
+    /// The finding's place in its user's case, fixed when it opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<super::cases::CaseMark>,
 }
 
 /// An alert written on a finding's first evidence, and how much it showed, so that the
@@ -209,6 +220,9 @@ pub struct Findings {
     /// Window of the last alert per "user\u{1f}detector", for `suppress_days`.
     #[serde(default)]
     last_alert: FxHashMap<String, NaiveDate>,
+    /// Each user's open case (repeat offenders).
+    #[serde(default)]
+    cases: super::cases::Cases,
 }
 
 impl Findings {
@@ -268,6 +282,10 @@ impl Findings {
                 }
             }
         }
+        let case = (!self.open.contains_key(&key)).then(|| {
+            self.cases
+                .open(&e.user_key, &d.id, ctx.first_seen.unwrap_or(ts), d.score)
+        });
         let f = self.open.entry(key.clone()).or_insert_with(|| Finding {
             detector: d.id.clone(),
             user_key: e.user_key.clone(),
@@ -279,6 +297,7 @@ impl Findings {
             values: BTreeMap::new(),
             critical: false,
             sent: None,
+            case,
         });
         f.critical |= ctx.critical;
         f.last = ts;
@@ -363,6 +382,9 @@ impl Findings {
             return;
         }
         self.swept_at = now;
+        if self.cases.len() > 10_000 {
+            self.cases.expire(now);
+        }
         // Forget ids of alerts older than any window that could still produce them.
         if self.emitted.len() > 10_000 {
             let cutoff = Utc
@@ -444,7 +466,7 @@ fn render(d: &Detector, f: &Finding, id: String, follows: Option<(String, String
         ));
     }
     let ts = |ms: i64| Utc.timestamp_millis_opt(ms).single().unwrap_or_default();
-    Alert {
+    let mut alert = Alert {
         id,
         ts: ts(f.last),
         detector: d.id.clone(),
@@ -466,7 +488,14 @@ fn render(d: &Detector, f: &Finding, id: String, follows: Option<(String, String
         last_seen: ts(f.last),
         events: f.events,
         follows: follows.map(|(first, _)| first),
+        case: None,
+        case_alerts: None,
+        risk: None,
+    };
+    if let Some(mark) = &f.case {
+        mark.apply(&mut alert);
     }
+    alert
 }
 
 #[cfg(test)]

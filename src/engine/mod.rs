@@ -10,6 +10,7 @@
 //! already written) is in [`State`], which serialises, so it can be snapshotted together
 //! with source positions and restored after a restart.
 
+pub mod cases;
 mod findings;
 pub mod kinds;
 pub mod order;

@@ -15,8 +15,9 @@ const WORKFLOW_SHARE: f64 = 0.5;
 /// Share of accesses to patients under another department's care that makes a group a
 /// consulting service.
 const CONSULT_SHARE: f64 = 0.02;
-/// How recent the patient's care must be for a workflow access (seconds).
-const WORKFLOW_RECENCY: i64 = 30 * 86_400;
+/// How recent the patient's care must be for a workflow access (seconds): claims,
+/// denials and release requests run for weeks to months after discharge.
+const WORKFLOW_RECENCY: i64 = 60 * 86_400;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Habits {
@@ -48,8 +49,10 @@ impl Habits {
         let own = care.by_department || care.by_user;
         let recent =
             care.any_department || care.since_last_end.is_some_and(|s| s <= WORKFLOW_RECENCY);
-        e.workflow = !own && recent && self.workflow_driven();
-        e.consult = !own && care.any_department && self.consulting();
+        e.peer_workflow = self.workflow_driven();
+        e.peer_consulting = self.consulting();
+        e.workflow = !own && recent && e.peer_workflow;
+        e.consult = !own && care.any_department && e.peer_consulting;
         self.accesses += 1;
         if !own {
             self.without_care += 1;

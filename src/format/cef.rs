@@ -27,6 +27,7 @@
 //! | `cs3Label=patients cs3` | the patients, comma-joined (absent like `duser`) |
 //! | `cs4Label=follows cs4` | a follow-up's `follows`: the id of the alert its finding raised at once (absent otherwise) |
 //! | `cn1Label=score cn1` | the score, 0-100 |
+//! | `cs5Label=case cs5`, `cn2Label=caseAlerts cn2`, `cn3Label=risk cn3` | the user's case id, alerts in it so far, and the user's risk (absent when unset) |
 //!
 //! Lengths: ArcSight's CEF guide caps each field (in characters, before escaping):
 //! `suser`, `duser`, `msg` 1,023, `act` 63, `cs1`-`cs6` 4,000, the header's Name 512 and
@@ -80,6 +81,18 @@ pub fn render(alert: &Alert) -> String {
     if let Some(first) = &alert.follows {
         ext.str("cs4Label", "follows");
         ext.str("cs4", first);
+    }
+    if let Some(case) = &alert.case {
+        ext.str("cs5Label", "case");
+        ext.str("cs5", case);
+    }
+    if let Some(n) = alert.case_alerts {
+        ext.str("cn2Label", "caseAlerts");
+        ext.num("cn2", i64::from(n));
+    }
+    if let Some(r) = alert.risk {
+        ext.str("cn3Label", "risk");
+        ext.num("cn3", i64::from(r));
     }
     ext.str("cn1Label", "score");
     ext.num("cn1", i64::from(alert.score));

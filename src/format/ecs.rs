@@ -44,6 +44,15 @@ pub fn render(alert: &Alert, policy: &PatientPolicy) -> String {
     if let Some(first) = &alert.follows {
         phiwatch["follows"] = json!(first);
     }
+    if let Some(case) = &alert.case {
+        phiwatch["case"] = json!(case);
+    }
+    if let Some(n) = alert.case_alerts {
+        phiwatch["case_alerts"] = json!(n);
+    }
+    if let Some(r) = alert.risk {
+        phiwatch["risk"] = json!(r);
+    }
     let score = f64::from(alert.score);
     let mut doc: Value = json!({
         "@timestamp": rfc3339(&alert.ts),

@@ -86,6 +86,15 @@ pub fn render(alert: &Alert, delim: LeefDelimiter) -> String {
     if let Some(first) = &alert.follows {
         attr("follows", first);
     }
+    if let Some(case) = &alert.case {
+        attr("case", case);
+    }
+    if let Some(n) = alert.case_alerts {
+        attr("caseAlerts", &n.to_string());
+    }
+    if let Some(r) = alert.risk {
+        attr("risk", &r.to_string());
+    }
     attr("score", &alert.score.to_string());
     attr("severity", alert.severity.as_str());
     attr("eventCount", &alert.events.to_string());

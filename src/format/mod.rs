@@ -28,7 +28,9 @@
 //! A follow-up alert (its finding was written at once, then grew) names the first alert's
 //! id in `follows`: JSON `follows`, CEF `cs4` (`cs4Label=follows`), LEEF `follows`, ECS
 //! `phiwatch.follows`, OCSF `finding_info.related_events[0].uid` and
-//! `unmapped.phiwatch.follows`. Every format leaves it out when it is unset.
+//! `unmapped.phiwatch.follows`. Every format leaves it out when it is unset. Likewise the
+//! user's case (`case`, `case_alerts`, `risk`): JSON as named, CEF `cs5`/`cn2`/`cn3`, LEEF
+//! `case`/`caseAlerts`/`risk`, ECS `phiwatch.*`, OCSF `unmapped.phiwatch.*`.
 
 pub mod cef;
 pub mod ecs;

@@ -83,6 +83,15 @@ pub fn render(alert: &Alert, policy: &PatientPolicy) -> String {
         }]);
         doc["unmapped"]["phiwatch"]["follows"] = json!(first);
     }
+    if let Some(case) = &alert.case {
+        doc["unmapped"]["phiwatch"]["case"] = json!(case);
+    }
+    if let Some(n) = alert.case_alerts {
+        doc["unmapped"]["phiwatch"]["case_alerts"] = json!(n);
+    }
+    if let Some(r) = alert.risk {
+        doc["unmapped"]["phiwatch"]["risk"] = json!(r);
+    }
     if !alert.patients.is_empty() {
         doc["resources"] = alert
             .patients

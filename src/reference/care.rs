@@ -47,6 +47,12 @@ impl Intervals {
         n > 0 && self.reach[n - 1] >= t
     }
 
+    /// True when some interval overlaps `[lo, hi]`.
+    fn overlaps(&self, lo: i64, hi: i64) -> bool {
+        let n = self.starts.partition_point(|&s| s <= hi);
+        n > 0 && self.reach[n - 1] >= lo
+    }
+
     /// The latest end strictly before or at `t`.
     fn last_end_before(&self, t: i64) -> Option<i64> {
         let n = self.ends.partition_point(|&e| e <= t);
@@ -58,6 +64,9 @@ impl Intervals {
 #[derive(Debug, Default)]
 struct PatientCare {
     all: Intervals,
+    /// The patient's episodes: overlapping care rows of any department merged into one
+    /// stay (an admission with its consults, a visit with its pre-registration).
+    episodes: Vec<(i64, i64)>,
     by_dept: FxHashMap<String, Intervals>,
     by_user: FxHashMap<String, Intervals>,
 }
@@ -81,6 +90,39 @@ pub struct CareFacts {
     pub any_department: bool,
     /// Seconds since the patient's last episode (any department) ended, if one had.
     pub since_last_end: Option<i64>,
+    /// The user's department had a care row in the same episode (the patient's stay,
+    /// within [`ENCOUNTER_MARGIN`] of the event), though not covering the time itself.
+    pub encounter_department: bool,
+    /// The user was named on a care row in the same episode.
+    pub encounter_user: bool,
+    /// The user's department had a care row within [`NEAR_MARGIN`] of the time.
+    pub near_department: bool,
+    /// Seconds since the patient's last stay (an episode: overlapping rows merged) ended,
+    /// if one ended before the time. Unlike `since_last_end`, a row ending inside a stay
+    /// (registration done at admission) does not count.
+    pub since_stay_end: Option<i64>,
+}
+
+/// How close to its own care row a department's access counts as part of that row's
+/// work, for the charts where the whole stay is too loose an explanation.
+pub const NEAR_MARGIN: i64 = 6 * 3600;
+
+/// How far before an episode's first row and after its last one an access still belongs
+/// to it: a consultant finishing a report the morning after discharge, a chart prepared
+/// the evening before an admission.
+pub const ENCOUNTER_MARGIN: i64 = 24 * 3600;
+
+/// Merges sorted-by-start intervals into disjoint episodes.
+fn merge(iv: &Intervals) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for (i, &s) in iv.starts.iter().enumerate() {
+        let e = iv.reach[i];
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
 }
 
 #[derive(Default)]
@@ -124,8 +166,10 @@ impl CareIndex {
         let by_patient = pending
             .into_iter()
             .map(|(k, mut p)| {
+                let all = Intervals::finish(&mut p.all);
                 let care = PatientCare {
-                    all: Intervals::finish(&mut p.all),
+                    episodes: merge(&all),
+                    all,
                     by_dept: fin(p.by_dept),
                     by_user: fin(p.by_user),
                 };
@@ -159,13 +203,42 @@ impl CareIndex {
         let Some(pc) = self.by_patient.get(patient_key) else {
             return CareFacts::default();
         };
+        let dept = dept_key.and_then(|d| pc.by_dept.get(d));
+        let user = pc.by_user.get(user_key);
+        let by_department = dept.is_some_and(|iv| iv.covers(t));
+        let by_user = user.is_some_and(|iv| iv.covers(t));
+        // The episodes within the margin of t (at most a couple).
+        let m = ENCOUNTER_MARGIN;
+        let n = pc
+            .episodes
+            .partition_point(|&(s, _)| s.saturating_sub(m) <= t);
+        let near: Vec<(i64, i64)> = pc.episodes[..n]
+            .iter()
+            .rev()
+            .take_while(|&&(_, e)| e.saturating_add(m) >= t)
+            .copied()
+            .collect();
+        let in_episode = |iv: Option<&Intervals>| {
+            iv.is_some_and(|iv| near.iter().any(|&(s, e)| iv.overlaps(s, e)))
+        };
         CareFacts {
-            by_department: dept_key
-                .and_then(|d| pc.by_dept.get(d))
-                .is_some_and(|iv| iv.covers(t)),
-            by_user: pc.by_user.get(user_key).is_some_and(|iv| iv.covers(t)),
+            by_department,
+            by_user,
             any_department: pc.all.covers(t),
             since_last_end: pc.all.last_end_before(t).map(|e| t - e),
+            encounter_department: by_department || in_episode(dept),
+            encounter_user: by_user || in_episode(user),
+            since_stay_end: {
+                let k = pc.episodes.partition_point(|&(_, e)| e <= t);
+                pc.episodes[..k]
+                    .iter()
+                    .map(|&(_, e)| e)
+                    .max()
+                    .map(|e| t - e)
+            },
+            near_department: dept.is_some_and(|iv| {
+                iv.overlaps(t.saturating_sub(NEAR_MARGIN), t.saturating_add(NEAR_MARGIN))
+            }),
         }
     }
 }
@@ -223,5 +296,41 @@ mod tests {
         assert_eq!(f3.since_last_end, Some(2 * 86400));
         let f4 = c.facts("p1", "u9", Some("icu"), t("2025-01-01T00:00:00Z"));
         assert!(f4.by_department);
+    }
+
+    #[test]
+    fn a_department_on_the_same_stay_explains_it_outside_its_row() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "patient_id,department,user_id,start,end").unwrap();
+        // A week's admission in medicine; radiology consulted for 12 hours on day 2.
+        writeln!(f, "P1,Medicine,,2024-05-01T00:00:00Z,2024-05-08T00:00:00Z").unwrap();
+        writeln!(
+            f,
+            "P1,Radiology,u7,2024-05-02T10:00:00Z,2024-05-02T22:00:00Z"
+        )
+        .unwrap();
+        // A clinic visit a month later, without radiology.
+        writeln!(f, "P1,Clinic,,2024-06-10T08:00:00Z,2024-06-11T08:00:00Z").unwrap();
+        let c = CareIndex::load(f.path()).unwrap();
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let day5 = c.facts("p1", "u8", Some("radiology"), t("2024-05-05T09:00:00Z"));
+        assert!(!day5.by_department && day5.encounter_department && !day5.encounter_user);
+        assert!(!day5.near_department);
+        let evening = c.facts("p1", "u8", Some("radiology"), t("2024-05-03T03:00:00Z"));
+        assert!(evening.near_department);
+        let named = c.facts("p1", "u7", None, t("2024-05-05T09:00:00Z"));
+        assert!(named.encounter_user);
+        // The morning after discharge is within the margin; a week later is not.
+        let after = c.facts("p1", "u8", Some("radiology"), t("2024-05-08T09:00:00Z"));
+        assert!(after.encounter_department);
+        let later = c.facts("p1", "u8", Some("radiology"), t("2024-05-15T09:00:00Z"));
+        assert!(!later.encounter_department);
+        // Inside the stay no stay has ended yet, though the radiology row has.
+        assert_eq!(day5.since_stay_end, None);
+        assert!(day5.since_last_end.is_some());
+        assert_eq!(later.since_stay_end, Some(7 * 86_400 + 9 * 3600));
+        // Another stay without the department does not count.
+        let visit = c.facts("p1", "u8", Some("radiology"), t("2024-06-10T09:00:00Z"));
+        assert!(!visit.encounter_department);
     }
 }

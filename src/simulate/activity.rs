@@ -224,6 +224,10 @@ impl Ctx<'_> {
                 self.unrecorded_consult(user, dept, sh, follow);
                 continue;
             }
+            if self.rng.gen_bool(0.02) {
+                self.consult_outside_window(user, dept, sh, follow);
+                continue;
+            }
             let Some(r) = self.sample_row(user, dept, sh) else {
                 continue;
             };
@@ -288,6 +292,64 @@ impl Ctx<'_> {
                 && !self.care.covered(p, dept, user, t)
             {
                 self.push(user, t, p, follow, Why::UnrecordedConsult, 1, NONE);
+            }
+            return;
+        }
+    }
+
+    /// A consulting department back on a patient it was consulted for during the same
+    /// stay, outside the window its care row records (a comparison read, a level
+    /// rechecked the next day). Legitimate: the department was on this admission. Now
+    /// and then the patient is a VIP or a member of staff, where the stricter
+    /// explanations must still hold.
+    fn consult_outside_window(&mut self, user: u32, dept: usize, sh: &Shift, follow: Kind) {
+        let Some(day) = self.care.day_index(sh.start.max(self.care.month_start)) else {
+            return;
+        };
+        let hi = sh.end.min(self.month_end - 1);
+        if hi <= sh.start {
+            return;
+        }
+        let special = self.rng.gen_bool(0.25);
+        for _ in 0..8 {
+            let d = day.saturating_sub(self.rng.gen_range(0..=3));
+            let rows = &self.care.by_dept_day[dept][d];
+            let r = if special {
+                let vip: Vec<u32> = rows
+                    .iter()
+                    .copied()
+                    .filter(|&r| {
+                        let p = &self.h.patients[self.care.rows[r as usize].patient as usize];
+                        p.vip || p.employee.is_some()
+                    })
+                    .collect();
+                vip.choose(self.rng).copied()
+            } else {
+                rows.choose(self.rng).copied()
+            };
+            let Some(r) = r else { continue };
+            let row = &self.care.rows[r as usize];
+            let p = row.patient;
+            if self.h.patients[p as usize].household == self.h.staff[user as usize].household
+                || self.h.patients[p as usize].employee == Some(user)
+            {
+                continue;
+            }
+            let ts = self.rng.gen_range(sh.start..hi);
+            if row.covers(ts) || self.care.covered(p, dept, user, ts) {
+                continue;
+            }
+            let in_stay = self.care.by_patient[p as usize].iter().any(|&o| {
+                let o = &self.care.rows[o as usize];
+                o.dept != dept && o.dept != hosp::REGISTRATION && o.covers(ts)
+            });
+            if !in_stay {
+                continue;
+            }
+            self.push(user, ts, p, Kind::Open, Why::ConsultOutsideWindow, 1, NONE);
+            if self.rng.gen_bool(0.5) {
+                let t = ts + self.rng.gen_range(10 * SECOND..4 * MINUTE);
+                self.push(user, t, p, follow, Why::ConsultOutsideWindow, 1, NONE);
             }
             return;
         }
@@ -452,6 +514,38 @@ impl Ctx<'_> {
     }
 }
 
+impl Ctx<'_> {
+    /// Records' fortnightly release batch: a few hundred records exported every other
+    /// week on the same weekday (a legitimate periodic bulk export), saved to the HIM
+    /// share.
+    fn fortnightly_release(&mut self, user: u32, sh: &Shift) {
+        let ts = sh.start + self.rng.gen_range(60..240) * MINUTE;
+        let records = self.rng.gen_range(200..=600);
+        self.push(
+            user,
+            ts,
+            NONE,
+            Kind::Export,
+            Why::PeriodicExport,
+            records,
+            NONE,
+        );
+        let date = clock::local_date(ts);
+        let path = format!("\\\\fs01\\him\\release\\batch_{date}.pdf");
+        let bytes = records as u64 * self.rng.gen_range(20_000..90_000);
+        let t2 = ts + self.rng.gen_range(2..12) * MINUTE;
+        self.file(
+            user,
+            t2,
+            Media::Network,
+            path,
+            bytes,
+            records,
+            Why::PeriodicExport,
+        );
+    }
+}
+
 /// Generates every shift's work. `insiders` are left out of the billing-report rota so
 /// that the weekly report stays an innocent look-alike.
 pub fn generate(w: &mut World, shifts: &[Vec<Shift>], insiders: &[u32], rng: &mut ChaCha8Rng) {
@@ -479,6 +573,18 @@ pub fn generate(w: &mut World, shifts: &[Vec<Shift>], insiders: &[u32], rng: &mu
         .take(n_reporters)
         .collect();
     let weekdays = [Weekday::Mon, Weekday::Thu, Weekday::Tue];
+    // Records' release batch: one analyst per 800 staff, every other week on a fixed
+    // weekday.
+    let n_release = (h.staff.len() / 800).max(1);
+    let releasers: Vec<u32> = h.by_dept[hosp::HIM]
+        .iter()
+        .copied()
+        .filter(|&i| h.staff[i as usize].termination.is_none() && !insiders.contains(&i))
+        .take(n_release)
+        .collect();
+    // The habit is older than the logs: its first batch falls in the first week.
+    let release_phase: i64 = ctx.rng.gen_range(0..7);
+    let month_start_day = clock::local_date(ctx.care.month_start);
     for (si, list) in shifts.iter().enumerate() {
         let user = si as u32;
         let st = &h.staff[si];
@@ -487,7 +593,18 @@ pub fn generate(w: &mut World, shifts: &[Vec<Shift>], insiders: &[u32], rng: &mu
                 DeptKind::Ward { .. } | DeptKind::Emergency => ctx.clinical(user, sh),
                 DeptKind::Ancillary => ctx.ancillary(user, sh),
                 DeptKind::Registration => ctx.registration(user, sh),
-                DeptKind::Him => ctx.back_office(user, sh, true),
+                DeptKind::Him => {
+                    ctx.back_office(user, sh, true);
+                    if releasers.contains(&user) {
+                        let d = (clock::local_date(sh.start) - month_start_day).num_days();
+                        if d.rem_euclid(14) == release_phase
+                            || (d.rem_euclid(14) == (release_phase + 1) % 14
+                                && !worked_on(list, sh, -1))
+                        {
+                            ctx.fortnightly_release(user, sh);
+                        }
+                    }
+                }
                 DeptKind::Billing => {
                     ctx.back_office(user, sh, false);
                     if let Some(k) = reporters.iter().position(|&r| r == user) {
@@ -503,4 +620,10 @@ pub fn generate(w: &mut World, shifts: &[Vec<Shift>], insiders: &[u32], rng: &mu
             }
         }
     }
+}
+
+/// True when the user had a shift starting `offset` days from this one's day.
+fn worked_on(list: &[Shift], sh: &Shift, offset: i64) -> bool {
+    let day = clock::local_date(sh.start) + chrono::Duration::days(offset);
+    list.iter().any(|s| clock::local_date(s.start) == day)
 }

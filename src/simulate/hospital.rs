@@ -44,6 +44,7 @@ pub const RADIOLOGY: usize = 7;
 pub const LABORATORY: usize = 8;
 pub const PHARMACY: usize = 9;
 pub const REGISTRATION: usize = 10;
+pub const HIM: usize = 11;
 pub const BILLING: usize = 12;
 
 pub const DEPTS: &[Dept] = &[
@@ -116,6 +117,32 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role as the roster of a hospital with naming dialect `dialect` (0, 1 or 2)
+    /// spells it: phiwatch must not depend on one hospital's job titles.
+    pub fn roster_name(self, dialect: u8) -> &'static str {
+        match (dialect % 3, self) {
+            (0, r) => r.as_str(),
+            (1, Role::Physician) => "Physician",
+            (1, Role::Nurse) => "Registered Nurse",
+            (1, Role::Resident) => "Resident Physician",
+            (1, Role::Technician) => "Technologist",
+            (1, Role::Pharmacist) => "Pharmacist",
+            (1, Role::RegistrationClerk) => "Patient Access Representative",
+            (1, Role::HimAnalyst) => "Release of Information Specialist",
+            (1, Role::Billing) => "Patient Financial Services",
+            (1, Role::It) => "IS Analyst",
+            (_, Role::Physician) => "MD",
+            (_, Role::Nurse) => "RN",
+            (_, Role::Resident) => "HO",
+            (_, Role::Technician) => "TECH",
+            (_, Role::Pharmacist) => "PHARMD",
+            (_, Role::RegistrationClerk) => "ADMREP",
+            (_, Role::HimAnalyst) => "HIMCOD",
+            (_, Role::Billing) => "PFSREP",
+            (_, Role::It) => "ISADM",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Physician => "physician",

@@ -31,10 +31,17 @@ pub enum Family {
     SearchBurst,
     BulkExportUsb,
     SlowHoarding,
+    /// Dozens of name searches at a steady pace over an hour or more, by a clinician who
+    /// normally runs one or two a shift: no ten-minute window looks like a burst.
+    SlowFishing,
+    /// A registration, billing or records clerk opens a VIP's or a coworker's chart while
+    /// the patient is in a stay elsewhere, straight from the worklist (no search first):
+    /// the role's habit of working outside care must not explain it.
+    WorkflowSnoop,
 }
 
 impl Family {
-    pub const ALL: [Family; 12] = [
+    pub const ALL: [Family; 14] = [
         Family::Household,
         Family::Neighbour,
         Family::Coworker,
@@ -47,6 +54,8 @@ impl Family {
         Family::SearchBurst,
         Family::BulkExportUsb,
         Family::SlowHoarding,
+        Family::SlowFishing,
+        Family::WorkflowSnoop,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +72,8 @@ impl Family {
             Family::SearchBurst => "search_burst",
             Family::BulkExportUsb => "bulk_export_usb",
             Family::SlowHoarding => "slow_hoarding",
+            Family::SlowFishing => "slow_fishing",
+            Family::WorkflowSnoop => "workflow_snoop",
         }
     }
 
@@ -80,6 +91,8 @@ impl Family {
         // Rotated through per instance, so each family shows up in several formats.
         match self {
             Family::BulkExportUsb | Family::SlowHoarding => &[System::Fhir, System::Epic],
+            Family::WorkflowSnoop => &[System::Epic],
+            Family::SlowFishing => &[System::Fhir, System::Atna],
             _ => &[System::Fhir, System::Epic, System::Atna],
         }
     }
@@ -183,6 +196,14 @@ fn eligible(h: &Hospital, rel: &Relations, opts: &SimOptions, fam: Family, u: u3
         Family::Neighbour => !rel.neighbours(h, u).is_empty(),
         Family::Coworker => !rel.coworkers(h, u).is_empty(),
         Family::SelfAccess => st.patient.is_some(),
+        Family::SlowFishing => matches!(
+            st.role,
+            Role::Physician | Role::Nurse | Role::Resident | Role::Pharmacist | Role::Technician
+        ),
+        Family::WorkflowSnoop => matches!(
+            st.role,
+            Role::RegistrationClerk | Role::Billing | Role::HimAnalyst
+        ),
         _ => true,
     }
 }
@@ -365,6 +386,8 @@ pub fn inject(w: &mut World, plan: &mut Plan, shifts: &[Vec<Shift>], rng: &mut C
             Family::SearchBurst => search_burst(&mut inj, sc, my_shifts, &opts, role),
             Family::BulkExportUsb => bulk_export(&mut inj, sc, my_shifts, &opts, role),
             Family::SlowHoarding => hoarding(&mut inj, sc, my_shifts, &opts, role),
+            Family::SlowFishing => slow_fishing(&mut inj, sc, my_shifts, &opts, role),
+            Family::WorkflowSnoop => workflow_snoop(&mut inj, sc, &rel, my_shifts, &opts, role),
         };
         let Inj { out, patients, .. } = inj;
         sc.patients = patients;
@@ -641,4 +664,98 @@ fn hoarding(
         "{role} exports {total} records in {} daily exports{sync}",
         sc.days
     )
+}
+
+fn slow_fishing(
+    inj: &mut Inj,
+    sc: &Scenario,
+    shifts: &[Shift],
+    opts: &SimOptions,
+    role: &str,
+) -> String {
+    let (t0, _, _) = moment(inj, shifts, sc.day, opts);
+    let n = inj.rng.gen_range(30..=60);
+    let span = inj.rng.gen_range(60..=100) * MINUTE;
+    let step = span / n as i64;
+    let mut t = t0;
+    let mut opened = 0;
+    for i in 0..n {
+        t += step + inj.rng.gen_range(-step / 3..=step / 3);
+        inj.emit(t, NONE, Kind::Search, 1, NONE);
+        // Now and then a hit is opened briefly.
+        if i % 12 == 11 {
+            let p = inj.stranger(t);
+            let at = t + inj.rng.gen_range(5 * SECOND..40 * SECOND);
+            inj.snoop(at, p, 0);
+            opened += 1;
+        }
+    }
+    format!(
+        "{role} runs {n} patient searches at a steady pace over {} minutes, opens {opened}",
+        span / MINUTE
+    )
+}
+
+fn workflow_snoop(
+    inj: &mut Inj,
+    sc: &Scenario,
+    rel: &Relations,
+    shifts: &[Shift],
+    opts: &SimOptions,
+    role: &str,
+) -> String {
+    let u = sc.user;
+    let vip_first = inj.rng.gen_bool(0.6);
+    let mut attempt = 0;
+    loop {
+        let day = (sc.day + attempt).min(opts.days.saturating_sub(1));
+        let (t0, _, _) = moment(inj, shifts, day, opts);
+        let h = &inj.w.h;
+        let vips: Vec<u32> = (0..h.patients.len() as u32)
+            .filter(|&p| h.patients[p as usize].vip)
+            .collect();
+        let coworkers = rel.coworkers(h, u);
+        // Hours away from anything the user's own department did on the stay: not the
+        // clerk finishing the patient's registration.
+        let dept = inj.w.h.staff[u as usize].dept;
+        let in_stay = |inj: &Inj, p: u32| {
+            alive_at(&inj.w.h, p, t0)
+                && inj.w.care.by_patient[p as usize].iter().all(|&r| {
+                    let r = &inj.w.care.rows[r as usize];
+                    (r.dept != dept && r.user != Some(u))
+                        || r.end.saturating_add(6 * HOUR) < t0
+                        || r.start - 6 * HOUR > t0
+                })
+                && inj.w.care.by_patient[p as usize]
+                    .iter()
+                    .any(|&r| inj.w.care.rows[r as usize].covers(t0))
+        };
+        let (first, second) = if vip_first {
+            (vips, coworkers)
+        } else {
+            (coworkers, vips)
+        };
+        let pick = |pool: &[u32], inj: &Inj| -> Vec<u32> {
+            pool.iter().copied().filter(|&p| in_stay(inj, p)).collect()
+        };
+        let mut pool = pick(&first, inj);
+        let mut vip = vip_first;
+        if pool.is_empty() {
+            pool = pick(&second, inj);
+            vip = !vip_first;
+        }
+        attempt += 1;
+        if pool.is_empty() && attempt < 14 {
+            continue;
+        }
+        let Some(&p) = pool.choose(inj.rng) else {
+            return format!("{role} found no VIP or coworker in a stay to open");
+        };
+        let depth = inj.rng.gen_range(1..=3);
+        inj.snoop(t0, p, depth);
+        let what = if vip { "a VIP" } else { "a coworker" };
+        return format!(
+            "{role} opens {what} in a stay elsewhere, from the worklist without a search"
+        );
+    }
 }

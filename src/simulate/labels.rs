@@ -40,7 +40,7 @@ pub fn build(w: &World, plan: &Plan, written: &Written) -> Labels {
                 user: st.user_id.clone(),
                 scenario: s.family.as_str().to_string(),
                 variant: s.variant.clone(),
-                role: st.role.as_str().to_string(),
+                role: st.role.roster_name(w.opts.dialect()).to_string(),
                 department: DEPTS[st.dept].name.to_string(),
                 source: DEPTS[st.dept].system.source_name().to_string(),
                 start: clock::utc(s.first),
@@ -82,6 +82,20 @@ pub fn build(w: &World, plan: &Plan, written: &Written) -> Labels {
             Why::BillingFollowup => add("billing_followup", a.user, a.ts, a.patient),
             Why::BillingReport | Why::ReportCopy => {
                 add("billing_weekly_report", a.user, a.ts, a.patient)
+            }
+            Why::PeriodicExport => add("fortnightly_release_export", a.user, a.ts, a.patient),
+            Why::ConsultOutsideWindow => {
+                let p = &h.patients[a.patient as usize];
+                if p.vip || p.employee.is_some() {
+                    add(
+                        "consult_outside_window_vip_or_staff",
+                        a.user,
+                        a.ts,
+                        a.patient,
+                    )
+                } else {
+                    add("consult_outside_window", a.user, a.ts, a.patient)
+                }
             }
             Why::RoutineFile if a.kind == Kind::File(Media::Removable) => {
                 add("routine_usb", a.user, a.ts, NONE)

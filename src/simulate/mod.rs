@@ -63,6 +63,13 @@ impl Default for SimOptions {
 }
 
 impl SimOptions {
+    /// The hospital's naming dialect for job titles in the roster, from the seed: seeds
+    /// 3, 6, 9, ... use snake_case ids, 1, 4, 7, ... spelled-out titles, 2, 5, 8, ... short
+    /// codes. Detectors that depend on a role's name fail on two of three seeds.
+    pub fn dialect(&self) -> u8 {
+        (self.seed % 3) as u8
+    }
+
     /// Options from the command line, refused with a message when they cannot make a
     /// hospital.
     pub fn checked(seed: u64, staff: usize, days: u32) -> anyhow::Result<SimOptions> {
@@ -227,6 +234,10 @@ pub(crate) enum Why {
     Lookup,
     RoutineFile,
     ReportCopy,
+    /// A consulting department back on a patient of the same stay, outside its row.
+    ConsultOutsideWindow,
+    /// A fortnightly release batch (export and its copy to the share).
+    PeriodicExport,
     Insider(u16),
 }
 
@@ -293,6 +304,10 @@ pub enum Reason {
     RoutineFile,
     /// The billing report saved to the network share.
     ReportCopy,
+    /// A consulting department on a patient of the same stay, outside its care row.
+    ConsultOutsideWindow,
+    /// A fortnightly release batch exported and saved to the records share.
+    PeriodicExport,
     /// Malicious: part of the insider `label` (index into `labels.insiders`).
     Insider { scenario: String, label: usize },
 }
@@ -417,11 +432,21 @@ fn run(opts: &SimOptions, out: &Path, want_trace: bool) -> Result<(SimSummary, O
         hard_negatives: labels.hard_negatives.len(),
         files: written.files,
     };
-    let trace = want_trace.then(|| trace(&world, &labels));
+    let trace = want_trace.then(|| trace(&world, &plan, &labels));
     Ok((summary, trace))
 }
 
-fn trace(w: &World, labels: &crate::score::Labels) -> Trace {
+fn trace(w: &World, plan: &insiders::Plan, labels: &crate::score::Labels) -> Trace {
+    // Scenarios that found nobody to act on are not labelled: label indexes skip them.
+    let label_of: Vec<usize> = plan
+        .scenarios
+        .iter()
+        .scan(0usize, |n, s| {
+            let at = *n;
+            *n += usize::from(s.events > 0);
+            Some(at)
+        })
+        .collect();
     let accesses = w
         .accesses
         .iter()
@@ -446,10 +471,15 @@ fn trace(w: &World, labels: &crate::score::Labels) -> Trace {
                 Why::Lookup => Reason::Lookup,
                 Why::RoutineFile => Reason::RoutineFile,
                 Why::ReportCopy => Reason::ReportCopy,
-                Why::Insider(i) => Reason::Insider {
-                    scenario: labels.insiders[i as usize].scenario.clone(),
-                    label: i as usize,
-                },
+                Why::ConsultOutsideWindow => Reason::ConsultOutsideWindow,
+                Why::PeriodicExport => Reason::PeriodicExport,
+                Why::Insider(i) => {
+                    let label = label_of[i as usize];
+                    Reason::Insider {
+                        scenario: labels.insiders[label].scenario.clone(),
+                        label,
+                    }
+                }
             };
             TracedAccess {
                 ts: clock::utc(a.ts),

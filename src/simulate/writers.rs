@@ -601,7 +601,7 @@ pub fn write_reference(w: &World, out: &Path) -> Result<()> {
             st.user_id.as_str(),
             st.given,
             st.family,
-            st.role.as_str(),
+            st.role.roster_name(w.opts.dialect()),
             DEPTS[st.dept].name,
             &w.h.address(st.household),
             w.h.postcode(st.household),

@@ -701,6 +701,9 @@ mod tests {
             last_seen: now,
             events: 1,
             follows: None,
+            case: None,
+            case_alerts: None,
+            risk: None,
         };
         let line = format!("{{\"id\":\"{}\"}}", a.id);
         (a, line)

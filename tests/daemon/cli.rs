@@ -1,5 +1,5 @@
 //! The command line as an operator meets it: `check` on good and broken setups, `demo`,
-//! `simulate` determinism, `score`.
+//! `simulate` determinism, `score`, `cases`.
 
 use crate::support::hospital::{engine_setting, write_hospital};
 use crate::support::process::{check, phiwatch, replay};
@@ -254,4 +254,40 @@ fn csv_presets_read_epic_clarity_and_openemr_exports_and_explicit_keys_win() {
     );
     assert_eq!(got[0]["patient"], "MRN00012345");
     assert_eq!(got[0]["host"], "WS-4N-12");
+}
+
+/// `cases` on the crafted hospital's alerts: r_dave's neighbour snoop and search bursts are
+/// one case, listed with its alert count, and every alert carries the case fields.
+#[test]
+fn cases_groups_a_users_alerts_worst_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_hospital(dir.path());
+    let out = dir.path().join("alerts.ndjson");
+    replay(&config, &out);
+    let text = std::fs::read_to_string(&out).unwrap();
+    for l in text.lines() {
+        let a: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(a["case"].as_str().unwrap().starts_with("case-"), "{a}");
+        assert!(a["case_alerts"].as_u64().unwrap() >= 1, "{a}");
+        assert!(a["risk"].as_u64().unwrap() >= 1, "{a}");
+    }
+    let o = phiwatch().arg("cases").arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    let dave = table
+        .lines()
+        .find(|l| l.contains("r_dave"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        dave.contains("neighbour") && dave.contains("search-burst"),
+        "{dave}"
+    );
+    let o = phiwatch()
+        .args(["cases", "--json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(first["worst"], "critical", "{first}");
 }

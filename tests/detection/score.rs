@@ -45,6 +45,9 @@ fn alert(user: &str, detector: &str, ts: DateTime<Utc>) -> Alert {
         last_seen: ts,
         events: 1,
         follows: None,
+        case: None,
+        case_alerts: None,
+        risk: None,
     }
 }
 

@@ -27,6 +27,8 @@ pub const EXPECTED: &[(&str, &str)] = &[
     ("family", "n_alice"),
     ("neighbour", "r_dave"),
     ("search-burst", "r_dave"),
+    // The same forty searches are also far above r_dave's busiest hour.
+    ("search-fishing", "r_dave"),
     ("self-access", "n_alice"),
     ("terminated-account", "t_frank"),
     ("unexplained-access", "d_carol"),

@@ -111,7 +111,8 @@ impl DetectorKind for Baseline {
             return None;
         }
         let period = p.period_days.max(1) as u64;
-        let from = today - Duration::days(period as i64 - 1);
+        let judged_from = *st.judged_from.get_or_insert(today);
+        let from = (today - Duration::days(period as i64 - 1)).max(judged_from);
         let value = st.value + st.sum_since(from);
         if let Some(f) = st.fired {
             if f > today - Duration::days(period as i64) {

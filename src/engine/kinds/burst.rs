@@ -1,6 +1,8 @@
-//! `kind: burst`: many matching events (searches) in a short sliding window. Judged
-//! against the user's own busiest past windows, so a registrar who searches all day is
-//! not flagged for doing so today.
+//! `kind: burst`: many matching events (searches) in a sliding window. Judged against
+//! the user's own busiest past windows and the peer group's (role and department), so a
+//! registrar who searches all day is not flagged for doing so today, even in their first
+//! week. The same kind at several window lengths (ten minutes, an hour) catches both a
+//! burst and a steady trawl; the threshold scales with the usual, never below `min_count`.
 
 use super::common::{human, patient, Daily};
 use super::{Cx, DetectorKind};
@@ -19,6 +21,10 @@ pub struct BurstParams {
     /// Alert only above this multiple of the user's busiest past window (90th percentile of daily maxima).
     #[serde(default = "two")]
     pub user_factor: f64,
+    /// ... and above this multiple of the peer group's busiest windows (same statistic
+    /// over the peers' days); default: `user_factor`.
+    #[serde(default)]
+    pub peer_factor: Option<f64>,
 }
 
 fn two() -> f64 {
@@ -55,7 +61,10 @@ impl DetectorKind for Burst {
         let e = cx.e;
         let Windows { days: st, window } = cx.user.state::<Burst>(cx.id);
         let today = e.local_day;
-        st.roll(today, None, 1);
+        let mut peer = cx
+            .peer_group
+            .map(|g| cx.peers.entry(format!("{}\u{1f}{g}", cx.id)).or_default());
+        st.roll(today, peer.as_deref_mut(), 1);
         let ts = e.event.ts.timestamp_millis();
         window.push_back(ts);
         let from = ts - p.window_secs as i64 * 1000;
@@ -80,16 +89,26 @@ impl DetectorKind for Burst {
             .insert("window", format!("{} minutes", p.window_secs.div_ceil(60)));
         c.events = Some(count);
         if st.fired == Some(today) {
+            // The finding reports the day's busiest window, not the latest one.
+            c.values.insert("value", human(st.value));
+            c.events = Some(st.value);
             c.extend_only = true;
             c.patients.extend(patient(e));
             return Some(c);
         }
         let usual = st.usual(5, today, 1);
+        let peer_usual = peer.and_then(|pv| pv.usual_before(today, 0.9, 20));
         let mut threshold = p.min_count as f64;
         if let Some(u) = usual {
             threshold = threshold.max(u as f64 * p.user_factor);
             c.values.insert("usual", human(u));
         }
+        if let Some(u) = peer_usual {
+            threshold = threshold.max(u as f64 * p.peer_factor.unwrap_or(p.user_factor));
+            c.values.insert("peer_usual", human(u));
+        }
+        c.values
+            .insert("threshold", format!("{}", threshold.ceil() as u64));
         if (count as f64) < threshold {
             return None;
         }

@@ -4,7 +4,7 @@
 
 use crate::engine::stats::{quantile, DayValues, HISTORY_DAYS};
 use crate::enrich::Enriched;
-use chrono::{Duration, NaiveDate};
+use chrono::{Datelike, Duration, NaiveDate};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -67,6 +67,10 @@ pub struct Daily {
     pub history: VecDeque<(NaiveDate, u64)>,
     /// Window the detector last alerted in; it alerts at most once per window.
     pub fired: Option<NaiveDate>,
+    /// First day judged after the learning period: days before it are what taught the
+    /// baseline, never part of a rolling total that is judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judged_from: Option<NaiveDate>,
 }
 
 impl Daily {
@@ -116,7 +120,20 @@ impl Daily {
             return None;
         }
         let mut sums: Vec<u64> = past.iter().map(|d| self.sum_window(*d, period)).collect();
-        quantile(&mut sums, 0.9)
+        let p90 = quantile(&mut sums, 0.9);
+        if period != 1 {
+            return p90;
+        }
+        // A weekly rhythm: what the user did on this weekday before (the billing report
+        // run every Monday) is usual for this weekday, though a daily 90th percentile of
+        // a once-a-week habit is zero.
+        let weekday = self
+            .history
+            .iter()
+            .filter(|(d, _)| d.weekday() == today.weekday() && *d < today)
+            .map(|h| h.1)
+            .max();
+        p90.max(weekday)
     }
 
     pub fn sum_since(&self, from: NaiveDate) -> u64 {
@@ -140,4 +157,31 @@ pub fn patient(e: &Enriched) -> Option<(String, String)> {
 /// How a count reads in an alert; one place, so every kind words numbers alike.
 pub fn human(n: u64) -> String {
     n.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(d: u32) -> NaiveDate {
+        // 2026-03-02 is a Monday.
+        NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
+    }
+
+    /// A weekly report is usual on its weekday, though a daily 90th percentile of it is
+    /// zero; it does not make other weekdays' exports usual.
+    #[test]
+    fn a_weekly_habit_is_usual_on_its_weekday_only() {
+        let mut st = Daily::default();
+        for d in 2..=27 {
+            let value = if d == 2 || d == 16 { 500 } else { 0 };
+            st.history.push_back((day(d), value));
+        }
+        // Monday the 30th: the report's weekday.
+        assert_eq!(st.usual(5, day(30), 1), Some(500));
+        // Tuesday the 31st: nothing usual.
+        assert_eq!(st.usual(5, day(31), 1), Some(0));
+        // Rolling periods keep the plain statistic.
+        assert_eq!(st.usual(5, day(30), 7), Some(500));
+    }
 }
