@@ -284,7 +284,11 @@ impl Parts {
         }
         m.events_processed.with_label_values(&[&event.source]).inc();
         let source = event.source.clone();
+        let late_before = part.engine.counters.late;
         part.engine.push(event, &mut part.alerts);
+        m.events_late
+            .with_label_values(&[&source])
+            .inc_by(part.engine.counters.late - late_before);
         let watcher = self
             .sources
             .iter()
