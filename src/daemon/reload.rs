@@ -6,12 +6,18 @@
 //! `phiwatch_reference_reload_errors_total` or `phiwatch_detector_reload_errors_total`,
 //! and is not tried again until the files change again, so one bad edit is one error, not
 //! one every two seconds.
+//!
+//! Reference data is loaded on a thread of its own, beside the data in service, which
+//! keeps serving until the new data is complete: a health system's patient and care files
+//! take seconds to load, and the engine must not stop reading events meanwhile. For that
+//! time both are in memory.
 
 use crate::config::{Config, ReferenceConfig};
 use crate::detect::{self, Detector};
 use crate::metrics;
 use crate::reference::{Reference, Stamps};
 use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{error, info};
@@ -33,6 +39,10 @@ pub struct Reloader {
     last_look: Instant,
     /// The files as they were when a reload last failed: not tried again until they change.
     failed: Option<Stamps>,
+    /// A load under way on its thread, with the stamps of the files it reads.
+    loading: Option<(Receiver<anyhow::Result<Reference>>, Stamps)>,
+    /// A SIGHUP came while a load was under way: load again once it is done.
+    again: bool,
 }
 
 impl Reloader {
@@ -42,45 +52,95 @@ impl Reloader {
             reference: cfg.reference.clone(),
             last_look: Instant::now(),
             failed: None,
+            loading: None,
+            again: false,
         }
     }
 
     /// Called every turn of a daemon's loop with the reference data in service. With
-    /// `hup` (a SIGHUP arrived) the config file is read again and detectors and reference
-    /// data are reloaded whatever changed; otherwise, every two seconds, reference data
-    /// whose files changed is.
+    /// `hup` (a SIGHUP arrived) the config file is read again, detectors are reloaded at
+    /// once and reference data whatever changed; otherwise, every two seconds, reference
+    /// data whose files changed is. Reference data comes back in a later call, once its
+    /// thread has finished loading it.
     pub fn poll(&mut self, hup: bool, current: &Reference) -> Reloaded {
+        let mut out = Reloaded::default();
         if hup {
-            return self.reload_all();
+            out.detectors = self.reload_config();
+            if self.loading.is_some() {
+                self.again = true;
+            } else {
+                self.start_loading();
+            }
+        }
+        if let Some((rx, _)) = &self.loading {
+            match rx.try_recv() {
+                Ok(result) => {
+                    let (_, stamps) = self.loading.take().expect("checked above");
+                    out.reference = self.loaded(result, stamps);
+                    if std::mem::take(&mut self.again) {
+                        self.start_loading();
+                    }
+                }
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => {
+                    let (_, stamps) = self.loading.take().expect("checked above");
+                    out.reference = self.loaded(
+                        Err(anyhow::anyhow!(
+                            "the reference loading thread ended without an answer"
+                        )),
+                        stamps,
+                    );
+                }
+            }
+            return out;
         }
         if self.last_look.elapsed() < LOOK_EVERY {
-            return Reloaded::default();
+            return out;
         }
         self.last_look = Instant::now();
         if !current.changed(&self.reference) {
-            return Reloaded::default();
+            return out;
         }
         if self
             .failed
             .as_ref()
             .is_some_and(|f| *f == Reference::current_stamps(&self.reference))
         {
-            return Reloaded::default();
+            return out;
         }
-        Reloaded {
-            reference: self.reference(),
-            detectors: None,
+        self.start_loading();
+        out
+    }
+
+    /// Starts loading the reference data on its own thread.
+    fn start_loading(&mut self) {
+        let (tx, rx) = mpsc::channel();
+        let cfg = self.reference.clone();
+        let stamps = Reference::current_stamps(&cfg);
+        let spawned = std::thread::Builder::new()
+            .name("reference-load".into())
+            .spawn(move || {
+                let _ = tx.send(Reference::load(&cfg));
+            });
+        match spawned {
+            Ok(_) => self.loading = Some((rx, stamps)),
+            Err(e) => {
+                self.failed = Some(stamps);
+                metrics::get().reference_reload_errors.inc();
+                error!(error = %e, "cannot start loading reference data; keeping the previous data");
+            }
         }
     }
 
-    fn reload_all(&mut self) -> Reloaded {
+    /// SIGHUP: the config file again, for detectors (returned) and reference paths.
+    fn reload_config(&mut self) -> Option<Vec<Detector>> {
         let fresh = match Config::load(&self.file) {
             Ok(c) => c,
             Err(e) => {
                 error!(error = %format!("{e:#}"), "SIGHUP: the config file cannot be read; keeping the running configuration");
                 metrics::get().detector_reload_errors.inc();
                 metrics::get().reference_reload_errors.inc();
-                return Reloaded::default();
+                return None;
             }
         };
         info!("SIGHUP: reloading detectors and reference data (changes to sources, sinks, state or metrics take effect after a restart)");
@@ -100,14 +160,17 @@ impl Reloader {
                 None
             }
         };
-        Reloaded {
-            reference: self.reference(),
-            detectors,
-        }
+        detectors
     }
 
-    fn reference(&mut self) -> Option<Arc<Reference>> {
-        match Reference::load(&self.reference) {
+    /// A load finished: the new data to put in service, or the error counted and logged
+    /// (and these files not tried again until they change).
+    fn loaded(
+        &mut self,
+        result: anyhow::Result<Reference>,
+        stamps: Stamps,
+    ) -> Option<Arc<Reference>> {
+        match result {
             Ok(r) => {
                 self.failed = None;
                 let (s, p, c) = r.rows();
@@ -116,7 +179,7 @@ impl Reloader {
                 Some(Arc::new(r))
             }
             Err(e) => {
-                self.failed = Some(Reference::current_stamps(&self.reference));
+                self.failed = Some(stamps);
                 metrics::get().reference_reload_errors.inc();
                 error!(error = %format!("{e:#}"), "reference data reload failed; keeping the previous data");
                 None
