@@ -167,6 +167,28 @@ pub struct Finding {
     /// The finding's place in its user's case, fixed when it opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub case: Option<super::cases::CaseMark>,
+    /// How many findings of this user and detector opened earlier in the same window:
+    /// the second episode of a day gets an alert id of its own instead of the first's
+    /// (which would make it look already written).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub nth: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Finding {
+    /// The window part of the finding's alert id: the day, and for the second and later
+    /// findings of a user and detector that day, their place (the first keeps the plain
+    /// day, so ids written before this existed stay the same).
+    fn id_window(&self) -> String {
+        if self.nth == 0 {
+            self.window.to_string()
+        } else {
+            format!("{}#{}", self.window, self.nth)
+        }
+    }
 }
 
 /// An alert written on a finding's first evidence, and how much it showed, so that the
@@ -223,6 +245,9 @@ pub struct Findings {
     /// Each user's open case (repeat offenders).
     #[serde(default)]
     cases: super::cases::Cases,
+    /// Per "user\u{1f}detector": the window of its last finding and that finding's `nth`.
+    #[serde(default)]
+    opened: FxHashMap<String, (NaiveDate, u32)>,
 }
 
 impl Findings {
@@ -286,6 +311,15 @@ impl Findings {
             self.cases
                 .open(&e.user_key, &d.id, ctx.first_seen.unwrap_or(ts), d.score)
         });
+        let mut nth = 0;
+        if !self.open.contains_key(&key) {
+            if let Some((w, n)) = self.opened.get(&key) {
+                if *w == e.local_day {
+                    nth = n + 1;
+                }
+            }
+            self.opened.insert(key.clone(), (e.local_day, nth));
+        }
         let f = self.open.entry(key.clone()).or_insert_with(|| Finding {
             detector: d.id.clone(),
             user_key: e.user_key.clone(),
@@ -298,6 +332,7 @@ impl Findings {
             critical: false,
             sent: None,
             case,
+            nth,
         });
         f.critical |= ctx.critical;
         f.last = ts;
@@ -331,7 +366,7 @@ impl Findings {
             return;
         };
         let keys: Vec<String> = f.patients.keys().cloned().collect();
-        let id = alert_id(&d.id, &f.user_key, &f.window.to_string(), &keys);
+        let id = alert_id(&d.id, &f.user_key, &f.id_window(), &keys);
         f.sent = Some(Sent {
             id: id.clone(),
             events: f.events,
@@ -395,6 +430,15 @@ impl Findings {
                 self.emitted.retain(|_, d| *d >= c);
             }
         }
+        if self.opened.len() > 10_000 {
+            let today = Utc
+                .timestamp_millis_opt(now)
+                .single()
+                .map(|t| t.date_naive() - chrono::Duration::days(1));
+            if let Some(c) = today {
+                self.opened.retain(|_, (w, _)| *w >= c);
+            }
+        }
     }
 
     /// Writes every open finding (end of input, shutdown).
@@ -414,7 +458,7 @@ impl Findings {
         let (id, follows) = match &f.sent {
             None => {
                 let keys: Vec<String> = f.patients.keys().cloned().collect();
-                let id = alert_id(&d.id, &f.user_key, &f.window.to_string(), &keys);
+                let id = alert_id(&d.id, &f.user_key, &f.id_window(), &keys);
                 (id, None)
             }
             // Written at once: one follow-up, only if the finding grew since.
@@ -578,6 +622,34 @@ mod tests {
         f.close_all(std::slice::from_ref(&d), &mut out);
         assert_eq!(out.len(), 1, "no follow-up without new evidence");
         assert!(f.open.is_empty());
+    }
+
+    /// Two episodes of the same user, detector and patient on one day (the second after
+    /// the gap) are two alerts: the second gets an id of its own instead of the first's,
+    /// which would have made it look written already. The first keeps the plain id, and a
+    /// restored snapshot gives the second the same id again.
+    #[test]
+    fn a_second_episode_the_same_day_is_its_own_alert() {
+        let d = detector("");
+        let all = [d.clone()];
+        let mut f = Findings::default();
+        let mut out = Vec::new();
+        feed(&mut f, &d, 0, "p1", plain, &mut out);
+        let later = d.gap_secs / 60 + 60;
+        feed(&mut f, &d, later, "p1", plain, &mut out);
+        let snapshot = serde_json::to_string(&f).unwrap();
+        f.close_all(&all, &mut out);
+        assert_eq!(out.len(), 2, "{out:#?}");
+        assert_eq!(
+            out[0].id,
+            alert_id("urgent", "u1", "2026-03-03", &["p1".into()])
+        );
+        assert_ne!(out[0].id, out[1].id);
+        let mut again: Findings = serde_json::from_str(&snapshot).unwrap();
+        let mut out2 = Vec::new();
+        again.close_all(&all, &mut out2);
+        assert_eq!(out2.len(), 1);
+        assert_eq!(out2[0].id, out[1].id);
     }
 
     #[test]
