@@ -27,38 +27,37 @@ const LOG: &str = "events/canonical.jsonl";
 /// valid, split of this history's findings than replay's). Idle release is tested in
 /// `daemon::live_time`.
 fn hospital(dir: &Path) -> PathBuf {
-    let config = slow_to_idle(dir);
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "path = \"alerts.ndjson\"\nformat = \"json\"",
-        "path = \"alerts.ndjson\"\nformat = \"json\"\nmax_bytes = 1500\nmax_files = 1000\nfsync_secs = 0",
-    );
-    assert!(text.contains("max_bytes = 1500"));
-    std::fs::write(&config, text).unwrap();
-    config
+    hospital_with_file_sink(dir, "max_bytes = 1500\nmax_files = 1000\nfsync_secs = 0")
 }
 
 /// The same, its file sink writing the dated, gzipped archive (`rotate = "daily"`) and
 /// rotating by size every couple of alerts within the day.
 fn hospital_archive(dir: &Path) -> PathBuf {
-    let config = slow_to_idle(dir);
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "path = \"alerts.ndjson\"\nformat = \"json\"",
-        "path = \"alerts.ndjson\"\nformat = \"json\"\nrotate = \"daily\"\nmax_bytes = 1500\nfsync_secs = 0",
+    hospital_with_file_sink(dir, "rotate = \"daily\"\nmax_bytes = 1500\nfsync_secs = 0")
+}
+
+/// The crafted hospital for `run`, its sources idle after 10 quiet seconds (see
+/// [`hospital`]) and `settings` added to its file sink.
+fn hospital_with_file_sink(dir: &Path, settings: &str) -> PathBuf {
+    let config = write_hospital_for_run(dir, "");
+    let sink = "path = \"alerts.ndjson\"\nformat = \"json\"";
+    let text = replaced(
+        &replaced(
+            &std::fs::read_to_string(&config).unwrap(),
+            "idle_source_secs = 1",
+            "idle_source_secs = 10",
+        ),
+        sink,
+        &format!("{sink}\n{settings}"),
     );
-    assert!(text.contains("rotate = \"daily\""));
     std::fs::write(&config, text).unwrap();
     config
 }
 
-/// The crafted hospital for `run`, its sources idle after 10 quiet seconds (see [`hospital`]).
-fn slow_to_idle(dir: &Path) -> PathBuf {
-    let config = write_hospital_for_run(dir, "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("idle_source_secs = 1", "idle_source_secs = 10");
-    assert!(text.contains("idle_source_secs = 10"));
-    std::fs::write(&config, text).unwrap();
-    config
+/// `text` with `from` replaced by `to`; `from` must be there.
+fn replaced(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "the config holds {from:?}");
+    text.replacen(from, to, 1)
 }
 
 /// Replay's alerts for the hospital in `dir` as it is now.
@@ -398,7 +397,7 @@ fn sigterm_in_the_middle_of_a_finding_then_restart_gives_replays_alerts() {
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
-        text.replace("idle_source_secs = 10", "idle_source_secs = 3600"),
+        replaced(&text, "idle_source_secs = 10", "idle_source_secs = 3600"),
     )
     .unwrap();
     std::fs::write(&log, all[..cut].join("\n") + "\n").unwrap();
