@@ -63,6 +63,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../detectors/search-fishing.yml"),
     ),
     (
+        "search-fishing-shift",
+        include_str!("../../detectors/search-fishing-shift.yml"),
+    ),
+    (
         "bulk-export",
         include_str!("../../detectors/bulk-export.yml"),
     ),

@@ -53,6 +53,12 @@ impl Intervals {
         n > 0 && self.reach[n - 1] >= lo
     }
 
+    /// True when some interval starts within `[lo, hi]`.
+    fn overlaps_start(&self, lo: i64, hi: i64) -> bool {
+        let n = self.starts.partition_point(|&s| s < lo);
+        self.starts.get(n).is_some_and(|&s| s <= hi)
+    }
+
     /// The latest end strictly before or at `t`.
     fn last_end_before(&self, t: i64) -> Option<i64> {
         let n = self.ends.partition_point(|&e| e <= t);
@@ -101,7 +107,16 @@ pub struct CareFacts {
     /// if one ended before the time. Unlike `since_last_end`, a row ending inside a stay
     /// (registration done at admission) does not count.
     pub since_stay_end: Option<i64>,
+    /// Seconds since the patient's last encounter ended: the last stay's end or, inside
+    /// a stay, a handoff (a row ending as another begins within [`HANDOFF_MARGIN`]: the
+    /// emergency visit handed to a ward). A registration row ending in the middle of a
+    /// stay is no encounter's end.
+    pub since_encounter_end: Option<i64>,
 }
+
+/// How close one row's start must be to another's end for the end to be a handoff
+/// (an ADT transfer writes both at once).
+pub const HANDOFF_MARGIN: i64 = 15 * 60;
 
 /// How close to its own care row a department's access counts as part of that row's
 /// work, for the charts where the whole stay is too loose an explanation.
@@ -221,6 +236,32 @@ impl CareIndex {
         let in_episode = |iv: Option<&Intervals>| {
             iv.is_some_and(|iv| near.iter().any(|&(s, e)| iv.overlaps(s, e)))
         };
+        let since_stay_end = {
+            let k = pc.episodes.partition_point(|&(_, e)| e <= t);
+            pc.episodes[..k]
+                .iter()
+                .map(|&(_, e)| e)
+                .max()
+                .map(|e| t - e)
+        };
+        // Inside a stay: the latest handoff in it before t, else the stay before.
+        let since_encounter_end = match near.iter().find(|&&(s, e)| s <= t && t <= e) {
+            Some(&(stay_start, _)) => {
+                let ends = &pc.all.ends;
+                let k = ends.partition_point(|&e| e <= t);
+                ends[..k]
+                    .iter()
+                    .rev()
+                    .take_while(|&&e| e >= stay_start)
+                    .find(|&&e| {
+                        pc.all
+                            .overlaps_start(e - HANDOFF_MARGIN, e + HANDOFF_MARGIN)
+                    })
+                    .map(|&e| t - e)
+                    .or(since_stay_end)
+            }
+            None => since_stay_end,
+        };
         CareFacts {
             by_department,
             by_user,
@@ -228,14 +269,8 @@ impl CareIndex {
             since_last_end: pc.all.last_end_before(t).map(|e| t - e),
             encounter_department: by_department || in_episode(dept),
             encounter_user: by_user || in_episode(user),
-            since_stay_end: {
-                let k = pc.episodes.partition_point(|&(_, e)| e <= t);
-                pc.episodes[..k]
-                    .iter()
-                    .map(|&(_, e)| e)
-                    .max()
-                    .map(|e| t - e)
-            },
+            since_stay_end,
+            since_encounter_end,
             near_department: dept.is_some_and(|iv| {
                 iv.overlaps(t.saturating_sub(NEAR_MARGIN), t.saturating_add(NEAR_MARGIN))
             }),
@@ -332,5 +367,35 @@ mod tests {
         // Another stay without the department does not count.
         let visit = c.facts("p1", "u8", Some("radiology"), t("2024-06-10T09:00:00Z"));
         assert!(!visit.encounter_department);
+        // A consult row ending mid-stay is no encounter's end; the stay's end is.
+        assert_eq!(day5.since_encounter_end, None);
+        assert_eq!(later.since_encounter_end, later.since_stay_end);
+    }
+
+    #[test]
+    fn an_emergency_visit_handed_to_a_ward_is_an_encounter_that_ended() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "patient_id,department,user_id,start,end").unwrap();
+        // Registration at check-in, the emergency visit, then admitted to cardiology.
+        writeln!(
+            f,
+            "P1,Registration,,2024-05-01T10:00:00Z,2024-05-01T12:15:00Z"
+        )
+        .unwrap();
+        writeln!(f, "P1,Emergency,,2024-05-01T10:15:00Z,2024-05-01T16:00:00Z").unwrap();
+        writeln!(
+            f,
+            "P1,Cardiology,,2024-05-01T16:00:00Z,2024-05-06T10:00:00Z"
+        )
+        .unwrap();
+        let c = CareIndex::load(f.path()).unwrap();
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        // In the emergency visit, after registration's row ended: nothing has ended.
+        let ed = c.facts("p1", "b1", Some("billing"), t("2024-05-01T14:00:00Z"));
+        assert_eq!(ed.since_encounter_end, None);
+        // Two days into the admission: the emergency visit ended (a handoff).
+        let ward = c.facts("p1", "b1", Some("billing"), t("2024-05-03T16:00:00Z"));
+        assert_eq!(ward.since_stay_end, None);
+        assert_eq!(ward.since_encounter_end, Some(2 * 86_400));
     }
 }

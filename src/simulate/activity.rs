@@ -546,6 +546,86 @@ impl Ctx<'_> {
     }
 }
 
+impl Ctx<'_> {
+    /// A revenue-cycle or quality analyst's period-end extract: the month's close on the
+    /// first working day of a month, again at a month's end, and a larger one at a
+    /// quarter's end (a legitimate bulk export on a monthly, not weekly, rhythm), saved to
+    /// the finance share.
+    fn period_end_extract(&mut self, user: u32, sh: &Shift, base: u32, quarter_end: bool) {
+        let ts = sh.start + self.rng.gen_range(45..200) * MINUTE;
+        let scale = if quarter_end {
+            self.rng.gen_range(1.5..2.5)
+        } else {
+            self.rng.gen_range(0.8..1.2)
+        };
+        let records = (base as f64 * scale) as u32;
+        self.push(
+            user,
+            ts,
+            NONE,
+            Kind::Export,
+            Why::PeriodEndExport,
+            records,
+            NONE,
+        );
+        let date = clock::local_date(ts);
+        let name = if quarter_end {
+            "quarter_close"
+        } else {
+            "month_close"
+        };
+        let path = format!("\\\\fs01\\finance\\close\\{name}_{date}.xlsx");
+        let bytes = records as u64 * self.rng.gen_range(150..400);
+        let t2 = ts + self.rng.gen_range(3..15) * MINUTE;
+        self.file(
+            user,
+            t2,
+            Media::Network,
+            path,
+            bytes,
+            records,
+            Why::PeriodEndExport,
+        );
+    }
+}
+
+/// Where a shift stands in the calendar for month-close work: the first shift of the
+/// user's in the first five days of a month, or the last in its last five days (and
+/// whether that month closes a quarter).
+fn month_turn(list: &[Shift], sh: &Shift) -> Option<bool> {
+    let d = clock::local_date(sh.start);
+    let month_len = days_in_month(d);
+    let same_month = |s: &Shift| {
+        let x = clock::local_date(s.start);
+        x.year() == d.year() && x.month() == d.month()
+    };
+    if d.day() <= 5
+        && !list
+            .iter()
+            .any(|s| same_month(s) && clock::local_date(s.start) < d)
+    {
+        return Some(false);
+    }
+    if d.day() + 5 > month_len
+        && !list
+            .iter()
+            .any(|s| same_month(s) && clock::local_date(s.start) > d)
+    {
+        return Some(d.month() % 3 == 0);
+    }
+    None
+}
+
+fn days_in_month(d: chrono::NaiveDate) -> u32 {
+    let (y, m) = if d.month() == 12 {
+        (d.year() + 1, 1)
+    } else {
+        (d.year(), d.month() + 1)
+    };
+    let first_next = chrono::NaiveDate::from_ymd_opt(y, m, 1).expect("valid date");
+    (first_next - chrono::Duration::days(1)).day()
+}
+
 /// Generates every shift's work. `insiders` are left out of the billing-report rota so
 /// that the weekly report stays an innocent look-alike.
 pub fn generate(w: &mut World, shifts: &[Vec<Shift>], insiders: &[u32], rng: &mut ChaCha8Rng) {
@@ -584,6 +664,28 @@ pub fn generate(w: &mut World, shifts: &[Vec<Shift>], insiders: &[u32], rng: &mu
         .collect();
     // The habit is older than the logs: its first batch falls in the first week.
     let release_phase: i64 = ctx.rng.gen_range(0..7);
+    // Month-close analysts: one per 800 staff (at least one), in billing beside the
+    // weekly reporters or in records beside the daily releases of information (whose
+    // everyday one-record prints fill the history), each with the size of their usual
+    // extract.
+    let n_close = (h.staff.len() / 800).max(1);
+    let close_dept = if ctx.rng.gen_bool(0.5) {
+        hosp::BILLING
+    } else {
+        hosp::HIM
+    };
+    let closers: Vec<(u32, u32)> = h.by_dept[close_dept]
+        .iter()
+        .copied()
+        .filter(|&i| {
+            h.staff[i as usize].termination.is_none()
+                && !insiders.contains(&i)
+                && !reporters.contains(&i)
+                && !releasers.contains(&i)
+        })
+        .take(n_close)
+        .map(|i| (i, ctx.rng.gen_range(300..=800)))
+        .collect();
     let month_start_day = clock::local_date(ctx.care.month_start);
     for (si, list) in shifts.iter().enumerate() {
         let user = si as u32;
@@ -595,6 +697,11 @@ pub fn generate(w: &mut World, shifts: &[Vec<Shift>], insiders: &[u32], rng: &mu
                 DeptKind::Registration => ctx.registration(user, sh),
                 DeptKind::Him => {
                     ctx.back_office(user, sh, true);
+                    if let Some(&(_, base)) = closers.iter().find(|c| c.0 == user) {
+                        if let Some(quarter_end) = month_turn(list, sh) {
+                            ctx.period_end_extract(user, sh, base, quarter_end);
+                        }
+                    }
                     if releasers.contains(&user) {
                         let d = (clock::local_date(sh.start) - month_start_day).num_days();
                         if d.rem_euclid(14) == release_phase
@@ -610,6 +717,11 @@ pub fn generate(w: &mut World, shifts: &[Vec<Shift>], insiders: &[u32], rng: &mu
                     if let Some(k) = reporters.iter().position(|&r| r == user) {
                         if clock::local_date(sh.start).weekday() == weekdays[k % 3] {
                             ctx.weekly_report(user, sh, k);
+                        }
+                    }
+                    if let Some(&(_, base)) = closers.iter().find(|c| c.0 == user) {
+                        if let Some(quarter_end) = month_turn(list, sh) {
+                            ctx.period_end_extract(user, sh, base, quarter_end);
                         }
                     }
                 }

@@ -673,9 +673,32 @@ fn slow_fishing(
     opts: &SimOptions,
     role: &str,
 ) -> String {
-    let (t0, _, _) = moment(inj, shifts, sc.day, opts);
-    let n = inj.rng.gen_range(30..=60);
-    let span = inj.rng.gen_range(60..=100) * MINUTE;
+    let (mut t0, end, on_shift) = moment(inj, shifts, sc.day, opts);
+    // Now and then the fishing is spread over most of a shift instead, at a pace no
+    // single hour shows (a dozen an hour at most).
+    let shift_long = inj.rng.gen_bool(0.4);
+    let (n, span) = if shift_long {
+        if on_shift {
+            // From early in the shift (`moment` leaves two hours before its end).
+            let start = shifts
+                .iter()
+                .filter(|s| s.start <= t0 && t0 < s.end)
+                .map(|s| s.start)
+                .next()
+                .unwrap_or(t0);
+            t0 = start + inj.rng.gen_range(10..40) * MINUTE;
+        }
+        let room = (end - t0 - 20 * MINUTE).max(4 * HOUR);
+        let span = (inj.rng.gen_range(300..=480) * MINUTE).min(room);
+        let per_hour = inj.rng.gen_range(8.0..12.0);
+        let n = ((span as f64 / HOUR as f64) * per_hour) as u32;
+        (n.max(40), span)
+    } else {
+        (
+            inj.rng.gen_range(30..=60),
+            inj.rng.gen_range(60..=100) * MINUTE,
+        )
+    };
     let step = span / n as i64;
     let mut t = t0;
     let mut opened = 0;
@@ -689,6 +712,12 @@ fn slow_fishing(
             inj.snoop(at, p, 0);
             opened += 1;
         }
+    }
+    if shift_long {
+        return format!(
+            "{role} runs {n} patient searches spread over {:.1} hours of a shift, opens {opened}",
+            span as f64 / HOUR as f64
+        );
     }
     format!(
         "{role} runs {n} patient searches at a steady pace over {} minutes, opens {opened}",

@@ -84,6 +84,7 @@ pub fn build(w: &World, plan: &Plan, written: &Written) -> Labels {
                 add("billing_weekly_report", a.user, a.ts, a.patient)
             }
             Why::PeriodicExport => add("fortnightly_release_export", a.user, a.ts, a.patient),
+            Why::PeriodEndExport => add("period_end_export", a.user, a.ts, a.patient),
             Why::ConsultOutsideWindow => {
                 let p = &h.patients[a.patient as usize];
                 if p.vip || p.employee.is_some() {

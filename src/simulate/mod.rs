@@ -238,6 +238,8 @@ pub(crate) enum Why {
     ConsultOutsideWindow,
     /// A fortnightly release batch (export and its copy to the share).
     PeriodicExport,
+    /// A month-close or quarter-close extract (export and its copy to the share).
+    PeriodEndExport,
     Insider(u16),
 }
 
@@ -308,6 +310,8 @@ pub enum Reason {
     ConsultOutsideWindow,
     /// A fortnightly release batch exported and saved to the records share.
     PeriodicExport,
+    /// A month-close or quarter-close extract exported and saved to the finance share.
+    PeriodEndExport,
     /// Malicious: part of the insider `label` (index into `labels.insiders`).
     Insider { scenario: String, label: usize },
 }
@@ -473,6 +477,7 @@ fn trace(w: &World, plan: &insiders::Plan, labels: &crate::score::Labels) -> Tra
                 Why::ReportCopy => Reason::ReportCopy,
                 Why::ConsultOutsideWindow => Reason::ConsultOutsideWindow,
                 Why::PeriodicExport => Reason::PeriodicExport,
+                Why::PeriodEndExport => Reason::PeriodEndExport,
                 Why::Insider(i) => {
                     let label = label_of[i as usize];
                     Reason::Insider {

@@ -4,5 +4,6 @@
 pub(crate) mod e2e_exfil;
 mod e2e_immediate;
 mod e2e_replay;
+mod rhythms;
 mod score;
 mod simulate;

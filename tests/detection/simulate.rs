@@ -1,7 +1,7 @@
 //! The simulator's promises: deterministic output, every innocent access explained,
 //! labels that match the written logs, contract columns.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use phiwatch::event::Action;
 use phiwatch::score::Labels;
 use phiwatch::simulate::{simulate, simulate_with_trace, Reason, SimOptions, SimSummary, Trace};
@@ -380,6 +380,17 @@ fn check_explained(s: &Sim) {
                 d == "Health Information Management"
                     && matches!(a.action, Action::Export | Action::FileWrite)
                     && a.records >= 200
+            }
+            // Month and quarter close: at a turn of the month, by billing or records.
+            Reason::PeriodEndExport => {
+                let day =
+                    a.ts.with_timezone(&chrono_tz::America::Chicago)
+                        .date_naive()
+                        .day();
+                ["Billing", "Health Information Management"].contains(&d)
+                    && matches!(a.action, Action::Export | Action::FileWrite)
+                    && a.records >= 240
+                    && (day <= 5 || day >= 24)
             }
         };
         assert!(ok, "unexplained access: {a:?}");

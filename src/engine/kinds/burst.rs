@@ -1,8 +1,8 @@
 //! `kind: burst`: many matching events (searches) in a sliding window. Judged against
 //! the user's own busiest past windows and the peer group's (role and department), so a
 //! registrar who searches all day is not flagged for doing so today, even in their first
-//! week. The same kind at several window lengths (ten minutes, an hour) catches both a
-//! burst and a steady trawl; the threshold scales with the usual, never below `min_count`.
+//! week. The same kind at several window lengths (ten minutes, an hour, a shift) catches a
+//! burst, a steady trawl and one spread over a shift; the threshold scales with the usual, never below `min_count`.
 
 use super::common::{human, patient, Daily};
 use super::{Cx, DetectorKind};
@@ -85,8 +85,7 @@ impl DetectorKind for Burst {
         let mut c = Context::default();
         c.describe(e);
         c.values.insert("value", human(count));
-        c.values
-            .insert("window", format!("{} minutes", p.window_secs.div_ceil(60)));
+        c.values.insert("window", window_words(p.window_secs));
         c.events = Some(count);
         if st.fired == Some(today) {
             // The finding reports the day's busiest window, not the latest one.
@@ -120,5 +119,14 @@ impl DetectorKind for Burst {
 
     fn approx_bytes(user: &Windows) -> usize {
         user.days.approx_bytes() + user.window.len() * 8
+    }
+}
+
+/// A window's length as an alert says it: minutes up to an hour, whole hours beyond.
+fn window_words(secs: u64) -> String {
+    if secs >= 7200 && secs % 3600 == 0 {
+        format!("{} hours", secs / 3600)
+    } else {
+        format!("{} minutes", secs.div_ceil(60))
     }
 }

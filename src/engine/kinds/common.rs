@@ -71,6 +71,27 @@ pub struct Daily {
     /// baseline, never part of a rolling total that is judged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub judged_from: Option<NaiveDate>,
+    /// Past days at a turn of the month (its last and first days) with a value, kept for
+    /// a year beyond `history`: month and quarter close come round once a month or once a
+    /// quarter, so 28 days of history would forget them.
+    #[serde(skip_serializing_if = "VecDeque::is_empty")]
+    pub turns: VecDeque<(NaiveDate, u64)>,
+}
+
+/// Days at each end of a month that count as its turn (month-close work).
+const TURN_DAYS: u32 = 5;
+/// How long turn-of-the-month values are remembered.
+const TURN_MEMORY_DAYS: i64 = 400;
+
+/// The month boundary a day is the turn of, as the first day of the month that starts
+/// there; None in the middle of a month.
+pub fn month_turn(d: NaiveDate) -> Option<NaiveDate> {
+    let first = d.with_day(1)?;
+    if d.day() <= TURN_DAYS {
+        return Some(first);
+    }
+    let next = first.checked_add_months(chrono::Months::new(1))?;
+    ((next - d).num_days() <= TURN_DAYS as i64).then_some(next)
 }
 
 impl Daily {
@@ -81,6 +102,16 @@ impl Daily {
             return;
         }
         if let Some(d) = self.day {
+            if self.value > 0 && month_turn(d).is_some() {
+                self.turns.push_back((d, self.value));
+                while self
+                    .turns
+                    .front()
+                    .is_some_and(|t| (today - t.0).num_days() > TURN_MEMORY_DAYS)
+                {
+                    self.turns.pop_front();
+                }
+            }
             self.history.push_back((d, self.value));
             while self.history.len() > HISTORY_DAYS {
                 self.history.pop_front();
@@ -121,19 +152,29 @@ impl Daily {
         }
         let mut sums: Vec<u64> = past.iter().map(|d| self.sum_window(*d, period)).collect();
         let p90 = quantile(&mut sums, 0.9);
+        // A monthly rhythm: what the user did at an earlier turn of the month (month and
+        // quarter close) is usual at this one, for a day and for a rolling period.
+        let turn = month_turn(today).and_then(|this| {
+            self.turns
+                .iter()
+                .filter(|(d, _)| *d < today && month_turn(*d) != Some(this))
+                .map(|t| t.1)
+                .max()
+        });
         if period != 1 {
-            return p90;
+            return p90.map(|u| u.max(turn.unwrap_or(0)));
         }
         // A weekly rhythm: what the user did on this weekday before (the billing report
         // run every Monday) is usual for this weekday, though a daily 90th percentile of
-        // a once-a-week habit is zero.
+        // a once-a-week habit is zero. Periodic work slips by a day now and then (a
+        // holiday, a day off), so the weekdays either side count too.
         let weekday = self
             .history
             .iter()
-            .filter(|(d, _)| d.weekday() == today.weekday() && *d < today)
+            .filter(|(d, _)| *d < today && matches!((today - *d).num_days() % 7, 0 | 1 | 6))
             .map(|h| h.1)
             .max();
-        p90.max(weekday)
+        p90.max(weekday).max(turn)
     }
 
     pub fn sum_since(&self, from: NaiveDate) -> u64 {
@@ -145,7 +186,7 @@ impl Daily {
     }
 
     pub fn approx_bytes(&self) -> usize {
-        96 + self.history.len() * 16 + self.patients.approx_bytes()
+        96 + (self.history.len() + self.turns.len()) * 16 + self.patients.approx_bytes()
     }
 }
 
@@ -168,10 +209,11 @@ mod tests {
         NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
     }
 
-    /// A weekly report is usual on its weekday, though a daily 90th percentile of it is
-    /// zero; it does not make other weekdays' exports usual.
+    /// A weekly report is usual on its weekday (or a day either side: periodic work
+    /// slips), though a daily 90th percentile of it is zero; it does not make the other
+    /// weekdays' exports usual.
     #[test]
-    fn a_weekly_habit_is_usual_on_its_weekday_only() {
+    fn a_weekly_habit_is_usual_on_its_weekday_give_or_take_a_day() {
         let mut st = Daily::default();
         for d in 2..=27 {
             let value = if d == 2 || d == 16 { 500 } else { 0 };
@@ -179,9 +221,34 @@ mod tests {
         }
         // Monday the 30th: the report's weekday.
         assert_eq!(st.usual(5, day(30), 1), Some(500));
-        // Tuesday the 31st: nothing usual.
-        assert_eq!(st.usual(5, day(31), 1), Some(0));
+        // Tuesday the 31st: a day late, as periodic work sometimes is.
+        assert_eq!(st.usual(5, day(31), 1), Some(500));
+        // Wednesday the 25th: nothing usual.
+        assert_eq!(st.usual(5, day(25), 1), Some(0));
         // Rolling periods keep the plain statistic.
         assert_eq!(st.usual(5, day(30), 7), Some(500));
+    }
+
+    /// A month-close export is remembered beyond the 28 days of history and is usual at
+    /// a later turn of the month, not in the middle of one.
+    #[test]
+    fn a_monthly_habit_is_usual_at_the_turn_of_the_month() {
+        let mut st = Daily::default();
+        let mut d = NaiveDate::from_ymd_opt(2026, 2, 2).unwrap();
+        let end = NaiveDate::from_ymd_opt(2026, 3, 31).unwrap();
+        while d < end {
+            st.roll(d, None, 1);
+            st.value = if d.day() == 2 && d.month() == 2 {
+                600
+            } else {
+                3
+            };
+            d += Duration::days(1);
+        }
+        assert_eq!(month_turn(end), NaiveDate::from_ymd_opt(2026, 4, 1));
+        assert_eq!(month_turn(day(2)), NaiveDate::from_ymd_opt(2026, 3, 1));
+        assert_eq!(month_turn(day(17)), None);
+        assert_eq!(st.usual(5, end, 1), Some(600), "the turn of March/April");
+        assert_eq!(st.usual(5, day(17), 1), Some(3), "the middle of March");
     }
 }
