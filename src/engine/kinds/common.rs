@@ -154,10 +154,12 @@ impl Daily {
         let p90 = quantile(&mut sums, 0.9);
         // A monthly rhythm: what the user did at an earlier turn of the month (month and
         // quarter close) is usual at this one, for a day and for a rolling period.
-        let turn = month_turn(today).and_then(|this| {
+        // Two days of one turn are at most 9 days apart, of two turns at least 19: an
+        // earlier turn is 10 days back or more (no date arithmetic per remembered day).
+        let turn = month_turn(today).and_then(|_| {
             self.turns
                 .iter()
-                .filter(|(d, _)| *d < today && month_turn(*d) != Some(this))
+                .filter(|(d, _)| (today - *d).num_days() >= TURN_DAYS as i64 * 2)
                 .map(|t| t.1)
                 .max()
         });
