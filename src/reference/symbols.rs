@@ -24,14 +24,22 @@ impl Sym {
     }
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    index: u32,
+    hash: u32,
+}
+
 /// Distinct strings, each stored once.
 #[derive(Debug, Default)]
 pub struct Symbols {
     text: String,
     /// `ends[i]`: where value i ends in `text` (it starts where value i-1 ends).
     ends: Vec<u32>,
-    /// Indexes into `ends`, hashed by value.
-    table: HashTable<u32>,
+    /// Indexes into `ends` with the value's 32-bit hash: growing the table and looking a
+    /// value up then compare hashes first and read the arena (a cache miss on a table of
+    /// millions) only for the value that matches.
+    table: HashTable<Entry>,
     /// Values equal when they differ only in ASCII case (identifiers, which phiwatch
     /// compares case-insensitively); the first spelling seen is the one kept.
     fold_case: bool,
@@ -71,8 +79,10 @@ impl Symbols {
         let h = hash(s.as_bytes(), self.fold_case);
         let (text, ends, fold) = (&self.text, &self.ends, self.fold_case);
         self.table
-            .find(h, |&i| same(value(text, ends, i), s, fold))
-            .map(|&i| sym_of(i))
+            .find(wide(h), |e| {
+                e.hash == h && same(value(text, ends, e.index), s, fold)
+            })
+            .map(|e| sym_of(e.index))
     }
 
     /// The symbol of `s` and whether it was new, adding it when it is.
@@ -85,8 +95,10 @@ impl Symbols {
             fold_case,
         } = self;
         let fold = *fold_case;
-        if let Some(&i) = table.find(h, |&i| same(value(text, ends, i), s, fold)) {
-            return Ok((sym_of(i), false));
+        if let Some(e) = table.find(wide(h), |e| {
+            e.hash == h && same(value(text, ends, e.index), s, fold)
+        }) {
+            return Ok((sym_of(e.index), false));
         }
         if text.len() + s.len() > u32::MAX as usize || ends.len() >= u32::MAX as usize - 1 {
             bail!("more than 4 GiB of distinct reference values; split the reference files");
@@ -94,13 +106,13 @@ impl Symbols {
         text.push_str(s);
         let i = ends.len() as u32;
         ends.push(text.len() as u32);
-        table.insert_unique(h, i, |&j| hash(value(text, ends, j).as_bytes(), fold));
+        table.insert_unique(wide(h), Entry { index: i, hash: h }, |e| wide(e.hash));
         Ok((sym_of(i), true))
     }
 
     /// Memory held, in bytes (for tests and benches).
     pub fn bytes(&self) -> usize {
-        self.text.capacity() + self.ends.capacity() * 4 + self.table.capacity() * 5
+        self.text.capacity() + self.ends.capacity() * 4 + self.table.capacity() * 9
     }
 }
 
@@ -122,10 +134,16 @@ fn same(a: &str, b: &str, fold: bool) -> bool {
     }
 }
 
+/// A 32-bit hash as the table's 64: hashbrown picks the bucket from the low bits and
+/// the tag from the top seven, so both come from the stored 32.
+fn wide(h: u32) -> u64 {
+    u64::from(h) | (u64::from(h) << 32)
+}
+
 /// The hash of `s` (of its lower-case form with `fold`). Written in 64-byte pieces
 /// whether folded or not, since FxHasher gives different hashes for one write and for
 /// the same bytes in several.
-fn hash(s: &[u8], fold: bool) -> u64 {
+fn hash(s: &[u8], fold: bool) -> u32 {
     let mut h = FxHasher::default();
     let fold = fold && s.iter().any(u8::is_ascii_uppercase);
     let mut buf = [0u8; 64];
@@ -139,7 +157,8 @@ fn hash(s: &[u8], fold: bool) -> u64 {
             h.write(chunk);
         }
     }
-    h.finish()
+    let h = h.finish();
+    (h ^ (h >> 32)) as u32
 }
 
 #[cfg(test)]
