@@ -40,7 +40,9 @@ impl Reference {
     /// The care file (the largest) loads on a thread of its own while the roster and the
     /// patient directory load on this one: on a health system's files that halves the
     /// wait on two cores. When several files fail, the error is the first of staff,
-    /// patients, care, as when they loaded one after the other.
+    /// patients, care, as when they loaded one after the other. The files' stamps are
+    /// taken before reading them, so an edit made during a long load is seen as a change
+    /// afterwards rather than taken for what was loaded.
     pub fn load(cfg: &ReferenceConfig) -> Result<Reference> {
         let stamps = Self::current_stamps(cfg);
         let (roster, directory, care) = std::thread::scope(|scope| {
