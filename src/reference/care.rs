@@ -195,7 +195,10 @@ impl CareIndex {
             users: Symbols::folding_case(),
             ..CareIndex::default()
         };
-        let mut pending: Vec<Pending> = Vec::new();
+        let rows = csvload::estimate_rows(path);
+        let mut pending: Vec<Pending> = Vec::with_capacity(rows);
+        // Patients have a few rows each.
+        c.patients.reserve(rows / 2, rows / 2 * 12);
         let rejected = csvload::read(
             path,
             &COLUMNS,
@@ -241,6 +244,7 @@ impl CareIndex {
         )?;
         c.rejected = rejected;
         c.rows = pending.len();
+        c.patients.shrink_to_fit();
         c.build(pending);
         Ok(c)
     }
@@ -255,9 +259,15 @@ impl CareIndex {
         self.reach = Vec::with_capacity(n);
         self.ends = Vec::with_capacity(n);
         self.episode_off = Vec::with_capacity(patients + 1);
-        for g in [&mut self.by_dept, &mut self.by_user] {
+        self.episodes = Vec::with_capacity(n);
+        let with_user = pending.iter().filter(|r| r.user.is_some()).count();
+        for (g, rows) in [(&mut self.by_dept, n), (&mut self.by_user, with_user)] {
             g.off = Vec::with_capacity(patients + 1);
             g.off.push(0);
+            g.key = Vec::with_capacity(rows);
+            g.first = Vec::with_capacity(rows + 1);
+            g.starts = Vec::with_capacity(rows);
+            g.reach = Vec::with_capacity(rows);
         }
         self.all_off.push(0);
         self.episode_off.push(0);

@@ -91,6 +91,9 @@ impl Directory {
             ids: Symbols::folding_case(),
             ..Directory::default()
         };
+        let rows = csvload::estimate_rows(path);
+        d.rows.reserve(rows);
+        d.ids.reserve(rows, rows * 12);
         let mut s = Scratch::default();
         let rejected = csvload::read(path, &COLUMNS, &["patient_id"], |row| {
             let patient_id = row.required(PATIENT_ID)?;
@@ -156,6 +159,8 @@ impl Directory {
         })?;
         d.rejected = rejected;
         d.rows.shrink_to_fit();
+        d.ids.shrink_to_fit();
+        d.values.shrink_to_fit();
         Ok(d)
     }
 

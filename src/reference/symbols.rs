@@ -61,6 +61,19 @@ impl Symbols {
         }
     }
 
+    /// Room for `values` more values of `bytes` bytes in all.
+    pub fn reserve(&mut self, values: usize, bytes: usize) {
+        self.text.reserve(bytes);
+        self.ends.reserve(values);
+        self.table.reserve(values, |e| wide(e.hash));
+    }
+
+    /// Gives back room reserved and not used.
+    pub fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+        self.ends.shrink_to_fit();
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }
