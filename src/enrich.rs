@@ -112,7 +112,7 @@ pub struct Enriched<'a> {
     pub hour: u8,
     pub weekday: u8,
     pub staff: Option<&'a StaffMember>,
-    pub patient: Option<&'a Patient>,
+    pub patient: Option<Patient<'a>>,
     pub relations: Relations,
     pub care: Option<CareFacts>,
     pub care_loaded: bool,
@@ -178,7 +178,7 @@ impl<'a> Enriched<'a> {
     /// The patient id as the directory spells it, else as the event did.
     pub fn patient_display(&self) -> Option<&str> {
         self.patient
-            .map(|p| p.patient_id.as_str())
+            .map(|p| p.patient_id)
             .or(self.event.patient.as_deref())
     }
 
@@ -289,38 +289,36 @@ impl<'a> Enriched<'a> {
 fn relations(
     user_key: &str,
     staff: Option<&StaffMember>,
-    patient: Option<&Patient>,
+    patient: Option<Patient>,
     reference: &Reference,
 ) -> Relations {
     let Some(p) = patient else {
         return Relations::default();
     };
-    let is_self = p.employee_user_key.as_deref() == Some(user_key);
+    let is_self = p.employee_user_key == Some(user_key);
     let Some(s) = staff else {
         return Relations {
             is_self,
             ..Relations::default()
         };
     };
-    let eq =
-        |a: &Option<String>, b: &Option<String>| matches!((a, b), (Some(x), Some(y)) if x == y);
-    let same_postcode = eq(&s.postcode_key, &p.postcode_key);
-    let household = !is_self && same_postcode && eq(&s.address_key, &p.address_key);
+    let eq = |a: &Option<String>, b: Option<&str>| matches!((a, b), (Some(x), Some(y)) if x == y);
+    let same_postcode = eq(&s.postcode_key, p.postcode_key);
+    let household = !is_self && same_postcode && eq(&s.address_key, p.address_key);
     let neighbour = !is_self
         && !household
         && same_postcode
-        && eq(&s.street_key, &p.street_key)
+        && eq(&s.street_key, p.street_key)
         && s.street_key.as_deref().is_some_and(|k| !k.is_empty());
     let coworker = !is_self
         && p.employee_user_key
-            .as_deref()
             .and_then(|k| reference.roster.as_ref()?.get(k))
             .is_some_and(|colleague| {
                 colleague.department_key.is_some() && colleague.department_key == s.department_key
             });
     Relations {
         is_self,
-        family_name: !is_self && eq(&s.family_key, &p.family_key),
+        family_name: !is_self && eq(&s.family_key, p.family_key),
         household,
         neighbour,
         coworker,

@@ -5,43 +5,36 @@
 //! episode end before t?". Intervals are kept per (patient, department) and per
 //! (patient, user), sorted by start with a running maximum of ends, so each question is
 //! one hash lookup and one binary search: O(log k) in the patient's episodes.
+//!
+//! A health system has ten million care rows, so nothing here is a map or a `Vec` per
+//! patient: patients, departments and users are symbols ([`super::symbols`]), and every
+//! patient's intervals are one range of a few flat arrays, found through an offset table
+//! indexed by the patient's symbol. The index costs about 60 bytes a row.
 
 use super::csvload;
-use crate::event::key;
+use super::symbols::{Sym, Symbols};
 use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
-use rustc_hash::FxHashMap;
 use std::path::Path;
 
 pub const COLUMNS: [&str; 5] = ["patient_id", "department", "user_id", "start", "end"];
 
+// Positions in [`COLUMNS`], for [`csvload::Row`].
+const PATIENT_ID: usize = 0;
+const DEPARTMENT: usize = 1;
+const USER_ID: usize = 2;
+const START: usize = 3;
+const END: usize = 4;
+
 /// Intervals sorted by start; `reach[i]` is the latest end among the first i+1 intervals
 /// (i64::MAX for an ongoing one).
-#[derive(Debug, Default, Clone)]
-struct Intervals {
-    starts: Vec<i64>,
-    reach: Vec<i64>,
-    ends: Vec<i64>,
+#[derive(Debug, Clone, Copy)]
+struct Intervals<'a> {
+    starts: &'a [i64],
+    reach: &'a [i64],
 }
 
-impl Intervals {
-    fn finish(pairs: &mut [(i64, i64)]) -> Intervals {
-        pairs.sort_unstable();
-        let mut reach = Vec::with_capacity(pairs.len());
-        let mut m = i64::MIN;
-        for &(_, e) in pairs.iter() {
-            m = m.max(e);
-            reach.push(m);
-        }
-        let mut ends: Vec<i64> = pairs.iter().map(|p| p.1).collect();
-        ends.sort_unstable();
-        Intervals {
-            starts: pairs.iter().map(|p| p.0).collect(),
-            reach,
-            ends,
-        }
-    }
-
+impl Intervals<'_> {
     fn covers(&self, t: i64) -> bool {
         let n = self.starts.partition_point(|&s| s <= t);
         n > 0 && self.reach[n - 1] >= t
@@ -58,28 +51,89 @@ impl Intervals {
         let n = self.starts.partition_point(|&s| s < lo);
         self.starts.get(n).is_some_and(|&s| s <= hi)
     }
+}
 
-    /// The latest end strictly before or at `t`.
-    fn last_end_before(&self, t: i64) -> Option<i64> {
-        let n = self.ends.partition_point(|&e| e <= t);
-        (n > 0).then(|| self.ends[n - 1])
+/// Appends `pairs` (sorted by start, then end) as intervals: starts and running reach.
+fn push_intervals(
+    pairs: impl Iterator<Item = (i64, i64)>,
+    starts: &mut Vec<i64>,
+    reach: &mut Vec<i64>,
+) {
+    let mut m = i64::MIN;
+    for (s, e) in pairs {
+        m = m.max(e);
+        starts.push(s);
+        reach.push(m);
     }
 }
 
-/// One patient's episodes: all of them, and split by department and by named user.
+/// Every patient's intervals for each department (or each named user) of theirs.
 #[derive(Debug, Default)]
-struct PatientCare {
-    all: Intervals,
-    /// The patient's episodes: overlapping care rows of any department merged into one
-    /// stay (an admission with its consults, a visit with its pre-registration).
-    episodes: Vec<(i64, i64)>,
-    by_dept: FxHashMap<String, Intervals>,
-    by_user: FxHashMap<String, Intervals>,
+struct Groups {
+    /// Patient p's groups are `off[p]..off[p + 1]`.
+    off: Vec<u32>,
+    /// A group's department or user (symbol index), ascending within a patient.
+    key: Vec<u32>,
+    /// Group g's intervals are `first[g]..first[g + 1]` of `starts` and `reach`.
+    first: Vec<u32>,
+    starts: Vec<i64>,
+    reach: Vec<i64>,
+}
+
+impl Groups {
+    fn of(&self, patient: usize, key: Sym) -> Option<Intervals<'_>> {
+        let (a, b) = (self.off[patient] as usize, self.off[patient + 1] as usize);
+        let g = a + self.key[a..b].binary_search(&(key.index() as u32)).ok()?;
+        let (s, e) = (self.first[g] as usize, self.first[g + 1] as usize);
+        Some(Intervals {
+            starts: &self.starts[s..e],
+            reach: &self.reach[s..e],
+        })
+    }
+
+    /// Adds one patient's rows: (key, start, end), sorted.
+    fn push_patient(&mut self, rows: &[(u32, i64, i64)]) {
+        for (i, &(k, _, _)) in rows.iter().enumerate() {
+            if i == 0 || rows[i - 1].0 != k {
+                self.key.push(k);
+                self.first.push(self.starts.len() as u32);
+                let group = rows[i..].iter().take_while(|r| r.0 == k);
+                push_intervals(group.map(|r| (r.1, r.2)), &mut self.starts, &mut self.reach);
+            }
+        }
+        self.off.push(self.key.len() as u32);
+    }
+
+    fn finish(&mut self) {
+        self.first.push(self.starts.len() as u32);
+        for v in [&mut self.off, &mut self.key, &mut self.first] {
+            v.shrink_to_fit();
+        }
+        self.starts.shrink_to_fit();
+        self.reach.shrink_to_fit();
+    }
 }
 
 #[derive(Debug, Default)]
 pub struct CareIndex {
-    by_patient: FxHashMap<String, PatientCare>,
+    /// Patient ids, found by their folded key; a patient's symbol index is its position
+    /// in the offset tables.
+    patients: Symbols,
+    departments: Symbols,
+    users: Symbols,
+    /// Patient p's rows (any department) are `all_off[p]..all_off[p + 1]` of `starts`,
+    /// `reach` and `ends`, the first two sorted by start, `ends` sorted on its own.
+    all_off: Vec<u32>,
+    starts: Vec<i64>,
+    reach: Vec<i64>,
+    ends: Vec<i64>,
+    /// Patient p's episodes (overlapping care rows of any department merged into one
+    /// stay: an admission with its consults, a visit with its pre-registration) are
+    /// `episode_off[p]..episode_off[p + 1]`, disjoint and in order.
+    episode_off: Vec<u32>,
+    episodes: Vec<(i64, i64)>,
+    by_dept: Groups,
+    by_user: Groups,
     rows: usize,
     /// Rows set aside at load, each with its file, line and reason.
     pub rejected: Vec<String>,
@@ -127,75 +181,155 @@ pub const NEAR_MARGIN: i64 = 6 * 3600;
 /// the evening before an admission.
 pub const ENCOUNTER_MARGIN: i64 = 24 * 3600;
 
-/// Merges sorted-by-start intervals into disjoint episodes.
-fn merge(iv: &Intervals) -> Vec<(i64, i64)> {
-    let mut out: Vec<(i64, i64)> = Vec::new();
+/// Merges sorted-by-start intervals into disjoint episodes, appended to `out`.
+fn merge(iv: Intervals, out: &mut Vec<(i64, i64)>) {
+    let first = out.len();
     for (i, &s) in iv.starts.iter().enumerate() {
         let e = iv.reach[i];
-        match out.last_mut() {
+        match out[first..].last_mut() {
             Some(last) if s <= last.1 => last.1 = last.1.max(e),
             _ => out.push((s, e)),
         }
     }
-    out
 }
 
-#[derive(Default)]
+/// A care row as read, before the index is built.
 struct Pending {
-    all: Vec<(i64, i64)>,
-    by_dept: FxHashMap<String, Vec<(i64, i64)>>,
-    by_user: FxHashMap<String, Vec<(i64, i64)>>,
+    start: i64,
+    end: i64,
+    patient: u32,
+    dept: Option<Sym>,
+    user: Option<Sym>,
 }
 
 impl CareIndex {
     pub fn load(path: &Path) -> Result<CareIndex> {
-        let mut pending: FxHashMap<String, Pending> = FxHashMap::default();
-        let mut rows = 0;
-        let rejected = csvload::read(path, &["patient_id", "department", "start"], |row| {
-            let p = key(row.required("patient_id")?);
-            let start = row.instant("start")?.expect("required above").timestamp();
-            let end = row.instant("end")?.map_or(i64::MAX, |t| t.timestamp());
-            if end < start {
-                bail!(
+        let mut c = CareIndex {
+            patients: Symbols::folding_case(),
+            departments: Symbols::folding_case(),
+            users: Symbols::folding_case(),
+            ..CareIndex::default()
+        };
+        let rows = csvload::estimate_rows(path);
+        let mut pending: Vec<Pending> = Vec::with_capacity(rows);
+        // Patients have a few rows each.
+        c.patients.reserve(rows / 2, rows / 2 * 12);
+        let rejected = csvload::read(
+            path,
+            &COLUMNS,
+            &["patient_id", "department", "start"],
+            |row| {
+                let patient = row.required(PATIENT_ID)?;
+                let start = row.instant(START)?.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}:{}: column `start` is empty; every row needs it",
+                        row.file.display(),
+                        row.line
+                    )
+                })?;
+                let end = row.instant(END)?.unwrap_or(i64::MAX);
+                if end < start {
+                    bail!(
                     "{}:{}: `end` is before `start`; swap them or leave `end` empty for ongoing care",
                     row.file.display(),
                     row.line
                 );
+                }
+                if pending.len() >= u32::MAX as usize - 1 {
+                    bail!(
+                        "{}:{}: more than 4 billion care rows; split the file",
+                        row.file.display(),
+                        row.line
+                    );
+                }
+                let dept = row
+                    .get(DEPARTMENT)
+                    .map(|d| c.departments.intern(d))
+                    .transpose()?;
+                let user = row.get(USER_ID).map(|u| c.users.intern(u)).transpose()?;
+                pending.push(Pending {
+                    start,
+                    end,
+                    patient: c.patients.intern(patient)?.0.index() as u32,
+                    dept: dept.map(|d| d.0),
+                    user: user.map(|u| u.0),
+                });
+                Ok(())
+            },
+        )?;
+        c.rejected = rejected;
+        c.rows = pending.len();
+        c.patients.shrink_to_fit();
+        c.build(pending);
+        Ok(c)
+    }
+
+    /// The flat arrays from the rows, patient by patient.
+    fn build(&mut self, mut pending: Vec<Pending>) {
+        pending.sort_unstable_by_key(|r| (r.patient, r.start, r.end));
+        let n = pending.len();
+        let patients = self.patients.len();
+        self.all_off = Vec::with_capacity(patients + 1);
+        self.starts = Vec::with_capacity(n);
+        self.reach = Vec::with_capacity(n);
+        self.ends = Vec::with_capacity(n);
+        self.episode_off = Vec::with_capacity(patients + 1);
+        self.episodes = Vec::with_capacity(n);
+        let with_user = pending.iter().filter(|r| r.user.is_some()).count();
+        for (g, rows) in [(&mut self.by_dept, n), (&mut self.by_user, with_user)] {
+            g.off = Vec::with_capacity(patients + 1);
+            g.off.push(0);
+            g.key = Vec::with_capacity(rows);
+            g.first = Vec::with_capacity(rows + 1);
+            g.starts = Vec::with_capacity(rows);
+            g.reach = Vec::with_capacity(rows);
+        }
+        self.all_off.push(0);
+        self.episode_off.push(0);
+        let mut keyed: Vec<(u32, i64, i64)> = Vec::new();
+        let mut rest = &pending[..];
+        while let Some(first) = rest.first() {
+            let len = rest
+                .iter()
+                .take_while(|r| r.patient == first.patient)
+                .count();
+            let (rows, next) = rest.split_at(len);
+            rest = next;
+            let a = self.starts.len();
+            push_intervals(
+                rows.iter().map(|r| (r.start, r.end)),
+                &mut self.starts,
+                &mut self.reach,
+            );
+            let all = Intervals {
+                starts: &self.starts[a..],
+                reach: &self.reach[a..],
+            };
+            merge(all, &mut self.episodes);
+            self.ends.extend(rows.iter().map(|r| r.end));
+            self.ends[a..].sort_unstable();
+            self.all_off.push(self.starts.len() as u32);
+            self.episode_off.push(self.episodes.len() as u32);
+            for (groups, key) in [
+                (
+                    &mut self.by_dept,
+                    (|r: &Pending| r.dept) as fn(&Pending) -> Option<Sym>,
+                ),
+                (&mut self.by_user, |r: &Pending| r.user),
+            ] {
+                keyed.clear();
+                keyed.extend(
+                    rows.iter()
+                        .filter_map(|r| Some((key(r)?.index() as u32, r.start, r.end))),
+                );
+                keyed.sort_unstable();
+                groups.push_patient(&keyed);
             }
-            let entry = pending.entry(p).or_default();
-            if let Some(d) = row.get("department") {
-                entry.by_dept.entry(key(d)).or_default().push((start, end));
-            }
-            if let Some(u) = row.get("user_id") {
-                entry.by_user.entry(key(u)).or_default().push((start, end));
-            }
-            entry.all.push((start, end));
-            rows += 1;
-            Ok(())
-        })?;
-        let fin = |m: FxHashMap<String, Vec<(i64, i64)>>| {
-            m.into_iter()
-                .map(|(k, mut v)| (k, Intervals::finish(&mut v)))
-                .collect()
-        };
-        let by_patient = pending
-            .into_iter()
-            .map(|(k, mut p)| {
-                let all = Intervals::finish(&mut p.all);
-                let care = PatientCare {
-                    episodes: merge(&all),
-                    all,
-                    by_dept: fin(p.by_dept),
-                    by_user: fin(p.by_user),
-                };
-                (k, care)
-            })
-            .collect();
-        Ok(CareIndex {
-            by_patient,
-            rows,
-            rejected,
-        })
+        }
+        drop(pending);
+        self.episodes.shrink_to_fit();
+        self.by_dept.finish();
+        self.by_user.finish();
     }
 
     pub fn len(&self) -> usize {
@@ -206,7 +340,8 @@ impl CareIndex {
         self.rows == 0
     }
 
-    /// Facts for `patient_key` opened by `user_key` of department `dept_key` at `t`.
+    /// Facts for `patient_key` opened by `user_key` of department `dept_key` at `t` (all
+    /// three folded, as [`crate::event::key`] makes them).
     pub fn facts(
         &self,
         patient_key: &str,
@@ -215,48 +350,52 @@ impl CareIndex {
         t: DateTime<Utc>,
     ) -> CareFacts {
         let t = t.timestamp();
-        let Some(pc) = self.by_patient.get(patient_key) else {
+        let Some(p) = self.patients.get(patient_key).map(Sym::index) else {
             return CareFacts::default();
         };
-        let dept = dept_key.and_then(|d| pc.by_dept.get(d));
-        let user = pc.by_user.get(user_key);
+        let (a, b) = (self.all_off[p] as usize, self.all_off[p + 1] as usize);
+        let all = Intervals {
+            starts: &self.starts[a..b],
+            reach: &self.reach[a..b],
+        };
+        let ends = &self.ends[a..b];
+        let episodes =
+            &self.episodes[self.episode_off[p] as usize..self.episode_off[p + 1] as usize];
+        let dept = dept_key
+            .and_then(|d| self.departments.get(d))
+            .and_then(|d| self.by_dept.of(p, d));
+        let user = self.users.get(user_key).and_then(|u| self.by_user.of(p, u));
         let by_department = dept.is_some_and(|iv| iv.covers(t));
         let by_user = user.is_some_and(|iv| iv.covers(t));
         // The episodes within the margin of t (at most a couple).
         let m = ENCOUNTER_MARGIN;
-        let n = pc
-            .episodes
-            .partition_point(|&(s, _)| s.saturating_sub(m) <= t);
-        let near: Vec<(i64, i64)> = pc.episodes[..n]
-            .iter()
-            .rev()
-            .take_while(|&&(_, e)| e.saturating_add(m) >= t)
-            .copied()
-            .collect();
-        let in_episode = |iv: Option<&Intervals>| {
-            iv.is_some_and(|iv| near.iter().any(|&(s, e)| iv.overlaps(s, e)))
-        };
-        let since_stay_end = {
-            let k = pc.episodes.partition_point(|&(_, e)| e <= t);
-            pc.episodes[..k]
+        let n = episodes.partition_point(|&(s, _)| s.saturating_sub(m) <= t);
+        let near = || {
+            episodes[..n]
                 .iter()
-                .map(|&(_, e)| e)
-                .max()
-                .map(|e| t - e)
+                .rev()
+                .take_while(move |&&(_, e)| e.saturating_add(m) >= t)
+        };
+        let in_episode =
+            |iv: Option<Intervals>| iv.is_some_and(|iv| near().any(|&(s, e)| iv.overlaps(s, e)));
+        let last_end = {
+            let k = ends.partition_point(|&e| e <= t);
+            (k > 0).then(|| ends[k - 1])
+        };
+        // Episodes are disjoint and in order, so the last one ended is the latest.
+        let since_stay_end = {
+            let k = episodes.partition_point(|&(_, e)| e <= t);
+            (k > 0).then(|| t - episodes[k - 1].1)
         };
         // Inside a stay: the latest handoff in it before t, else the stay before.
-        let since_encounter_end = match near.iter().find(|&&(s, e)| s <= t && t <= e) {
+        let since_encounter_end = match near().find(|&&(s, e)| s <= t && t <= e) {
             Some(&(stay_start, _)) => {
-                let ends = &pc.all.ends;
                 let k = ends.partition_point(|&e| e <= t);
                 ends[..k]
                     .iter()
                     .rev()
                     .take_while(|&&e| e >= stay_start)
-                    .find(|&&e| {
-                        pc.all
-                            .overlaps_start(e - HANDOFF_MARGIN, e + HANDOFF_MARGIN)
-                    })
+                    .find(|&&e| all.overlaps_start(e - HANDOFF_MARGIN, e + HANDOFF_MARGIN))
                     .map(|&e| t - e)
                     .or(since_stay_end)
             }
@@ -265,8 +404,8 @@ impl CareIndex {
         CareFacts {
             by_department,
             by_user,
-            any_department: pc.all.covers(t),
-            since_last_end: pc.all.last_end_before(t).map(|e| t - e),
+            any_department: all.covers(t),
+            since_last_end: last_end.map(|e| t - e),
             encounter_department: by_department || in_episode(dept),
             encounter_user: by_user || in_episode(user),
             since_stay_end,

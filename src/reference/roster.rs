@@ -62,25 +62,35 @@ pub const COLUMNS: [&str; 9] = [
     "termination_date",
 ];
 
+// Positions in [`COLUMNS`], for [`csvload::Row`].
+const USER_ID: usize = 0;
+const FAMILY_NAME: usize = 2;
+const ROLE: usize = 3;
+const DEPARTMENT: usize = 4;
+const ADDRESS: usize = 5;
+const POSTCODE: usize = 6;
+const HIRE_DATE: usize = 7;
+const TERMINATION_DATE: usize = 8;
+
 impl Roster {
     pub fn load(path: &Path) -> Result<Roster> {
         let mut by_user = FxHashMap::default();
-        let rejected = csvload::read(path, &["user_id"], |row| {
-            let user_id = row.required("user_id")?.to_string();
-            let address_key = row.get("address").map(address::fold);
-            let role = row.get("role").map(str::to_string);
-            let department_key = row.get("department").map(key);
+        let rejected = csvload::read(path, &COLUMNS, &["user_id"], |row| {
+            let user_id = row.required(USER_ID)?.to_string();
+            let address_key = row.get(ADDRESS).map(address::fold);
+            let role = row.get(ROLE).map(str::to_string);
+            let department_key = row.get(DEPARTMENT).map(key);
             let member = StaffMember {
-                family_key: row.get("family_name").map(key),
+                family_key: row.get(FAMILY_NAME).map(key),
                 group: StaffMember::group_of(role.as_deref(), department_key.as_deref()),
                 role,
-                department: row.get("department").map(str::to_string),
+                department: row.get(DEPARTMENT).map(str::to_string),
                 department_key,
                 street_key: address_key.as_deref().map(address::street),
                 address_key,
-                postcode_key: row.get("postcode").map(address::postcode),
-                hire_date: row.date("hire_date")?,
-                termination_date: row.date("termination_date")?,
+                postcode_key: row.get(POSTCODE).map(address::postcode),
+                hire_date: row.date(HIRE_DATE)?,
+                termination_date: row.date(TERMINATION_DATE)?,
                 user_id,
             };
             let k = key(&member.user_id);

@@ -170,3 +170,124 @@ fn engine_reloads_reference_data_and_detectors() {
     reloads_follow_the_files(&child, dir.path(), port, &log);
     child.stop(Duration::from_secs(60));
 }
+
+/// The threads of process `pid` named `name` (Linux: /proc/PID/task/*/comm).
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|comm| comm.trim_end() == name)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A reference load held open: the care file is replaced by a FIFO, so the load that
+/// notices the change blocks reading it for as long as the test likes. Meanwhile events
+/// written to the source are read and processed with the data in service; once the FIFO
+/// is fed the new data goes into service. No timing is asserted, only that processing
+/// goes on while the load is provably under way (its thread is there and the data in
+/// service is still the old one).
+#[test]
+fn run_keeps_processing_events_while_reference_data_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_tcp_port();
+    std::fs::write(
+        d.join("staff.csv"),
+        "user_id,given_name,family_name,role,department,address,postcode,hire_date,termination_date\n\
+         n_alice,Alice,Nguyen,nurse,Cardiology,12 Elm St,01101,2019-01-01,\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("patients.csv"),
+        "patient_id,given_name,family_name,birth_date,address,postcode,deceased_date,vip,employee_user_id\n\
+         P1,Ann,Lee,1970-01-01,3 Oak Ave,01102,,false,\n",
+    )
+    .unwrap();
+    let care = "patient_id,department,user_id,start,end\nP1,Cardiology,,2024-01-01T00:00:00Z,\n";
+    std::fs::write(d.join("care.csv"), care).unwrap();
+    std::fs::create_dir_all(d.join("events")).unwrap();
+    let config = d.join("phiwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[reference]\nstaff = \"staff.csv\"\npatients = \"patients.csv\"\ncare = \"care.csv\"\n\n\
+             [[sources]]\nname = \"ehr\"\ntype = \"file\"\npaths = [\"events/*.jsonl\"]\nformat = \"canonical\"\n\n\
+             [[sinks]]\ntype = \"file\"\npath = \"alerts.ndjson\"\nformat = \"json\"\n\n\
+             [state]\ndir = \"state\"\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
+    )
+    .unwrap();
+    let log = d.join("run.log");
+    let child = start_logged("run", &config, &log);
+    let processed = r#"phiwatch_events_processed_total{source="ehr"}"#;
+    let loaded_at = "phiwatch_reference_reload_timestamp_seconds";
+    let care_rows = r#"phiwatch_reference_rows{table="care"}"#;
+    let first_load = wait_metric(port, loaded_at, |v| v > 0.0, 60, &log);
+    wait_metric(port, care_rows, |v| v == 1.0, 5, &log);
+
+    let events = d.join("events/ehr.jsonl");
+    let append = |n: usize| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&events)
+            .unwrap();
+        let ts = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
+        for _ in 0..n {
+            writeln!(
+                f,
+                r#"{{"ts":"{ts}","user":"n_alice","action":"view","patient":"P1"}}"#
+            )
+            .unwrap();
+        }
+    };
+    append(3);
+    wait_metric(port, processed, |v| v == 3.0, 30, &log);
+
+    // The care file becomes a FIFO nobody writes to yet: the load that notices it blocks.
+    std::fs::remove_file(d.join("care.csv")).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(d.join("care.csv"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo failed");
+    crate::support::wait_for("the reload to start", Duration::from_secs(30), || {
+        threads_named(child.id(), "reference-load") == 1
+    });
+
+    // While it is under way, events go on being processed with the data in service.
+    for round in 1..=3 {
+        append(2);
+        wait_metric(port, processed, |v| v == 3.0 + 2.0 * round as f64, 30, &log);
+        assert_eq!(
+            threads_named(child.id(), "reference-load"),
+            1,
+            "the load is still under way"
+        );
+        assert_eq!(
+            metric(port, loaded_at),
+            Some(first_load),
+            "the old data serves"
+        );
+    }
+
+    // The FIFO is fed: the load finishes and its data goes into service. It makes way
+    // for a plain file with the same rows first, so that no later look blocks on it.
+    let fed = format!("{care}P2,ICU,,2024-01-01T00:00:00Z,\n");
+    std::fs::rename(d.join("care.csv"), d.join("care.fifo")).unwrap();
+    std::fs::write(d.join("care.csv"), &fed).unwrap();
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .open(d.join("care.fifo"))
+        .unwrap();
+    fifo.write_all(fed.as_bytes()).unwrap();
+    drop(fifo);
+    wait_metric(port, loaded_at, |v| v > first_load, 30, &log);
+    wait_metric(port, care_rows, |v| v == 2.0, 30, &log);
+    append(1);
+    wait_metric(port, processed, |v| v == 10.0, 30, &log);
+    child.stop(Duration::from_secs(30));
+}

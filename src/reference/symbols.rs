@@ -1,0 +1,210 @@
+//! Interned strings for the reference tables: each distinct value is stored once, in one
+//! arena, and rows hold a 4-byte [`Sym`] instead of a `String` of their own.
+//!
+//! At a health system's scale (millions of patients, ten million care rows) a `String` a
+//! cell (24 bytes plus an allocation of its own) was most of the memory and most of the
+//! load time; family names, departments, streets and postcodes repeat endlessly, and
+//! identifiers are short. Here a value costs its bytes once plus 4 bytes of end offset,
+//! and the hash table holds 4-byte indexes.
+
+use anyhow::{bail, Result};
+use hashbrown::HashTable;
+use rustc_hash::FxHasher;
+use std::hash::Hasher;
+use std::num::NonZeroU32;
+
+/// A value in a [`Symbols`] table. `Option<Sym>` is 4 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Sym(NonZeroU32);
+
+impl Sym {
+    /// Position in the table, from 0 in the order values were first seen.
+    pub fn index(self) -> usize {
+        self.0.get() as usize - 1
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    index: u32,
+    hash: u32,
+}
+
+/// Distinct strings, each stored once.
+#[derive(Debug, Default)]
+pub struct Symbols {
+    text: String,
+    /// `ends[i]`: where value i ends in `text` (it starts where value i-1 ends).
+    ends: Vec<u32>,
+    /// Indexes into `ends` with the value's 32-bit hash: growing the table and looking a
+    /// value up then compare hashes first and read the arena (a cache miss on a table of
+    /// millions) only for the value that matches.
+    table: HashTable<Entry>,
+    /// Values equal when they differ only in ASCII case (identifiers, which phiwatch
+    /// compares case-insensitively); the first spelling seen is the one kept.
+    fold_case: bool,
+}
+
+impl Symbols {
+    /// A table whose values are compared exactly.
+    pub fn new() -> Symbols {
+        Symbols::default()
+    }
+
+    /// A table whose values are compared without regard to ASCII case, so an identifier
+    /// as spelled in a file is found by its folded key ([`crate::event::key`]) without
+    /// storing or allocating the folded copy.
+    pub fn folding_case() -> Symbols {
+        Symbols {
+            fold_case: true,
+            ..Symbols::default()
+        }
+    }
+
+    /// Room for `values` more values of `bytes` bytes in all.
+    pub fn reserve(&mut self, values: usize, bytes: usize) {
+        self.text.reserve(bytes);
+        self.ends.reserve(values);
+        self.table.reserve(values, |e| wide(e.hash));
+    }
+
+    /// Gives back room reserved and not used.
+    pub fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+        self.ends.shrink_to_fit();
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The value of `sym`.
+    pub fn resolve(&self, sym: Sym) -> &str {
+        value(&self.text, &self.ends, sym.index() as u32)
+    }
+
+    /// The symbol of `s`, if the table holds it.
+    pub fn get(&self, s: &str) -> Option<Sym> {
+        let h = hash(s.as_bytes(), self.fold_case);
+        let (text, ends, fold) = (&self.text, &self.ends, self.fold_case);
+        self.table
+            .find(wide(h), |e| {
+                e.hash == h && same(value(text, ends, e.index), s, fold)
+            })
+            .map(|e| sym_of(e.index))
+    }
+
+    /// The symbol of `s` and whether it was new, adding it when it is.
+    pub fn intern(&mut self, s: &str) -> Result<(Sym, bool)> {
+        let h = hash(s.as_bytes(), self.fold_case);
+        let Symbols {
+            text,
+            ends,
+            table,
+            fold_case,
+        } = self;
+        let fold = *fold_case;
+        if let Some(e) = table.find(wide(h), |e| {
+            e.hash == h && same(value(text, ends, e.index), s, fold)
+        }) {
+            return Ok((sym_of(e.index), false));
+        }
+        if text.len() + s.len() > u32::MAX as usize || ends.len() >= u32::MAX as usize - 1 {
+            bail!("more than 4 GiB of distinct reference values; split the reference files");
+        }
+        text.push_str(s);
+        let i = ends.len() as u32;
+        ends.push(text.len() as u32);
+        table.insert_unique(wide(h), Entry { index: i, hash: h }, |e| wide(e.hash));
+        Ok((sym_of(i), true))
+    }
+
+    /// Memory held, in bytes (for tests and benches).
+    pub fn bytes(&self) -> usize {
+        self.text.capacity() + self.ends.capacity() * 4 + self.table.capacity() * 9
+    }
+}
+
+fn sym_of(i: u32) -> Sym {
+    Sym(NonZeroU32::new(i + 1).expect("fewer than u32::MAX values"))
+}
+
+fn value<'a>(text: &'a str, ends: &[u32], i: u32) -> &'a str {
+    let i = i as usize;
+    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+    &text[start..ends[i] as usize]
+}
+
+fn same(a: &str, b: &str, fold: bool) -> bool {
+    if fold {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
+}
+
+/// A 32-bit hash as the table's 64: hashbrown picks the bucket from the low bits and
+/// the tag from the top seven, so both come from the stored 32.
+fn wide(h: u32) -> u64 {
+    u64::from(h) | (u64::from(h) << 32)
+}
+
+/// The hash of `s` (of its lower-case form with `fold`). Written in 64-byte pieces
+/// whether folded or not, since FxHasher gives different hashes for one write and for
+/// the same bytes in several.
+fn hash(s: &[u8], fold: bool) -> u32 {
+    let mut h = FxHasher::default();
+    let fold = fold && s.iter().any(u8::is_ascii_uppercase);
+    let mut buf = [0u8; 64];
+    for chunk in s.chunks(buf.len()) {
+        if fold {
+            let b = &mut buf[..chunk.len()];
+            b.copy_from_slice(chunk);
+            b.make_ascii_lowercase();
+            h.write(b);
+        } else {
+            h.write(chunk);
+        }
+    }
+    let h = h.finish();
+    (h ^ (h >> 32)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_stored_once() {
+        let mut s = Symbols::new();
+        let (a, new_a) = s.intern("elm st").unwrap();
+        let (b, new_b) = s.intern("oak ave").unwrap();
+        let (a2, new_a2) = s.intern("elm st").unwrap();
+        assert!(new_a && new_b && !new_a2);
+        assert_eq!(a, a2);
+        assert_ne!(a, b);
+        assert_eq!(s.resolve(b), "oak ave");
+        assert_eq!(s.get("Elm St"), None, "exact table");
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn a_folding_table_finds_any_spelling_and_keeps_the_first() {
+        let mut s = Symbols::folding_case();
+        let (a, _) = s.intern("MRN12").unwrap();
+        assert_eq!(s.get("mrn12"), Some(a));
+        assert_eq!(s.intern("Mrn12").unwrap(), (a, false));
+        assert_eq!(s.resolve(a), "MRN12");
+        let long = "X".repeat(100);
+        let (l, _) = s.intern(&long).unwrap();
+        assert_eq!(s.get(&long.to_ascii_lowercase()), Some(l));
+        for i in 0..10_000 {
+            s.intern(&format!("P{i}")).unwrap();
+        }
+        assert_eq!(s.get("p9999").map(|x| s.resolve(x)), Some("P9999"));
+    }
+}
