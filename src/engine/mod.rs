@@ -300,7 +300,7 @@ impl Engine {
         let mut user = self
             .state
             .users
-            .get(&e.user_key)
+            .get(&*e.user_key)
             .cloned()
             .unwrap_or_default();
         let mut peers = self.state.peers.clone();
@@ -412,7 +412,17 @@ impl Engine {
         self.state.applied += 1;
         let learned = self.learned(e.local_day);
         let before = out.len();
-        let user = self.state.users.entry(e.user_key.clone()).or_default();
+        // Looked up before inserting, as for habits: the user is nearly always known.
+        if !self.state.users.contains_key(&*e.user_key) {
+            self.state
+                .users
+                .insert(e.user_key.to_string(), UserState::default());
+        }
+        let user = self
+            .state
+            .users
+            .get_mut(&*e.user_key)
+            .expect("inserted above");
         user.last_active = ev.ts.timestamp();
         let group = e.staff.map(|s| s.peer_group());
         for d in &self.detectors {
