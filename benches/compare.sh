@@ -10,6 +10,9 @@
 #            processed (phiwatch_events_processed_total from its /metrics)
 #   kafka    phiwatch agent -> tansu -> phiwatch engine, until the engine's partition
 #            snapshots have applied every event (when tansu is on PATH)
+#   engine   then a second engine (own consumer group, fresh state) reading that filled
+#            topic from its start, timed from its launch until its snapshots hold every
+#            event: the engine's half alone
 #
 # and prints events (or lines) per second and phiwatch's ratios to python and rsyslog.
 #
@@ -204,6 +207,28 @@ EOF
   END=$(now)
   [ "${n:-0}" -ge "$EVENTS" ] && RATE[kafka]=$(python3 -c "print(f'{$EVENTS/($END-$START):.0f}')")
   KAFKA_ALERTS=$(wc -l < "$D/alerts.ndjson" 2>/dev/null || echo 0)
+
+  # --- the engine alone, on the topic the agent filled -------------------------------------
+  # A second engine, in a consumer group of its own and with a fresh state folder, reads the
+  # whole topic from the start while the agent (still up) only heartbeats: the engine's
+  # half of the pipeline without the agent and the broker's ingest beside it.
+  if ! skipped engine; then
+    KAFKA_CONF=$D/phiwatch.toml
+    D=$(fresh engine)
+    cp "$KAFKA_CONF" "$D/phiwatch.toml"
+    sed -i '/^\[kafka\]/a group = "phiwatch-bench-engine-alone"' "$D/phiwatch.toml"
+    START=$(now)
+    (cd "$D" && exec "$PHIWATCH" engine --config phiwatch.toml) 2>"$WORK/engine-alone.log" &
+    PIDS+=($!)
+    while :; do
+      n=$(applied)
+      [ "$n" -ge "$EVENTS" ] && break
+      kill -0 "${PIDS[-1]}" 2>/dev/null || { echo "engine stopped: $(tail -3 "$WORK/engine-alone.log")" >&2; break; }
+      sleep 0.5
+    done
+    END=$(now)
+    [ "${n:-0}" -ge "$EVENTS" ] && RATE[engine]=$(python3 -c "print(f'{$EVENTS/($END-$START):.0f}')")
+  fi
 fi
 
 # --- table ------------------------------------------------------------------------------
@@ -224,4 +249,5 @@ row "rsyslog imfile->omfile (FHIR)" rsyslog
 row "phiwatch replay (events)" replay
 row "phiwatch run catch-up (events)" run
 row "agent -> tansu -> engine (events)" kafka
+row "engine alone, topic filled (events)" engine
 echo "replay: $REPLAY_ALERTS alerts, peak RSS $REPLAY_RSS MiB; engine via tansu: ${KAFKA_ALERTS:-?} alerts when caught up"

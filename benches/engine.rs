@@ -21,7 +21,7 @@ fn events(cfg: &Config) -> Vec<Event> {
     let mut history = History::open(cfg, &mut dl).unwrap();
     let mut all = Vec::new();
     while let Some(e) = history.next_event(&mut dl).unwrap() {
-        all.push(e);
+        all.push(*e);
     }
     all
 }

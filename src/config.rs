@@ -232,6 +232,9 @@ pub struct KafkaConfig {
     /// Engine: how long the group coordinator waits for a silent engine before giving its
     /// partitions to the others (librdkafka `session.timeout.ms`; default 45).
     pub session_timeout_secs: u64,
+    /// Agent: how events are written to `events_topic`: `compact` (default) or `json`.
+    /// Engines read both; see `kafka::wire` for the upgrade order.
+    pub event_encoding: crate::kafka::wire::Encoding,
 }
 
 impl Default for KafkaConfig {
@@ -251,6 +254,7 @@ impl Default for KafkaConfig {
             spool_max_bytes: 1 << 30,
             orphan_rejoin_secs: 60,
             session_timeout_secs: 45,
+            event_encoding: crate::kafka::wire::Encoding::default(),
         }
     }
 }

@@ -3,11 +3,12 @@
 //! named [`Field`]s of an [`Enriched`] event, which keeps rules declarative and lets
 //! `check` reject a rule that names a fact that does not exist.
 
-use crate::event::{key, Action, Event};
+use crate::event::{key_cow, Action, Event};
 use crate::reference::care::CareFacts;
 use crate::reference::{Patient, Reference, StaffMember};
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
+use std::borrow::Cow;
 
 /// A value a rule can compare.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -106,8 +107,10 @@ pub struct Relations {
 /// An event with everything detectors need to know about it.
 pub struct Enriched<'a> {
     pub event: &'a Event,
-    pub user_key: String,
-    pub patient_key: Option<String>,
+    /// Comparison keys, borrowed from the event when it spells them in lower case
+    /// already (nearly always): two allocations fewer for every event.
+    pub user_key: Cow<'a, str>,
+    pub patient_key: Option<Cow<'a, str>>,
     pub local_day: NaiveDate,
     pub hour: u8,
     pub weekday: u8,
@@ -133,8 +136,8 @@ pub fn local_day(ts: DateTime<Utc>, tz: Tz) -> NaiveDate {
 
 impl<'a> Enriched<'a> {
     pub fn new(event: &'a Event, reference: &'a Reference, tz: Tz) -> Enriched<'a> {
-        let user_key = key(&event.user);
-        let patient_key = event.patient.as_deref().map(key);
+        let user_key = key_cow(&event.user);
+        let patient_key = event.patient.as_deref().map(key_cow);
         let local = event.ts.with_timezone(&tz);
         let staff = reference.roster.as_ref().and_then(|r| r.get(&user_key));
         let patient = match (&patient_key, &reference.directory) {

@@ -281,6 +281,16 @@ pub fn key(id: &str) -> String {
     }
 }
 
+/// [`key`] borrowed from `id` when that is its comparison form already.
+pub fn key_cow(id: &str) -> std::borrow::Cow<'_, str> {
+    let t = id.trim();
+    if t.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(t.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(t)
+    }
+}
+
 /// RFC 3339 formatting with milliseconds and `Z`, the one way phiwatch writes times.
 pub fn fmt_ts(ts: &DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(SecondsFormat::Millis, true)

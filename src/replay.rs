@@ -117,7 +117,7 @@ pub fn replay(cfg: &Config, mut emit: impl FnMut(&Alert) -> Result<()>) -> Resul
     let mut alerts = Vec::new();
     while let Some(event) = history.next_event(&mut dl)? {
         summary.events += 1;
-        engine.push(event, &mut alerts);
+        engine.push_boxed(event, &mut alerts);
         for a in alerts.drain(..) {
             emit(&a)?;
         }

@@ -32,7 +32,7 @@ use crate::config::{Config, SinkConfig, SinkType, SourceType};
 use crate::daemon::reload::Reloaded;
 use crate::detect::Detector;
 use crate::engine::{Engine, Settings, State};
-use crate::event::{Event, Heartbeat};
+use crate::event::Heartbeat;
 use crate::kafka::consumer;
 use crate::metrics;
 use crate::reference::Reference;
@@ -130,8 +130,21 @@ pub struct Parts {
     sources: Vec<(String, SourceType)>,
     sinks: SinkSet,
     held: BTreeMap<i32, Part>,
+    /// A buffer for the per-file key of `Part::applied`, kept across messages.
+    key: String,
+    /// Metrics of each source seen, looked up once.
+    counters: Vec<SourceCounters>,
     /// The lock of the sinks' disk-queue folder.
     _outbox: std::fs::File,
+}
+
+/// A source's event counters, and whether it is a file watcher (whose wall-clock events
+/// never hold the watermark back).
+struct SourceCounters {
+    name: String,
+    processed: prometheus::IntCounter,
+    late: prometheus::IntCounter,
+    watcher: bool,
 }
 
 /// The first `dir/sinks-<n>` no other engine holds, locked.
@@ -164,6 +177,8 @@ impl Parts {
                 .collect(),
             sinks: crate::sink::build_in(&with_alerts_topic(cfg), &sink_dir)?,
             held: BTreeMap::new(),
+            key: String::new(),
+            counters: Vec::new(),
             _outbox: outbox,
         })
     }
@@ -244,7 +259,8 @@ impl Parts {
     /// Applies one message, unless the partition's state holds it already.
     pub fn take(&mut self, msg: &BorrowedMessage<'_>) -> Result<()> {
         let m = metrics::get();
-        let part = self.part(msg.partition())?;
+        self.part(msg.partition())?;
+        let part = self.held.get_mut(&msg.partition()).expect("loaded above");
         if msg.offset() < part.next {
             return Ok(()); // redelivered after a restart: in the snapshot already
         }
@@ -254,7 +270,7 @@ impl Parts {
             part.heard(hb);
             return Ok(());
         }
-        let event = match msg.payload().map(serde_json::from_slice::<Event>) {
+        let event = match msg.payload().map(crate::kafka::wire::decode) {
             Some(Ok(e)) => e,
             Some(Err(err)) => {
                 warn!(partition = msg.partition(), offset = msg.offset(), error = %err, "message is not a canonical event; skipped");
@@ -272,28 +288,60 @@ impl Parts {
         };
         if let Some(o) = &event.origin {
             // Per file *generation*: the same inode truncated in place has a new fingerprint.
-            let k = format!("{}\u{1f}{}\u{1f}{}", o.agent, event.source, o.file_id);
-            if part.applied.get(&k).is_some_and(|a| o.offset <= a.0) {
-                m.events_duplicate.inc();
-                return Ok(()); // an agent's re-send after its crash
+            // The key is built in a buffer kept across messages, and copied only for a
+            // file not seen before.
+            let k = &mut self.key;
+            k.clear();
+            for (i, s) in [&o.agent, &event.source, &o.file_id]
+                .into_iter()
+                .enumerate()
+            {
+                if i > 0 {
+                    k.push('\u{1f}');
+                }
+                k.push_str(s);
             }
-            part.applied.insert(k, (o.offset, msg.offset()));
-            if part.applied.len() > MAX_FILES_REMEMBERED {
-                forget_oldest(&mut part.applied);
+            match part.applied.get_mut(k.as_str()) {
+                Some(a) if o.offset <= a.0 => {
+                    m.events_duplicate.inc();
+                    return Ok(()); // an agent's re-send after its crash
+                }
+                Some(a) => *a = (o.offset, msg.offset()),
+                None => {
+                    part.applied.insert(k.clone(), (o.offset, msg.offset()));
+                    if part.applied.len() > MAX_FILES_REMEMBERED {
+                        forget_oldest(&mut part.applied);
+                    }
+                }
             }
         }
-        m.events_processed.with_label_values(&[&event.source]).inc();
-        let source = event.source.clone();
+        // The source's counters, found once per source rather than once per message.
+        let i = match self.counters.iter().position(|c| c.name == event.source) {
+            Some(i) => i,
+            None => {
+                let watcher = self
+                    .sources
+                    .iter()
+                    .any(|(n, k)| *k == SourceType::Fswatch && *n == event.source);
+                self.counters.push(SourceCounters {
+                    name: event.source.clone(),
+                    processed: m.events_processed.with_label_values(&[&event.source]),
+                    late: m.events_late.with_label_values(&[&event.source]),
+                    watcher,
+                });
+                self.counters.len() - 1
+            }
+        };
+        let c = &self.counters[i];
+        c.processed.inc();
         let late_before = part.engine.counters.late;
         part.engine.push(event, &mut part.alerts);
-        m.events_late
-            .with_label_values(&[&source])
-            .inc_by(part.engine.counters.late - late_before);
-        let watcher = self
-            .sources
-            .iter()
-            .any(|(n, k)| *k == SourceType::Fswatch && *n == source);
-        if watcher {
+        let late = part.engine.counters.late - late_before;
+        if late > 0 {
+            c.late.inc_by(late);
+        }
+        if c.watcher {
+            let source = c.name.clone();
             // Wall-clock events: the watcher never holds the watermark back.
             let part = self.held.get_mut(&msg.partition()).expect("loaded above");
             part.engine.set_idle(&source, true, &mut part.alerts);

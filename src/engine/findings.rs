@@ -45,7 +45,7 @@ impl Context {
         let mut c = Context::default();
         c.describe(e);
         if let (Some(k), Some(d)) = (&e.patient_key, e.patient_display()) {
-            c.patients.push((k.clone(), d.to_string()));
+            c.patients.push((k.to_string(), d.to_string()));
         }
         c
     }
@@ -322,7 +322,7 @@ impl Findings {
         }
         let f = self.open.entry(key.clone()).or_insert_with(|| Finding {
             detector: d.id.clone(),
-            user_key: e.user_key.clone(),
+            user_key: e.user_key.to_string(),
             window: e.local_day,
             first: ctx.first_seen.unwrap_or(ts),
             last: ts,

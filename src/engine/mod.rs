@@ -244,12 +244,17 @@ impl Engine {
 
     /// Accepts an event in arrival order (`run`). It is applied once the watermark passes it.
     pub fn push(&mut self, ev: Event, out: &mut Vec<Alert>) {
+        self.push_boxed(Box::new(ev), out);
+    }
+
+    /// [`Engine::push`] for an event boxed already: the reorder buffer keeps it in its box.
+    pub fn push_boxed(&mut self, ev: Box<Event>, out: &mut Vec<Alert>) {
         self.counters.events += 1;
         if self.state.buffer.is_late(&ev) {
             self.counters.late += 1;
         }
-        let early = self.may_fire_early(&ev).then(|| ev.clone());
-        self.state.buffer.push(ev);
+        let early = self.may_fire_early(&ev).then(|| (*ev).clone());
+        self.state.buffer.push_boxed(ev);
         self.release(out);
         if let Some(ev) = early {
             let wm = self
@@ -300,7 +305,7 @@ impl Engine {
         let mut user = self
             .state
             .users
-            .get(&e.user_key)
+            .get(&*e.user_key)
             .cloned()
             .unwrap_or_default();
         let mut peers = self.state.peers.clone();
@@ -412,7 +417,17 @@ impl Engine {
         self.state.applied += 1;
         let learned = self.learned(e.local_day);
         let before = out.len();
-        let user = self.state.users.entry(e.user_key.clone()).or_default();
+        // Looked up before inserting, as for habits: the user is nearly always known.
+        if !self.state.users.contains_key(&*e.user_key) {
+            self.state
+                .users
+                .insert(e.user_key.to_string(), UserState::default());
+        }
+        let user = self
+            .state
+            .users
+            .get_mut(&*e.user_key)
+            .expect("inserted above");
         user.last_active = ev.ts.timestamp();
         let group = e.staff.map(|s| s.peer_group());
         for d in &self.detectors {

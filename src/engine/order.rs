@@ -150,6 +150,11 @@ impl ReorderBuffer {
     }
 
     pub fn push(&mut self, event: Event) {
+        self.push_boxed(Box::new(event));
+    }
+
+    /// [`ReorderBuffer::push`] for an event boxed already.
+    pub fn push_boxed(&mut self, event: Box<Event>) {
         let ts = event.ts.timestamp_millis();
         // Looked up before inserting: the source is nearly always known, and an entry()
         // call would copy its name for every event.
@@ -160,7 +165,7 @@ impl ReorderBuffer {
         clock.max_ts = Some(clock.max_ts.map_or(ts, |m| m.max(ts)));
         clock.idle = false;
         self.seq += 1;
-        self.heap.push(Queued::new(self.seq, Box::new(event)));
+        self.heap.push(Queued::new(self.seq, event));
     }
 
     /// The slowest active source's latest event time, less the allowed lateness. Sources

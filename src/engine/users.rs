@@ -24,11 +24,13 @@ impl UserState {
     /// The state the detector `id`, of kind `K`, keeps for this user; created empty on
     /// first use.
     pub fn state<K: Registered>(&mut self, id: &str) -> &mut K::User {
-        let slot = self
-            .detectors
-            .entry(id.to_string())
-            .or_insert_with(|| K::put(Default::default()));
-        claim::<K>(slot)
+        // Looked up before inserting: the slot nearly always exists, and entry() would
+        // copy the detector id for every event and detector.
+        if !self.detectors.contains_key(id) {
+            self.detectors
+                .insert(id.to_string(), K::put(Default::default()));
+        }
+        claim::<K>(self.detectors.get_mut(id).expect("inserted above"))
     }
 
     pub fn approx_bytes(&self) -> usize {

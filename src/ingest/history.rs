@@ -122,10 +122,13 @@ impl FileReader {
 }
 
 /// A file's next event, with its time in milliseconds worked out once (see
-/// [`engine::order_at`]).
+/// [`engine::order_at`]). Boxed here, once, for the rest of its way: the merge heap
+/// moves heads along a path of the heap on every event, and the engine's reorder buffer
+/// holds events boxed too, so it takes this box as it is (an event is a few hundred bytes;
+/// moving it whole was most of the merge's time).
 struct Head {
     ts: i64,
-    event: Event,
+    event: Box<Event>,
     reader: usize,
 }
 
@@ -194,7 +197,7 @@ impl History {
             if let Some(event) = h.readers[i].next_event(dl, &mut h.counts)? {
                 h.heap.push(Head {
                     ts: event.ts.timestamp_millis(),
-                    event,
+                    event: Box::new(event),
                     reader: i,
                 });
             }
@@ -208,14 +211,14 @@ impl History {
     }
 
     /// The next event in total order, or `None` at the end of every file.
-    pub fn next_event(&mut self, dl: &mut DeadLetter) -> Result<Option<Event>> {
+    pub fn next_event(&mut self, dl: &mut DeadLetter) -> Result<Option<Box<Event>>> {
         let Some(Head { event, reader, .. }) = self.heap.pop() else {
             return Ok(None);
         };
         if let Some(next) = self.readers[reader].next_event(dl, &mut self.counts)? {
             self.heap.push(Head {
                 ts: next.ts.timestamp_millis(),
-                event: next,
+                event: Box::new(next),
                 reader,
             });
         }

@@ -4,7 +4,8 @@
 //!   before use, and (with `phiwatch check --connect`) tried against the brokers;
 //! - [`spool`] and [`producer`]: the agent's durable way to the events topic;
 //! - [`consumer`]: the engine's per-partition state, handed over on rebalances;
-//! - [`lease`]: which engine holds which partition, and what to do about orphans.
+//! - [`lease`]: which engine holds which partition, and what to do about orphans;
+//! - [`wire`]: how events are encoded on `events_topic` (compact or JSON; engines read both).
 //!
 //! The `kafka` alert sink is a sink like the others (`sink::kafka`).
 //!
@@ -17,6 +18,7 @@ pub mod lease;
 pub mod producer;
 pub mod spool;
 pub mod stall;
+pub mod wire;
 
 use crate::config::KafkaConfig;
 use anyhow::{anyhow, bail, Result};

@@ -106,6 +106,8 @@ pub struct SpoolProducer {
     dirty: bool,
     /// This host's name, stamped on every event's provenance.
     host: String,
+    /// How events are written (`[kafka] event_encoding`).
+    encoding: super::wire::Encoding,
     /// Where the sources have read to (what the spool holds).
     read: Positions,
     /// The events topic's partition count and when it was learned.
@@ -180,6 +182,7 @@ impl SpoolProducer {
             checkpoint_path,
             dirty: false,
             host: crate::uid::hostname(),
+            encoding: cfg.kafka.event_encoding,
             read,
             partitions: None,
             beat: Heartbeats::new(cfg),
@@ -252,14 +255,14 @@ impl SpoolProducer {
                 lines,
                 bytes,
             } => {
-                let (spool, host) = (&mut self.spool, &self.host);
+                let (spool, host, encoding) = (&mut self.spool, &self.host, self.encoding);
                 take_batch(&source, items, lines, bytes, dl, |mut e| {
                     if let Some(o) = &mut e.origin {
                         o.agent = host.to_string();
                     }
                     spool.append(&Record::Event {
                         key: crate::event::key(&e.user),
-                        payload: e.to_json_line().into_bytes(),
+                        payload: super::wire::encode(&e, encoding),
                     })?;
                     Ok(())
                 })?;

@@ -353,6 +353,34 @@ fn a_killed_agent_restarts_without_loss_or_duplicates() {
     h.finish(agent, engine);
 }
 
+/// A mixed fleet: an agent writing the JSON encoding (as every agent before the compact
+/// one did) sends the first half, then an agent on the default compact encoding sends the
+/// rest; one engine reads both from the same partitions and gives replay's alerts, every
+/// event once.
+#[test]
+fn an_engine_reads_json_and_compact_events_on_one_topic() {
+    let Some(broker) = tansu::Broker::start() else {
+        return;
+    };
+    let h = Hospital::new(&broker);
+    let compact = std::fs::read_to_string(&h.config).unwrap();
+    assert!(
+        !compact.contains("event_encoding"),
+        "compact is the default"
+    );
+    let json = compact.replacen("[kafka]\n", "[kafka]\nevent_encoding = \"json\"\n", 1);
+    assert_ne!(json, compact);
+    let rest = h.hold_back();
+    std::fs::write(&h.config, &json).unwrap();
+    let (agent, engine) = h.start_both();
+    h.wait_agent_progress();
+    agent.kill();
+    std::fs::write(&h.config, &compact).unwrap();
+    h.release(&rest);
+    let agent = h.start("agent", "agent2.log");
+    h.finish(agent, engine);
+}
+
 #[test]
 fn a_killed_engine_restarts_from_its_snapshots() {
     let Some(broker) = tansu::Broker::start() else {

@@ -4,7 +4,17 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
-/// Every message of `topic` (its `partitions`) as JSON, agents' heartbeats left out: waits
+/// A message as JSON: a JSON message as it is, a compact event as its canonical JSON
+/// (agents write events compact by default, see `kafka::wire`).
+fn as_json(payload: &[u8]) -> serde_json::Value {
+    if payload.first() == Some(&phiwatch::kafka::wire::COMPACT_V1) {
+        let e = phiwatch::kafka::wire::decode(payload).unwrap();
+        return serde_json::to_value(e).unwrap();
+    }
+    serde_json::from_slice(payload).unwrap()
+}
+
+/// Every message of `topic` (its `partitions`) as JSON (see [`as_json`]), agents' heartbeats left out: waits
 /// for at least `want`, then 2 s more so that a duplicate has its chance to show; gives up
 /// after 30 s.
 pub fn read_all(
@@ -31,7 +41,7 @@ pub fn read_all(
     while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+                let v = as_json(m.payload().unwrap());
                 if v.get("heartbeat").is_none() {
                     got.push(v);
                     quiet_since = None;

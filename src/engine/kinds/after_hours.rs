@@ -2,7 +2,7 @@
 //! against the user's own working hours (learned in `users::observe`), so night staff
 //! working their shift stay quiet and a day worker browsing charts at 2 am does not.
 
-use super::common::{human, patient, Patients};
+use super::common::{human, patient, patient_ref, Patients};
 use super::{Cx, DetectorKind};
 use crate::detect::rule::Matcher;
 use crate::engine::findings::Context;
@@ -115,8 +115,7 @@ impl DetectorKind for AfterHours {
             st.first_ms = e.event.ts.timestamp_millis();
         }
         st.events += 1;
-        let newp = patient(e);
-        st.patients.add(newp.as_ref());
+        st.patients.add(patient_ref(e));
         let n = st.patients.len() as u64;
         let mut c = Context::default();
         c.describe(e);
@@ -131,7 +130,7 @@ impl DetectorKind for AfterHours {
         c.values.insert("usual", format!("{share:.1}%"));
         if st.fired == Some(night_of) {
             c.extend_only = true;
-            c.patients.extend(newp);
+            c.patients.extend(patient(e));
             return Some(c);
         }
         if n < p.min_patients {

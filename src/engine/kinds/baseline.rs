@@ -2,7 +2,7 @@
 //! against the user's own usual and the peer group's. Judging against both keeps a
 //! naturally busy user quiet and still catches one who is busy only this month.
 
-use super::common::{human, patient, Daily};
+use super::common::{human, patient_ref, peer_values, Daily};
 use super::{Cx, DetectorKind};
 use crate::detect::rule::Matcher;
 use crate::engine::findings::Context;
@@ -86,25 +86,23 @@ impl DetectorKind for Baseline {
         let e = cx.e;
         let st = cx.user.state::<Baseline>(cx.id);
         let today = e.local_day;
-        let mut peer = cx
-            .peer_group
-            .map(|g| cx.peers.entry(format!("{}\u{1f}{g}", cx.id)).or_default());
+        let mut peer = cx.peer_group.map(|g| peer_values(cx.peers, cx.id, g));
         st.roll(today, peer.as_deref_mut(), p.period_days.max(1));
         let ts = e.event.ts.timestamp_millis();
         if st.events == 0 {
             st.first_ms = ts;
         }
         st.events += 1;
-        let new_patient = patient(e);
+        let new_patient = patient_ref(e);
         match self.metric {
             Metric::DistinctPatients => {
-                st.patients.add(new_patient.as_ref());
+                st.patients.add(new_patient);
                 st.value = st.patients.len() as u64;
             }
             Metric::Events => st.value += 1,
             Metric::Records => {
                 st.value += e.event.records;
-                st.patients.add(new_patient.as_ref());
+                st.patients.add(new_patient);
             }
         }
         if !cx.learned {
@@ -121,7 +119,8 @@ impl DetectorKind for Baseline {
                 c.describe(e);
                 c.extend_only = true;
                 c.events = Some(st.events);
-                c.patients.extend(new_patient);
+                c.patients
+                    .extend(new_patient.map(|(k, d)| (k.to_string(), d.to_string())));
                 c.values.insert("value", human(value));
                 return Some(c);
             }

@@ -4,7 +4,7 @@
 //! week. The same kind at several window lengths (ten minutes, an hour, a shift) catches a
 //! burst, a steady trawl and one spread over a shift; the threshold scales with the usual, never below `min_count`.
 
-use super::common::{human, patient, Daily};
+use super::common::{human, patient, peer_values, Daily};
 use super::{Cx, DetectorKind};
 use crate::detect::rule::Matcher;
 use crate::engine::findings::Context;
@@ -61,9 +61,7 @@ impl DetectorKind for Burst {
         let e = cx.e;
         let Windows { days: st, window } = cx.user.state::<Burst>(cx.id);
         let today = e.local_day;
-        let mut peer = cx
-            .peer_group
-            .map(|g| cx.peers.entry(format!("{}\u{1f}{g}", cx.id)).or_default());
+        let mut peer = cx.peer_group.map(|g| peer_values(cx.peers, cx.id, g));
         st.roll(today, peer.as_deref_mut(), 1);
         let ts = e.event.ts.timestamp_millis();
         window.push_back(ts);

@@ -20,11 +20,12 @@ const MAX_DAY_PATIENTS: usize = 2048;
 pub struct Patients(FxHashMap<String, String>);
 
 impl Patients {
-    /// Adds a patient unless already there or the cap is reached.
-    pub fn add(&mut self, p: Option<&(String, String)>) {
+    /// Adds a patient unless already there or the cap is reached. Borrowed: most events
+    /// name a patient already counted today, and those copy nothing.
+    pub fn add(&mut self, p: Option<(&str, &str)>) {
         if let Some((k, d)) = p {
             if self.0.len() < MAX_DAY_PATIENTS && !self.0.contains_key(k) {
-                self.0.insert(k.clone(), d.clone());
+                self.0.insert(k.to_string(), d.to_string());
             }
         }
     }
@@ -76,6 +77,23 @@ pub struct Daily {
     /// quarter, so 28 days of history would forget them.
     #[serde(skip_serializing_if = "VecDeque::is_empty")]
     pub turns: VecDeque<(NaiveDate, u64)>,
+    /// The last answer of [`Daily::usual`] and what it was asked. History changes only
+    /// when a day rolls over, yet `usual` is asked on every event after the learning
+    /// period, and computing it sums a window for every past day and sorts: it was a
+    /// tenth of the engine's time. Not in snapshots.
+    #[serde(skip)]
+    usual_cache: Option<UsualCache>,
+}
+
+/// What [`Daily::usual`] answered, and for which question and history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UsualCache {
+    min_days: u32,
+    today: NaiveDate,
+    period: u32,
+    history_len: usize,
+    history_last: Option<(NaiveDate, u64)>,
+    answer: Option<u64>,
 }
 
 /// Days at each end of a month that count as its turn (month-close work).
@@ -120,6 +138,7 @@ impl Daily {
                 p.add(d, self.sum_window(d, period));
             }
         }
+        self.usual_cache = None;
         self.day = Some(today);
         self.value = 0;
         self.events = 0;
@@ -139,7 +158,26 @@ impl Daily {
     /// The user's usual total over `period` days: the 90th percentile of their past
     /// rolling totals, counting only windows that ended before the current one began, so
     /// that what is happening now (a slow hoard) never becomes its own baseline.
-    pub fn usual(&self, min_days: u32, today: NaiveDate, period: u32) -> Option<u64> {
+    pub fn usual(&mut self, min_days: u32, today: NaiveDate, period: u32) -> Option<u64> {
+        let asked = UsualCache {
+            min_days,
+            today,
+            period,
+            history_len: self.history.len(),
+            history_last: self.history.back().copied(),
+            answer: None,
+        };
+        if let Some(c) = self.usual_cache {
+            if (UsualCache { answer: None, ..c }) == asked {
+                return c.answer;
+            }
+        }
+        let answer = self.compute_usual(min_days, today, period);
+        self.usual_cache = Some(UsualCache { answer, ..asked });
+        answer
+    }
+
+    fn compute_usual(&self, min_days: u32, today: NaiveDate, period: u32) -> Option<u64> {
         let cutoff = today - Duration::days(period as i64);
         let past: Vec<NaiveDate> = self
             .history
@@ -194,7 +232,36 @@ impl Daily {
 
 /// The event's patient as (comparison key, display spelling), when it names one.
 pub fn patient(e: &Enriched) -> Option<(String, String)> {
-    Some((e.patient_key.clone()?, e.patient_display()?.to_string()))
+    patient_ref(e).map(|(k, d)| (k.to_string(), d.to_string()))
+}
+
+/// [`patient`] borrowed from the event, for state that copies it only when new.
+pub fn patient_ref<'e>(e: &'e Enriched) -> Option<(&'e str, &'e str)> {
+    Some((e.patient_key.as_deref()?, e.patient_display()?))
+}
+
+/// The peer group's daily values of detector `id`, by "detector\u{1f}group", created
+/// empty on first use. The key is built in a buffer kept per thread: this runs for every
+/// event of every baseline and burst detector, and the group nearly always has values
+/// already, so nothing is allocated then.
+pub fn peer_values<'p>(
+    peers: &'p mut FxHashMap<String, DayValues>,
+    id: &str,
+    group: &str,
+) -> &'p mut DayValues {
+    thread_local! {
+        static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    KEY.with_borrow_mut(|k| {
+        k.clear();
+        k.push_str(id);
+        k.push('\u{1f}');
+        k.push_str(group);
+        if !peers.contains_key(k.as_str()) {
+            peers.insert(k.clone(), DayValues::default());
+        }
+        peers.get_mut(k.as_str()).expect("inserted above")
+    })
 }
 
 /// How a count reads in an alert; one place, so every kind words numbers alike.
