@@ -124,6 +124,11 @@ pub struct Spec {
     /// `immediate` or `on-close`: see [`alerting`].
     #[serde(default)]
     pub alert: Option<String>,
+    /// Detectors naming the same episode (the search-rate horizons) write one alert per
+    /// user for evidence that overlaps: the first to fire holds it, the others add
+    /// reasons to it.
+    #[serde(default)]
+    pub episode: Option<String>,
 }
 
 fn default_score() -> u8 {
@@ -166,6 +171,9 @@ pub struct Detector {
     pub suppress_days: u32,
     /// The `alert` key; `None` when absent (see [`Detector::alerts_at_once`]).
     pub alert: Option<alerting::AlertWhen>,
+    /// The `episode` key: detectors naming the same one share one alert per user for
+    /// overlapping evidence (see `engine::findings`).
+    pub episode: Option<String>,
 }
 
 impl Detector {
@@ -216,6 +224,7 @@ impl Detector {
             gap_secs: spec.gap_minutes.unwrap_or(30) as i64 * 60,
             suppress_days: spec.suppress_days,
             alert,
+            episode: spec.episode.filter(|e| !e.is_empty()),
         })
     }
 }

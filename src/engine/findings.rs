@@ -8,6 +8,12 @@
 //! finding stays open and keeps gathering; when it closes, one follow-up alert naming the
 //! first in `follows` describes the whole finding, only if something is new since the
 //! first (more events, more patients, or raised to critical).
+//!
+//! Detectors that name the same `episode` (the search-rate horizons: ten minutes, an
+//! hour, a shift) write one alert per user for one episode ([`Episode`]): the first to
+//! fire holds the finding; another whose window overlaps it the same day adds a reason
+//! to it instead of an alert of its own, or, once that alert is written, was alerted on
+//! already. The episode is part of the snapshotted state and follows event time only.
 
 use crate::alert::{alert_id, follow_up_id, Alert};
 use crate::detect::{template, Detector};
@@ -172,6 +178,11 @@ pub struct Finding {
     /// (which would make it look already written).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub nth: u32,
+    /// Other detectors of the same episode group whose evidence joined this finding
+    /// instead of opening their own (a fast burst is also over the hour's and the
+    /// shift's usual): their template values, by detector id, for a reason each.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub also: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -189,6 +200,16 @@ impl Finding {
             format!("{}#{}", self.window, self.nth)
         }
     }
+}
+
+/// A user's latest episode in one episode group (detectors sharing `episode:`, such as
+/// the search-rate horizons): the detector whose finding holds its alert, its day, and
+/// the time of its last evidence while that finding was open.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Episode {
+    host: String,
+    window: NaiveDate,
+    last: i64,
 }
 
 /// An alert written on a finding's first evidence, and how much it showed, so that the
@@ -248,6 +269,9 @@ pub struct Findings {
     /// Per "user\u{1f}detector": the window of its last finding and that finding's `nth`.
     #[serde(default)]
     opened: FxHashMap<String, (NaiveDate, u32)>,
+    /// Per "user\u{1f}episode group": the user's latest episode in it.
+    #[serde(default, skip_serializing_if = "FxHashMap::is_empty")]
+    episodes: FxHashMap<String, Episode>,
 }
 
 impl Findings {
@@ -297,6 +321,11 @@ impl Findings {
                 self.close(f, all, out);
             }
         }
+        if let Some(g) = &d.episode {
+            if !self.open.contains_key(&key) && self.join_episode(d, g, e, &ctx, ts) {
+                return;
+            }
+        }
         if ctx.extend_only && !self.open.contains_key(&key) {
             return;
         }
@@ -312,7 +341,8 @@ impl Findings {
                 .open(&e.user_key, &d.id, ctx.first_seen.unwrap_or(ts), d.score)
         });
         let mut nth = 0;
-        if !self.open.contains_key(&key) {
+        let opens = !self.open.contains_key(&key);
+        if opens {
             if let Some((w, n)) = self.opened.get(&key) {
                 if *w == e.local_day {
                     nth = n + 1;
@@ -333,6 +363,7 @@ impl Findings {
             sent: None,
             case,
             nth,
+            also: BTreeMap::new(),
         });
         f.critical |= ctx.critical;
         f.last = ts;
@@ -353,15 +384,79 @@ impl Findings {
         for (k, v) in ctx.values {
             f.values.insert(k.to_string(), v);
         }
-        if f.sent.is_none() && d.alerts_at_once(f.critical) {
-            self.alert_at_once(d, &key, out);
+        let at_once = f.sent.is_none() && d.alerts_at_once(f.critical);
+        if let Some(g) = &d.episode {
+            let ek = format!("{}\u{1f}{g}", e.user_key);
+            match self.episodes.get_mut(&ek) {
+                Some(ep) if ep.host == d.id && ep.window == e.local_day => {
+                    ep.last = ep.last.max(ts)
+                }
+                _ if opens => {
+                    let ep = Episode {
+                        host: d.id.clone(),
+                        window: e.local_day,
+                        last: ts,
+                    };
+                    self.episodes.insert(ek, ep);
+                }
+                _ => {}
+            }
         }
+        if at_once {
+            self.alert_at_once(d, &key, all, out);
+        }
+    }
+
+    /// Evidence of `d` (in episode group `g`) that would open a finding, taken into the
+    /// user's episode in the group instead when it covers the same searches: the same
+    /// day, and the evidence's window (`first_seen`) starting no later than the
+    /// episode's last evidence. While the episode's finding is open the evidence joins
+    /// it (its values kept for a reason of their own, its patients added); once that
+    /// finding is written, the overlapping evidence was alerted on and is dropped. Later
+    /// evidence of a detector that joined keeps its values up to date. True when taken.
+    fn join_episode(
+        &mut self,
+        d: &Detector,
+        g: &str,
+        e: &Enriched,
+        ctx: &Context,
+        ts: i64,
+    ) -> bool {
+        let Some(ep) = self.episodes.get_mut(&format!("{}\u{1f}{g}", e.user_key)) else {
+            return false;
+        };
+        if ep.window != e.local_day || ep.host == d.id {
+            return false;
+        }
+        let host_key = format!("{}\u{1f}{}", e.user_key, ep.host);
+        let host = self.open.get_mut(&host_key);
+        let covered = if ctx.extend_only {
+            host.as_ref().is_some_and(|h| h.also.contains_key(&d.id))
+        } else {
+            ctx.first_seen.unwrap_or(ts) <= ep.last
+        };
+        if !covered {
+            return false;
+        }
+        if let Some(h) = host {
+            ep.last = ep.last.max(ts);
+            let values = h.also.entry(d.id.clone()).or_default();
+            for (k, v) in &ctx.values {
+                values.insert(k.to_string(), v.clone());
+            }
+            for (k, v) in &ctx.patients {
+                if h.patients.len() < MAX_PATIENTS || h.patients.contains_key(k) {
+                    h.patients.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        true
     }
 
     /// Writes the open finding `key`'s alert now, on its first evidence, and remembers it
     /// in the finding. An id already written (a restart replaying events it had already
     /// alerted on) is remembered but not written again.
-    fn alert_at_once(&mut self, d: &Detector, key: &str, out: &mut Vec<Alert>) {
+    fn alert_at_once(&mut self, d: &Detector, key: &str, all: &[Detector], out: &mut Vec<Alert>) {
         let Some(f) = self.open.get_mut(key) else {
             return;
         };
@@ -380,7 +475,7 @@ impl Findings {
             return;
         }
         self.emitted.insert(id.clone(), f.window);
-        out.push(render(d, f, id, None));
+        out.push(render(d, f, all, id, None));
     }
 
     /// Writes findings that have been quiet longer than their detector's gap.
@@ -439,6 +534,15 @@ impl Findings {
                 self.opened.retain(|_, (w, _)| *w >= c);
             }
         }
+        if self.episodes.len() > 10_000 {
+            let today = Utc
+                .timestamp_millis_opt(now)
+                .single()
+                .map(|t| t.date_naive() - chrono::Duration::days(1));
+            if let Some(c) = today {
+                self.episodes.retain(|_, ep| ep.window >= c);
+            }
+        }
     }
 
     /// Writes every open finding (end of input, shutdown).
@@ -475,14 +579,20 @@ impl Findings {
             self.last_alert
                 .insert(format!("{}\u{1f}{}", f.user_key, d.id), f.window);
         }
-        out.push(render(d, &f, id, follows));
+        out.push(render(d, &f, all, id, follows));
     }
 }
 
 /// The alert of a finding as it stands: summary and reasons from the detector's
 /// templates. A follow-up (`follows`: the first alert's id, and what is new since) ends
 /// its reasons with a sentence naming the first alert.
-fn render(d: &Detector, f: &Finding, id: String, follows: Option<(String, String)>) -> Alert {
+fn render(
+    d: &Detector,
+    f: &Finding,
+    all: &[Detector],
+    id: String,
+    follows: Option<(String, String)>,
+) -> Alert {
     let n = f.patients.len();
     let lookup = |name: &str| -> Option<String> {
         match name {
@@ -504,6 +614,23 @@ fn render(d: &Detector, f: &Finding, id: String, follows: Option<(String, String
         .iter()
         .filter_map(|t| template::render(t, lookup))
         .collect();
+    for (other, values) in &f.also {
+        let Some(o) = all.iter().find(|o| o.id == *other) else {
+            continue;
+        };
+        let parts: Vec<String> = o
+            .reasons
+            .iter()
+            .filter_map(|t| template::render(t, |name| values.get(name).cloned()))
+            .collect();
+        if !parts.is_empty() {
+            reasons.push(format!(
+                "also {}: {}",
+                lower_first(&o.title),
+                parts.join("; ")
+            ));
+        }
+    }
     if let Some((first, news)) = &follows {
         reasons.push(format!(
             "this follows alert {first}, written at the first evidence; since then: {news}"
@@ -540,6 +667,15 @@ fn render(d: &Detector, f: &Finding, id: String, follows: Option<(String, String
         mark.apply(&mut alert);
     }
     alert
+}
+
+/// "Sustained searching" -> "sustained searching", for a title inside a sentence.
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 #[cfg(test)]
@@ -601,6 +737,57 @@ mod tests {
 
     fn plain(e: &Enriched) -> Context {
         Context::for_event(e)
+    }
+
+    /// Detectors of one episode group (two search horizons) write one alert for
+    /// overlapping evidence, through a snapshot; another detector is never held back.
+    #[test]
+    fn one_episode_of_a_group_is_one_alert() {
+        let det = |id: &str, extra: &str| {
+            let text = format!(
+                "title: Test {id}\nlevel: medium\nscore: 55\n{extra}summary: \"{{user}} {id}\"\nreasons:\n  - \"{id} {{value}}\"\ndetection:\n  sel:\n    action: export\n  condition: sel\n"
+            );
+            Detector::compile(id, &text, crate::engine::kinds::compile).unwrap()
+        };
+        let all = [
+            det("short", "episode: rate\n"),
+            det("long", "episode: rate\n"),
+            det("other", ""),
+        ];
+        let reference = Reference::default();
+        let t0: DateTime<Utc> = "2026-03-03T16:00:00Z".parse().unwrap();
+        // Evidence of detector `i` at `min` minutes whose window began at `from`.
+        let feed = |f: &mut Findings, i: usize, min: i64, from: i64, out: &mut Vec<Alert>| {
+            let t = t0 + chrono::Duration::minutes(min);
+            let mut ev = Event::new(t, "u1", Action::Export);
+            ev.patient = Some(format!("p{min}"));
+            let e = Enriched::new(&ev, &reference, chrono_tz::UTC);
+            let mut ctx = Context::for_event(&e);
+            ctx.values.insert("value", format!("{min}"));
+            ctx.first_seen = Some((t0 + chrono::Duration::minutes(from)).timestamp_millis());
+            f.close_quiet(t, &all, out);
+            f.update(&all[i], &e, ctx, &all, out);
+        };
+        let mut f = Findings::default();
+        let mut out = Vec::new();
+        feed(&mut f, 0, 0, -5, &mut out);
+        let mut f: Findings = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
+        // The longer horizon counts the same events: it joins the open finding.
+        feed(&mut f, 1, 2, -60, &mut out);
+        feed(&mut f, 2, 3, 3, &mut out);
+        feed(&mut f, 0, 4, -5, &mut out);
+        // Written after the gap; the longer horizon, firing again over the same window
+        // later, was alerted on; a new burst after the quiet is a new episode.
+        feed(&mut f, 1, 100, -60, &mut out);
+        feed(&mut f, 0, 200, 195, &mut out);
+        f.close_all(&all, &mut out);
+        let got: Vec<(&str, usize)> = out
+            .iter()
+            .map(|a| (a.detector.as_str(), a.patients.len()))
+            .collect();
+        assert_eq!(got, [("other", 1), ("short", 3), ("short", 1)], "{out:#?}");
+        let short = out.iter().find(|a| a.detector == "short").unwrap();
+        assert_eq!(short.reasons, ["short 4", "also test long: long 2"]);
     }
 
     #[test]

@@ -256,7 +256,7 @@ fn csv_presets_read_epic_clarity_and_openemr_exports_and_explicit_keys_win() {
     assert_eq!(got[0]["host"], "WS-4N-12");
 }
 
-/// `cases` on the crafted hospital's alerts: r_dave's neighbour snoop and search bursts are
+/// `cases` on the crafted hospital's alerts: r_dave's neighbour snoop and search burst are
 /// one case, listed with its alert count, and every alert carries the case fields.
 #[test]
 fn cases_groups_a_users_alerts_worst_first() {

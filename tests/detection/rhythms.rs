@@ -1,7 +1,8 @@
 //! Horizons and rhythms: a search trawl spread over a shift alerts on the shift window
-//! (no ten-minute window or hour shows it), and a month-close export is usual at a later
-//! turn of the month, long after the day-to-day history has forgotten it, while the same
-//! export in the middle of a month alerts.
+//! (no ten-minute window or hour shows it), a fast burst over every horizon is one alert,
+//! and a month-close export is usual at a later turn of the month, long after the
+//! day-to-day history has forgotten it, while the same export in the middle of a month
+//! alerts.
 
 use crate::support::process::replay;
 use chrono::{Duration, NaiveDate, TimeZone};
@@ -161,6 +162,67 @@ fn a_search_trawl_spread_over_a_shift_alerts_on_the_shift_window() {
     let reasons = got[0]["reasons"].to_string();
     assert!(reasons.contains("within 8 hours"), "{reasons}");
     assert!(reasons.contains("usual busiest 8 hours"), "{reasons}");
+}
+
+/// One episode, one alert. On day 12 Amy runs 40 searches in ten minutes: over the
+/// ten-minute, the hourly and the shift thresholds at once, yet one alert, whose reasons
+/// name the other horizons. On day 13 Ben runs 36 searches spread over six hours: only the
+/// shift horizon sees it, and it still alerts.
+#[test]
+fn a_fast_search_burst_is_one_alert_and_a_slow_shift_trawl_still_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let nurses = ["n_amy", "n_ben", "n_cat", "n_dan"];
+    let users: Vec<(&str, &str, &str)> =
+        nurses.iter().map(|n| (*n, "nurse", "Cardiology")).collect();
+    let start = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+    let mut ev = String::new();
+    for d in 0..14 {
+        let day = start + Duration::days(d);
+        for (k, n) in nurses.iter().enumerate() {
+            for i in 0..15u32 {
+                let p = format!("P{}", 100 + (i as usize * 7 + k * 13 + d as usize) % 100);
+                line(
+                    &mut ev,
+                    &at(day, 8 + i / 2, (i % 2) * 30 + 5),
+                    n,
+                    "view",
+                    Some(&p),
+                    1,
+                );
+            }
+            for s in 0..(1 + (d as usize + k) % 2) as u32 {
+                line(&mut ev, &at(day, 9 + 4 * s, 17), n, "search", None, 1);
+            }
+        }
+    }
+    let burst = start + Duration::days(12);
+    for i in 0..40u32 {
+        line(&mut ev, &at(burst, 10, i / 4), "n_amy", "search", None, 1);
+    }
+    let trawl = start + Duration::days(13);
+    for i in 0..36u32 {
+        line(
+            &mut ev,
+            &at(trawl, 8 + i / 6, (i % 6) * 10 + 2),
+            "n_ben",
+            "search",
+            None,
+            1,
+        );
+    }
+    let config = hospital(dir.path(), &users, &ev);
+    let got = alerts(&config, dir.path());
+    let amy: Vec<&serde_json::Value> = got.iter().filter(|a| a["user"] == "n_amy").collect();
+    assert_eq!(amy.len(), 1, "one alert for the burst: {got:#?}");
+    let reasons = amy[0]["reasons"].to_string();
+    for horizon in ["within 10 minutes", "within 60 minutes", "within 8 hours"] {
+        assert!(reasons.contains(horizon), "{horizon}: {reasons}");
+    }
+    assert!(reasons.contains("also "), "{reasons}");
+    let ben: Vec<&serde_json::Value> = got.iter().filter(|a| a["user"] == "n_ben").collect();
+    assert_eq!(ben.len(), 1, "{got:#?}");
+    assert_eq!(ben[0]["detector"], "search-fishing-shift");
+    assert_eq!(got.len(), 2, "{got:#?}");
 }
 
 /// Two records analysts print a released chart or two every working day. Both ran a

@@ -2,7 +2,9 @@
 //! the user's own busiest past windows and the peer group's (role and department), so a
 //! registrar who searches all day is not flagged for doing so today, even in their first
 //! week. The same kind at several window lengths (ten minutes, an hour, a shift) catches a
-//! burst, a steady trawl and one spread over a shift; the threshold scales with the usual, never below `min_count`.
+//! burst, a steady trawl and one spread over a shift; the threshold scales with the usual,
+//! never below `min_count`. The shipped horizons name one `episode`, so a burst over all
+//! three is one alert (see `engine::findings`): each still fires once a day here.
 
 use super::common::{human, patient, peer_values, Daily};
 use super::{Cx, DetectorKind};
