@@ -111,15 +111,15 @@ fn pairs(alerts: &[serde_json::Value]) -> Vec<(String, String)> {
     v
 }
 
-/// Nurses who look a patient up once or twice a shift; on day 12 one of them runs 36
-/// searches, one every ten minutes over six hours: six an hour, no burst, but far above
-/// her (and her peers') busiest shift.
-#[test]
-fn a_search_trawl_spread_over_a_shift_alerts_on_the_shift_window() {
-    let dir = tempfile::tempdir().unwrap();
+/// Four cardiology nurses' fortnight from 2 March 2026: fifteen charts a day and one or
+/// two patient searches a shift. Returns the users, the first day and the event lines.
+fn nurses_fortnight() -> (
+    Vec<(&'static str, &'static str, &'static str)>,
+    NaiveDate,
+    String,
+) {
     let nurses = ["n_amy", "n_ben", "n_cat", "n_dan"];
-    let users: Vec<(&str, &str, &str)> =
-        nurses.iter().map(|n| (*n, "nurse", "Cardiology")).collect();
+    let users = nurses.iter().map(|n| (*n, "nurse", "Cardiology")).collect();
     let start = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
     let mut ev = String::new();
     for d in 0..14 {
@@ -141,6 +141,16 @@ fn a_search_trawl_spread_over_a_shift_alerts_on_the_shift_window() {
             }
         }
     }
+    (users, start, ev)
+}
+
+/// Nurses who look a patient up once or twice a shift; on day 12 one of them runs 36
+/// searches, one every ten minutes over six hours: six an hour, no burst, but far above
+/// her (and her peers') busiest shift.
+#[test]
+fn a_search_trawl_spread_over_a_shift_alerts_on_the_shift_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (users, start, mut ev) = nurses_fortnight();
     let trawl = start + Duration::days(12);
     for i in 0..36u32 {
         line(
@@ -171,30 +181,7 @@ fn a_search_trawl_spread_over_a_shift_alerts_on_the_shift_window() {
 #[test]
 fn a_fast_search_burst_is_one_alert_and_a_slow_shift_trawl_still_alerts() {
     let dir = tempfile::tempdir().unwrap();
-    let nurses = ["n_amy", "n_ben", "n_cat", "n_dan"];
-    let users: Vec<(&str, &str, &str)> =
-        nurses.iter().map(|n| (*n, "nurse", "Cardiology")).collect();
-    let start = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
-    let mut ev = String::new();
-    for d in 0..14 {
-        let day = start + Duration::days(d);
-        for (k, n) in nurses.iter().enumerate() {
-            for i in 0..15u32 {
-                let p = format!("P{}", 100 + (i as usize * 7 + k * 13 + d as usize) % 100);
-                line(
-                    &mut ev,
-                    &at(day, 8 + i / 2, (i % 2) * 30 + 5),
-                    n,
-                    "view",
-                    Some(&p),
-                    1,
-                );
-            }
-            for s in 0..(1 + (d as usize + k) % 2) as u32 {
-                line(&mut ev, &at(day, 9 + 4 * s, 17), n, "search", None, 1);
-            }
-        }
-    }
+    let (users, start, mut ev) = nurses_fortnight();
     let burst = start + Duration::days(12);
     for i in 0..40u32 {
         line(&mut ev, &at(burst, 10, i / 4), "n_amy", "search", None, 1);
