@@ -83,6 +83,7 @@ fields! {
     CareEncounter => "care.encounter": "the user's department or the user had a care row in the same episode of care (the patient's stay: all overlapping care rows, with a day's margin either side), though perhaps not covering the time itself",
     CareDaysSinceStayEnd => "care.days_since_stay_end": "whole days since the patient's last stay ended (a stay: overlapping care rows of any department merged; a row ending inside a stay does not count)",
     CareDaysSinceEncounterEnd => "care.days_since_encounter_end": "whole days since the patient's last encounter ended: the last stay's end, or inside a stay a handoff from one department to another (the emergency visit handed to a ward); a registration row ending mid-stay does not count",
+    CareDaysSinceHandoff => "care.days_since_handoff": "inside a stay, whole days since an encounter of that stay ended and the patient moved on (the emergency visit handed to a ward); absent outside a stay or before any handoff",
     CareNear => "care.near": "the user's department had a care row within 6 hours of the time, or the user was named on a care row of the same episode",
     PeerWorkflow => "peer.workflow": "the user's peer group (role and department) is learned to work outside care routinely (billing, release of information)",
     PeerConsulting => "peer.consulting": "the user's peer group is learned to be a consulting service (opens charts of patients in other departments' care)",
@@ -257,6 +258,10 @@ impl<'a> Enriched<'a> {
             Field::CareDaysSinceEncounterEnd => self
                 .care
                 .and_then(|c| c.since_encounter_end)
+                .map_or(Null, |s| Int(s / 86_400)),
+            Field::CareDaysSinceHandoff => self
+                .care
+                .and_then(|c| c.since_handoff)
                 .map_or(Null, |s| Int(s / 86_400)),
             Field::PeerWorkflow => Bool(self.peer_workflow),
             Field::PeerConsulting => Bool(self.peer_consulting),

@@ -166,6 +166,11 @@ pub struct CareFacts {
     /// emergency visit handed to a ward). A registration row ending in the middle of a
     /// stay is no encounter's end.
     pub since_encounter_end: Option<i64>,
+    /// Inside a stay, seconds since the latest handoff in it (an encounter of this stay,
+    /// such as the emergency visit, ended and the patient moved on); `None` outside a stay
+    /// or before any handoff. Back-office work on a sensitive chart while the patient is
+    /// still admitted is explained by an encounter that has ended, not by an earlier stay.
+    pub since_handoff: Option<i64>,
 }
 
 /// How close one row's start must be to another's end for the end to be a handoff
@@ -388,18 +393,23 @@ impl CareIndex {
             (k > 0).then(|| t - episodes[k - 1].1)
         };
         // Inside a stay: the latest handoff in it before t, else the stay before.
-        let since_encounter_end = match near().find(|&&(s, e)| s <= t && t <= e) {
-            Some(&(stay_start, _)) => {
-                let k = ends.partition_point(|&e| e <= t);
-                ends[..k]
-                    .iter()
-                    .rev()
-                    .take_while(|&&e| e >= stay_start)
-                    .find(|&&e| all.overlaps_start(e - HANDOFF_MARGIN, e + HANDOFF_MARGIN))
-                    .map(|&e| t - e)
-                    .or(since_stay_end)
-            }
-            None => since_stay_end,
+        let since_handoff =
+            near()
+                .find(|&&(s, e)| s <= t && t <= e)
+                .and_then(|&(stay_start, _)| {
+                    let k = ends.partition_point(|&e| e <= t);
+                    ends[..k]
+                        .iter()
+                        .rev()
+                        .take_while(|&&e| e >= stay_start)
+                        .find(|&&e| all.overlaps_start(e - HANDOFF_MARGIN, e + HANDOFF_MARGIN))
+                        .map(|&e| t - e)
+                });
+        let in_stay = near().any(|&(s, e)| s <= t && t <= e);
+        let since_encounter_end = if in_stay {
+            since_handoff.or(since_stay_end)
+        } else {
+            since_stay_end
         };
         CareFacts {
             by_department,
@@ -410,6 +420,7 @@ impl CareIndex {
             encounter_user: by_user || in_episode(user),
             since_stay_end,
             since_encounter_end,
+            since_handoff,
             near_department: dept.is_some_and(|iv| {
                 iv.overlaps(t.saturating_sub(NEAR_MARGIN), t.saturating_add(NEAR_MARGIN))
             }),
@@ -509,6 +520,10 @@ mod tests {
         // A consult row ending mid-stay is no encounter's end; the stay's end is.
         assert_eq!(day5.since_encounter_end, None);
         assert_eq!(later.since_encounter_end, later.since_stay_end);
+        assert_eq!(day5.since_handoff, None);
+        // Readmitted a month later: the earlier stay ended, but nothing of this one has.
+        assert_eq!(visit.since_stay_end, Some((33 * 24 + 9) * 3600));
+        assert_eq!(visit.since_handoff, None);
     }
 
     #[test]
@@ -536,5 +551,11 @@ mod tests {
         let ward = c.facts("p1", "b1", Some("billing"), t("2024-05-03T16:00:00Z"));
         assert_eq!(ward.since_stay_end, None);
         assert_eq!(ward.since_encounter_end, Some(2 * 86_400));
+        assert_eq!(ed.since_handoff, None);
+        assert_eq!(ward.since_handoff, Some(2 * 86_400));
+        // After discharge the handoff is history: the stay's end is what counts.
+        let home = c.facts("p1", "b1", Some("billing"), t("2024-05-09T10:00:00Z"));
+        assert_eq!(home.since_handoff, None);
+        assert_eq!(home.since_stay_end, Some(3 * 86_400));
     }
 }

@@ -4,6 +4,7 @@
 pub(crate) mod e2e_exfil;
 mod e2e_immediate;
 mod e2e_replay;
+mod encounters;
 mod rhythms;
 mod score;
 mod simulate;

@@ -1,0 +1,133 @@
+//! Back-office work on a VIP's chart is judged at the encounter. Billing opening a VIP
+//! after the stay ended, or while the VIP is on a ward after the emergency visit was handed
+//! over (that visit has ended and is billed), is explained. Billing opening a VIP who was
+//! readmitted, in the middle of the new stay with nothing of it ended, is not: the earlier
+//! stay's end does not explain a look at the current one, and a workflow habit alone does
+//! not explain a VIP's chart.
+
+use crate::support::process::replay;
+use std::fmt::Write as _;
+use std::path::Path;
+
+const STAFF: &str = "\
+user_id,given_name,family_name,role,department,address,postcode,hire_date,termination_date
+b_ann,Ann,Ames,Billing Rep,Billing,1 Oak St,01001,2015-01-01,
+b_bob,Bob,Bell,Billing Rep,Billing,2 Elm St,01002,2015-01-01,
+b_cal,Cal,Cole,Billing Rep,Billing,3 Ash St,01003,2015-01-01,
+";
+
+/// Patients P100-P199 were in Cardiology in February; the three VIPs' care is written
+/// out per case.
+fn reference(dir: &Path) {
+    let mut patients = String::from(
+        "patient_id,given_name,family_name,birth_date,address,postcode,deceased_date,vip,employee_user_id\n",
+    );
+    let mut care = String::from("patient_id,department,user_id,start,end\n");
+    for i in 100..200 {
+        let _ = writeln!(
+            patients,
+            "P{i},Pat,Doe{i},1970-01-01,{i} River Rd,02000,,false,"
+        );
+        let _ = writeln!(
+            care,
+            "P{i},Cardiology,,2025-02-01T00:00:00Z,2025-02-10T00:00:00Z"
+        );
+    }
+    for (v, name) in [("V1", "Rea"), ("V2", "Ward"), ("V3", "Home")] {
+        let _ = writeln!(patients, "{v},Vip,{name},1960-01-01,9 Hill Rd,03000,,true,");
+    }
+    care.push_str(
+        "\
+V1,Medicine,,2025-02-01T00:00:00Z,2025-02-05T00:00:00Z
+V1,Medicine,,2025-03-08T00:00:00Z,2025-03-15T00:00:00Z
+V2,Emergency,,2025-03-07T10:00:00Z,2025-03-07T16:00:00Z
+V2,Medicine,,2025-03-07T16:00:00Z,2025-03-14T00:00:00Z
+V3,Medicine,,2025-02-25T00:00:00Z,2025-03-03T00:00:00Z
+",
+    );
+    std::fs::write(dir.join("staff.csv"), STAFF).unwrap();
+    std::fs::write(dir.join("patients.csv"), patients).unwrap();
+    std::fs::write(dir.join("care.csv"), care).unwrap();
+}
+
+/// Three days of billing follow-up on February's stays (so billing is learned as a group
+/// that works outside care), then each clerk opens one VIP on 10 March.
+fn events() -> String {
+    let mut lines = Vec::new();
+    let clerks = ["b_ann", "b_bob", "b_cal"];
+    for day in 2..=6 {
+        for (k, u) in clerks.iter().enumerate() {
+            for i in 0..20 {
+                let p = 100 + (i * 3 + k * 7 + day * 11) % 100;
+                lines.push(format!(
+                    "{{\"ts\":\"2025-03-{day:02}T{:02}:{:02}:00Z\",\"user\":\"{u}\",\"action\":\"view\",\"patient\":\"P{p}\",\"records\":1,\"host\":\"WS-B{k}\"}}",
+                    14 + i / 6,
+                    (i % 6) * 9 + k,
+                ));
+            }
+        }
+    }
+    for (u, v) in [("b_ann", "V1"), ("b_bob", "V2"), ("b_cal", "V3")] {
+        lines.push(format!(
+            "{{\"ts\":\"2025-03-10T15:30:00Z\",\"user\":\"{u}\",\"action\":\"view\",\"patient\":\"{v}\",\"records\":1,\"host\":\"WS-B9\"}}"
+        ));
+    }
+    lines.sort();
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn back_office_access_to_a_vip_is_explained_by_an_ended_encounter_not_an_earlier_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    reference(d);
+    std::fs::create_dir_all(d.join("events")).unwrap();
+    std::fs::write(d.join("events/log.jsonl"), events()).unwrap();
+    let config = d.join("phiwatch.toml");
+    std::fs::write(
+        &config,
+        r#"
+[reference]
+staff = "staff.csv"
+patients = "patients.csv"
+care = "care.csv"
+
+[engine]
+timezone = "UTC"
+
+[[sources]]
+name = "canonical"
+type = "file"
+paths = ["events/*.jsonl"]
+format = "canonical"
+
+[[sinks]]
+type = "file"
+path = "alerts.ndjson"
+format = "json"
+
+[state]
+dir = "state"
+"#,
+    )
+    .unwrap();
+    let out = d.join("replay.ndjson");
+    replay(&config, &out);
+    let vip: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|a| a["detector"] == "vip-without-care")
+        .collect();
+    let who: Vec<(&str, &str)> = vip
+        .iter()
+        .map(|a| {
+            (
+                a["user"].as_str().unwrap(),
+                a["patients"][0].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // Only the readmitted VIP, opened mid-stay with nothing of the new stay ended.
+    assert_eq!(who, [("b_ann", "V1")], "{vip:#?}");
+}
