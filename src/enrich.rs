@@ -64,6 +64,7 @@ fields! {
     UserTerminated => "user.terminated": "the event falls on or after the account's termination_date",
     UserDaysSinceTermination => "user.days_since_termination": "days since termination_date (0 on that day)",
     UserBeforeHire => "user.before_hire": "the event falls before the account's hire_date",
+    UserUsualHours => "user.usual_hours": "the time is within the user's usual working hours (at least 2% of their past chart accesses within an hour of it), or their history is too short to tell",
     PatientId => "patient.id": "the patient concerned",
     PatientKnown => "patient.known": "the patient is in the patient directory",
     PatientVip => "patient.vip": "the patient is flagged VIP",
@@ -126,6 +127,8 @@ pub struct Enriched<'a> {
     /// The user's peer group habits, whatever the patient's care.
     pub peer_workflow: bool,
     pub peer_consulting: bool,
+    /// Set by the engine from the user's learned working hours; true until it knows them.
+    pub usual_hours: bool,
 }
 
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -171,6 +174,7 @@ impl<'a> Enriched<'a> {
             consult: false,
             peer_workflow: false,
             peer_consulting: false,
+            usual_hours: true,
         }
     }
 
@@ -265,6 +269,7 @@ impl<'a> Enriched<'a> {
                 .map_or(Null, |s| Int(s / 86_400)),
             Field::PeerWorkflow => Bool(self.peer_workflow),
             Field::PeerConsulting => Bool(self.peer_consulting),
+            Field::UserUsualHours => Bool(self.usual_hours),
             Field::CareKnown => Bool(self.care_loaded),
             Field::CareWorkflow => Bool(self.workflow),
             Field::CareConsult => Bool(self.consult),

@@ -288,6 +288,9 @@ impl Engine {
     fn fire_early(&mut self, ev: &Event, out: &mut Vec<Alert>) {
         let reference = Arc::clone(&self.reference);
         let mut e = Enriched::new(ev, &reference, self.settings.timezone);
+        if let Some(user) = self.state.users.get(&*e.user_key) {
+            e.usual_hours = users::usual_hour(user, e.hour);
+        }
         let group = e.staff.map(|s| s.peer_group());
         if let Some(g) = group {
             let mut habits = self.state.habits.get(g).cloned().unwrap_or_default();
@@ -429,6 +432,7 @@ impl Engine {
             .get_mut(&*e.user_key)
             .expect("inserted above");
         user.last_active = ev.ts.timestamp();
+        e.usual_hours = users::usual_hour(user, e.hour);
         let group = e.staff.map(|s| s.peer_group());
         for d in &self.detectors {
             if !d.matcher.matches(&e) {

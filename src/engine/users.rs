@@ -33,6 +33,21 @@ impl UserState {
         claim::<K>(self.detectors.get_mut(id).expect("inserted above"))
     }
 
+    /// How many of the user's past chart accesses fell within an hour of `hour` (local),
+    /// and of how many in all; `None` while they have fewer than `min_history`.
+    pub fn near_hour(&self, hour: u32, min_history: u64) -> Option<(u64, u64)> {
+        let total: u64 = self.hours.iter().map(|&c| c as u64).sum();
+        if total < min_history {
+            return None;
+        }
+        let h = hour as usize % 24;
+        let near: u64 = [(h + 23) % 24, h, (h + 1) % 24]
+            .iter()
+            .map(|&x| self.hours[x] as u64)
+            .sum();
+        Some((near, total))
+    }
+
     pub fn approx_bytes(&self) -> usize {
         64 + 2 * 24 * 4
             + self
@@ -41,6 +56,22 @@ impl UserState {
                 .map(|(k, d)| k.len() + d.approx_bytes())
                 .sum::<usize>()
     }
+}
+
+/// Past chart accesses a user needs before their working hours tell a usual hour from a
+/// rare one.
+pub const HOURS_MIN_HISTORY: u64 = 150;
+/// Share of past chart accesses within an hour of a time that makes it a usual hour.
+pub const HOURS_RARE_SHARE: f64 = 0.02;
+
+/// Whether `hour` (local) is within the user's usual working hours: at least
+/// [`HOURS_RARE_SHARE`] of their past chart accesses fell within an hour of it. A user
+/// whose history is too short is given the benefit of the doubt. A workflow habit
+/// explains what looks like that work: a billing clerk's chart access at the desk in the
+/// afternoon, not the same access at eleven at night.
+pub fn usual_hour(user: &UserState, hour: u8) -> bool {
+    user.near_hour(hour as u32, HOURS_MIN_HISTORY)
+        .is_none_or(|(near, total)| near as f64 >= HOURS_RARE_SHARE * total as f64)
 }
 
 /// Learns the user's working hours from chart accesses. Called after the detectors ran,

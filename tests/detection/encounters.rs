@@ -3,7 +3,8 @@
 //! over (that visit has ended and is billed), is explained. Billing opening a VIP who was
 //! readmitted, in the middle of the new stay with nothing of it ended, is not: the earlier
 //! stay's end does not explain a look at the current one, and a workflow habit alone does
-//! not explain a VIP's chart.
+//! not explain a VIP's chart. Nor does the habit explain what does not look like it: the
+//! same clerk opening the discharged VIP at eleven at night, hours they never work.
 
 use crate::support::process::replay;
 use std::fmt::Write as _;
@@ -50,14 +51,16 @@ V3,Medicine,,2025-02-25T00:00:00Z,2025-03-03T00:00:00Z
     std::fs::write(dir.join("care.csv"), care).unwrap();
 }
 
-/// Three days of billing follow-up on February's stays (so billing is learned as a group
-/// that works outside care), then each clerk opens one VIP on 10 March.
+/// Five afternoons of billing follow-up on February's stays (so billing is learned as a
+/// group that works outside care, and each clerk's hours as 14:00-19:59), then each clerk
+/// opens one VIP on the afternoon of 10 March, and one of them the discharged VIP again
+/// late that evening.
 fn events() -> String {
     let mut lines = Vec::new();
     let clerks = ["b_ann", "b_bob", "b_cal"];
     for day in 2..=6 {
         for (k, u) in clerks.iter().enumerate() {
-            for i in 0..20 {
+            for i in 0..32 {
                 let p = 100 + (i * 3 + k * 7 + day * 11) % 100;
                 lines.push(format!(
                     "{{\"ts\":\"2025-03-{day:02}T{:02}:{:02}:00Z\",\"user\":\"{u}\",\"action\":\"view\",\"patient\":\"P{p}\",\"records\":1,\"host\":\"WS-B{k}\"}}",
@@ -67,9 +70,14 @@ fn events() -> String {
             }
         }
     }
-    for (u, v) in [("b_ann", "V1"), ("b_bob", "V2"), ("b_cal", "V3")] {
+    for (u, v, t) in [
+        ("b_ann", "V1", "15:30"),
+        ("b_bob", "V2", "15:30"),
+        ("b_cal", "V3", "15:30"),
+        ("b_bob", "V3", "23:10"),
+    ] {
         lines.push(format!(
-            "{{\"ts\":\"2025-03-10T15:30:00Z\",\"user\":\"{u}\",\"action\":\"view\",\"patient\":\"{v}\",\"records\":1,\"host\":\"WS-B9\"}}"
+            "{{\"ts\":\"2025-03-10T{t}:00Z\",\"user\":\"{u}\",\"action\":\"view\",\"patient\":\"{v}\",\"records\":1,\"host\":\"WS-B9\"}}"
         ));
     }
     lines.sort();
@@ -128,6 +136,7 @@ dir = "state"
             )
         })
         .collect();
-    // Only the readmitted VIP, opened mid-stay with nothing of the new stay ended.
-    assert_eq!(who, [("b_ann", "V1")], "{vip:#?}");
+    // The readmitted VIP, opened mid-stay with nothing of the new stay ended, and the
+    // discharged VIP opened at an hour the clerk never works.
+    assert_eq!(who, [("b_ann", "V1"), ("b_bob", "V3")], "{vip:#?}");
 }

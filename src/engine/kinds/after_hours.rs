@@ -89,18 +89,10 @@ impl DetectorKind for AfterHours {
         if !in_night || !cx.learned {
             return None;
         }
-        let hours = &cx.user.hours;
-        let total: u64 = hours.iter().map(|&c| c as u64).sum();
-        if total < p.min_history_events {
-            return None;
-        }
-        let near: u64 = [(h + 23) % 24, h, (h + 1) % 24]
-            .iter()
-            .map(|&x| hours[x as usize] as u64)
-            .sum();
-        if (near as f64) >= p.rare_share * total as f64 {
-            return None;
-        }
+        let (near, total) = match cx.user.near_hour(h as u32, p.min_history_events) {
+            Some((near, total)) if (near as f64) < p.rare_share * total as f64 => (near, total),
+            _ => return None,
+        };
         let night_of = if h < p.night_end {
             e.local_day - Duration::days(1)
         } else {
