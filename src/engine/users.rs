@@ -113,3 +113,26 @@ pub fn evict(users: &mut FxHashMap<String, UserState>, max: usize) -> u64 {
     }
     n as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usual_hours_come_from_the_histogram_once_it_is_long_enough() {
+        let mut u = UserState::default();
+        // Too little history: every hour is given the benefit of the doubt.
+        u.hours[15] = 100;
+        assert!(usual_hour(&u, 23));
+        // 200 accesses, all between 14:00 and 16:59.
+        u.hours[14] = 50;
+        u.hours[16] = 50;
+        assert!(usual_hour(&u, 15) && usual_hour(&u, 17) && usual_hour(&u, 13));
+        assert!(!usual_hour(&u, 23) && !usual_hour(&u, 11));
+        // Five accesses near 23:00 out of 205 is over 2%: an hour the user does work.
+        u.hours[23] = 5;
+        assert!(usual_hour(&u, 22));
+        assert_eq!(u.near_hour(0, 150), Some((5, 205)));
+        assert_eq!(u.near_hour(0, 300), None);
+    }
+}
