@@ -6,6 +6,7 @@
 //! not explain a VIP's chart. Nor does the habit explain what does not look like it: the
 //! same clerk opening the discharged VIP at eleven at night, hours they never work.
 
+use crate::support::hospital::write_canonical_config;
 use crate::support::process::replay;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -91,34 +92,7 @@ fn back_office_access_to_a_vip_is_explained_by_an_ended_encounter_not_an_earlier
     reference(d);
     std::fs::create_dir_all(d.join("events")).unwrap();
     std::fs::write(d.join("events/log.jsonl"), events()).unwrap();
-    let config = d.join("phiwatch.toml");
-    std::fs::write(
-        &config,
-        r#"
-[reference]
-staff = "staff.csv"
-patients = "patients.csv"
-care = "care.csv"
-
-[engine]
-timezone = "UTC"
-
-[[sources]]
-name = "canonical"
-type = "file"
-paths = ["events/*.jsonl"]
-format = "canonical"
-
-[[sinks]]
-type = "file"
-path = "alerts.ndjson"
-format = "json"
-
-[state]
-dir = "state"
-"#,
-    )
-    .unwrap();
+    let config = write_canonical_config(d, "timezone = \"UTC\"");
     let out = d.join("replay.ndjson");
     replay(&config, &out);
     let vip: Vec<serde_json::Value> = std::fs::read_to_string(&out)

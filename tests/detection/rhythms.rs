@@ -4,6 +4,7 @@
 //! day-to-day history has forgotten it, while the same export in the middle of a month
 //! alerts.
 
+use crate::support::hospital::write_canonical_config;
 use crate::support::process::replay;
 use chrono::{Duration, NaiveDate, TimeZone};
 use chrono_tz::America::Chicago;
@@ -59,32 +60,7 @@ fn hospital(dir: &Path, users: &[(&str, &str, &str)], events: &str) -> PathBuf {
     std::fs::write(dir.join("patients.csv"), patients).unwrap();
     std::fs::write(dir.join("care.csv"), care).unwrap();
     std::fs::write(dir.join("events/log.jsonl"), lines.join("\n") + "\n").unwrap();
-    let config = r#"
-[reference]
-staff = "staff.csv"
-patients = "patients.csv"
-care = "care.csv"
-
-[engine]
-timezone = "America/Chicago"
-learning_days = 7
-
-[[sources]]
-name = "canonical"
-type = "file"
-paths = ["events/*.jsonl"]
-format = "canonical"
-
-[[sinks]]
-type = "file"
-path = "alerts.ndjson"
-format = "json"
-
-[state]
-dir = "state"
-"#;
-    std::fs::write(dir.join("phiwatch.toml"), config).unwrap();
-    dir.join("phiwatch.toml")
+    write_canonical_config(dir, "timezone = \"America/Chicago\"\nlearning_days = 7")
 }
 
 fn alerts(config: &Path, dir: &Path) -> Vec<serde_json::Value> {

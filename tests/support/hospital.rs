@@ -371,3 +371,36 @@ pub fn engine_setting(config: &Path, line: &str) {
         .replace("learning_days = 7", &format!("learning_days = 7\n{line}"));
     std::fs::write(config, text).unwrap();
 }
+
+/// Writes `phiwatch.toml` for a hospital folder holding `staff.csv`, `patients.csv`,
+/// `care.csv` and canonical event lines under `events/*.jsonl`, with alerts to
+/// `alerts.ndjson`; `engine` is the body of its `[engine]` table. Returns its path.
+pub fn write_canonical_config(dir: &Path, engine: &str) -> PathBuf {
+    let config = format!(
+        r#"
+[reference]
+staff = "staff.csv"
+patients = "patients.csv"
+care = "care.csv"
+
+[engine]
+{engine}
+
+[[sources]]
+name = "canonical"
+type = "file"
+paths = ["events/*.jsonl"]
+format = "canonical"
+
+[[sinks]]
+type = "file"
+path = "alerts.ndjson"
+format = "json"
+
+[state]
+dir = "state"
+"#
+    );
+    std::fs::write(dir.join("phiwatch.toml"), config).unwrap();
+    dir.join("phiwatch.toml")
+}
