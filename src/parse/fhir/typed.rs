@@ -301,18 +301,54 @@ impl<'de, T: Node<'de>> Node<'de> for List<T> {
     }
 }
 
+/// Codes in order, the first held inline: nearly every coded element of a real record
+/// has exactly one code, and a vector for each was most of the allocations left.
+#[derive(Debug, Default)]
+struct CodeList<'a> {
+    first: Option<Cow<'a, str>>,
+    rest: Vec<Cow<'a, str>>,
+}
+
+impl<'a> CodeList<'a> {
+    fn push(&mut self, code: Cow<'a, str>) {
+        if self.first.is_none() {
+            self.first = Some(code);
+        } else {
+            self.rest.push(code);
+        }
+    }
+
+    /// Puts `code` before the others.
+    fn push_front(&mut self, code: Cow<'a, str>) {
+        if let Some(old) = self.first.replace(code) {
+            self.rest.insert(0, old);
+        }
+    }
+
+    fn append(&mut self, other: CodeList<'a>) {
+        if let Some(first) = other.first {
+            self.push(first);
+            self.rest.extend(other.rest);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        self.first.iter().chain(&self.rest).map(|c| &**c)
+    }
+}
+
 /// The codes of a coded element, in the order the tree's `json_codes` gives them
 /// (untrimmed here, trimmed when read), and whether the element is absent or null.
 #[derive(Debug)]
 struct Codes<'a> {
-    list: Vec<Cow<'a, str>>,
+    list: CodeList<'a>,
     null: bool,
 }
 
 impl Default for Codes<'_> {
     fn default() -> Self {
         Codes {
-            list: Vec::new(),
+            list: CodeList::default(),
             null: true,
         }
     }
@@ -320,7 +356,7 @@ impl Default for Codes<'_> {
 
 impl Codes<'_> {
     fn iter(&self) -> impl Iterator<Item = &str> {
-        self.list.iter().map(|c| c.trim())
+        self.list.iter().map(str::trim)
     }
 }
 
@@ -330,7 +366,7 @@ impl<'de> Node<'de> for Codes<'de> {
     }
     fn other() -> Self {
         Codes {
-            list: Vec::new(),
+            list: CodeList::default(),
             null: false,
         }
     }
@@ -343,13 +379,9 @@ impl<'de> Node<'de> for Codes<'de> {
     }
     /// An array of Codings or CodeableConcepts: theirs, one after the other.
     fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
-        let mut list = Vec::new();
+        let mut list = CodeList::default();
         while let Some(item) = seq.next_element_seed(Read::<CodeItem>(PhantomData))? {
-            if list.is_empty() {
-                list = item.into_codes();
-            } else {
-                list.extend(item.into_codes());
-            }
+            list.append(item.into_codes());
         }
         Ok(Codes { list, null: false })
     }
@@ -369,10 +401,10 @@ object_node!(CodeItem, |this, key, map| match &*key {
 });
 
 impl<'a> CodeItem<'a> {
-    fn into_codes(self) -> Vec<Cow<'a, str>> {
+    fn into_codes(self) -> CodeList<'a> {
         let mut list = self.coding.0;
         if let Field::Str(code) = self.code {
-            list.insert(0, code);
+            list.push_front(code);
         }
         list
     }
@@ -380,7 +412,7 @@ impl<'a> CodeItem<'a> {
 
 /// The string `code`s of a `coding` array's Codings (none when it is not an array).
 #[derive(Debug, Default)]
-struct CodingCodes<'a>(Vec<Cow<'a, str>>);
+struct CodingCodes<'a>(CodeList<'a>);
 
 impl<'de> Node<'de> for CodingCodes<'de> {
     fn null() -> Self {
@@ -390,7 +422,7 @@ impl<'de> Node<'de> for CodingCodes<'de> {
         Self::default()
     }
     fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
-        let mut list = Vec::new();
+        let mut list = CodeList::default();
         while let Some(c) = seq.next_element_seed(Read::<CodeOnly>(PhantomData))? {
             if let Field::Str(code) = c.code {
                 list.push(code);
@@ -519,7 +551,7 @@ impl OutcomeValue<'_> {
                     code.text
                         .as_str()
                         .into_iter()
-                        .chain(coding.0.iter().map(|c| &**c))
+                        .chain(coding.0.iter())
                         .map(str::trim)
                         .next()
                 })
@@ -875,5 +907,27 @@ impl EntityView for Entity<'_> {
     }
     fn query(&self) -> Option<&str> {
         self.query.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_lists_keep_their_order() {
+        let mut l = CodeList::default();
+        l.push("b".into());
+        l.push("c".into());
+        l.push_front("a".into());
+        let mut m = CodeList::default();
+        m.push("d".into());
+        l.append(m);
+        l.append(CodeList::default());
+        assert_eq!(l.iter().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        let mut one = CodeList::default();
+        one.push_front("x".into());
+        assert_eq!(one.iter().collect::<Vec<_>>(), ["x"]);
+        assert!(one.rest.is_empty());
     }
 }
