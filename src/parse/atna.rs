@@ -301,9 +301,10 @@ fn element<'a>(
 
 /// Calls `f` with each attribute's local name and unescaped value. Duplicate attributes
 /// are not an error (all are passed on; later ones win). A value without entities is
-/// borrowed from `xml`, the message the reader reads (see [`from_message`]): only the
-/// few values phiwatch keeps would otherwise each cost an allocation, and ATNA messages
-/// carry dozens of attributes.
+/// borrowed from `xml`, the message the reader reads (see [`within`]): only the few
+/// values phiwatch keeps would otherwise each cost an allocation, and ATNA messages carry
+/// dozens of attributes. Being a piece of a `&str`, a value is UTF-8 already, so only its
+/// entities are read (quick-xml's `unescape_value` would check its bytes again first).
 ///
 /// A bare `&` is kept as written: senders routinely put HL7 CX ids such as
 /// `MRN^^^&1.2.3&ISO` into `ParticipantObjectID` without escaping them. An undefined
@@ -316,9 +317,16 @@ fn for_attrs<'a>(
 ) -> Result<(), Reject> {
     for attr in e.attributes().with_checks(false) {
         let attr = attr.map_err(|err| bad_xml(format!("malformed attribute: {err}")))?;
-        let value = match attr.unescape_value() {
-            Ok(Cow::Borrowed(v)) => from_message(xml, v),
-            Ok(Cow::Owned(v)) => Cow::Owned(v),
+        let unescaped = match within(xml, &attr.value) {
+            Some(raw) => match quick_xml::escape::unescape(raw) {
+                Ok(Cow::Borrowed(_)) => Ok(Cow::Borrowed(raw)),
+                Ok(Cow::Owned(v)) => Ok(Cow::Owned(v)),
+                Err(err) => Err(quick_xml::Error::from(err)),
+            },
+            None => attr.unescape_value().map(|v| Cow::Owned(v.into_owned())),
+        };
+        let value = match unescaped {
+            Ok(v) => v,
             Err(quick_xml::Error::Escape(EscapeError::UnterminatedEntity(_))) => {
                 Cow::Owned(String::from_utf8_lossy(&attr.value).into_owned())
             }
@@ -333,19 +341,14 @@ fn for_attrs<'a>(
     Ok(())
 }
 
-/// `part`, a piece of `xml` the XML reader handed out, as a borrow of `xml` itself: the
-/// reader's attributes borrow from the event they belong to, not from the text the event
-/// was read from, although, reading from a `&str`, they point into it. A copy if `part`
-/// does not lie in `xml` (it always does).
-fn from_message<'a>(xml: &'a str, part: &str) -> Cow<'a, str> {
+/// `part`, bytes the XML reader handed out, as the piece of `xml` they are: the reader's
+/// attributes borrow from the event they belong to, not from the text the event was read
+/// from, although, reading from a `&str`, they point into it. `None` if `part` is not a
+/// piece of `xml` on character boundaries (it always is: a value sits between quotes).
+fn within<'a>(xml: &'a str, part: &[u8]) -> Option<&'a str> {
     let start = (part.as_ptr() as usize).wrapping_sub(xml.as_ptr() as usize);
-    match start
-        .checked_add(part.len())
-        .and_then(|end| xml.get(start..end))
-    {
-        Some(s) if s.as_ptr() == part.as_ptr() => Cow::Borrowed(s),
-        _ => Cow::Owned(part.to_owned()),
-    }
+    let end = start.checked_add(part.len())?;
+    xml.get(start..end).filter(|s| s.as_ptr() == part.as_ptr())
 }
 
 fn coded<'a>(xml: &'a str, e: &BytesStart) -> Result<Coded<'a>, Reject> {
@@ -1093,11 +1096,13 @@ mod tests {
         let id = msg.event_id.unwrap();
         assert!(matches!(id.code, Some(Cow::Borrowed("110110"))));
         assert!(matches!(id.text, Some(Cow::Owned(ref t)) if t == "a & b"));
-        // Not a piece of the message: copied.
-        assert!(matches!(from_message("abc", "x"), Cow::Owned(ref x) if x == "x"));
-        assert!(matches!(
-            from_message("abc", &"abc"[1..]),
-            Cow::Borrowed("bc")
-        ));
+        // Only a piece of the message is one.
+        assert_eq!(within("abc", b"x"), None);
+        assert_eq!(within("abc", &"abc".as_bytes()[1..]), Some("bc"));
+        assert_eq!(
+            within("aé", &"aé".as_bytes()[..2]),
+            None,
+            "not on a boundary"
+        );
     }
 }
