@@ -280,9 +280,13 @@ fn is_authorization_decision<R: Record>(v: &R) -> bool {
             .chain(v.codes(TopCodes::Subtype))
             .chain(v.codes(TopCodes::Code))
     };
+    // Compared without case, and without lower-casing a copy of every code of every line.
     let named = all_codes().any(|c| {
-        let c = c.to_ascii_lowercase();
-        c.starts_with("authz") || c == "access-decision" || c == "authorization-decision"
+        c.as_bytes()
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"authz"))
+            || c.eq_ignore_ascii_case("access-decision")
+            || c.eq_ignore_ascii_case("authorization-decision")
     });
     if named {
         return true;
@@ -1022,6 +1026,8 @@ mod tests {
             // BALP AuthZ-Consent (a Security Alert subtype).
             r#""type":{"code":"110113"},"subtype":[{"code":"AuthZ-Consent"}],"action":"E""#,
             r#""type":{"code":"access-decision"},"action":"E""#,
+            r#""category":[{"coding":[{"code":"Authorization-DECISION"}]}],"action":"E""#,
+            r#""subtype":[{"code":"AUTHZ"}],"action":"R""#,
             // FHIR R5 example-consent-permit-authz: a Query about a Consent, no REST read.
             r#""code":{"coding":[{"code":"110112"}]},"action":"E","entity":[{"what":{"reference":"Patient/p"},"role":{"code":"1"}},{"what":{"reference":"Consent/c1"}}]"#,
         ];
