@@ -35,6 +35,7 @@ use quick_xml::escape::EscapeError;
 use quick_xml::events::BytesStart;
 use quick_xml::events::Event as Xml;
 use quick_xml::Reader;
+use std::borrow::Cow;
 
 pub(crate) struct AtnaParser {
     source: String,
@@ -66,16 +67,17 @@ impl Parser for AtnaParser {
     }
 }
 
-/// A coded value in either style.
+/// A coded value in either style. Like every value of a [`Message`], borrowed from the
+/// line unless it had entities in it.
 #[derive(Debug, Default, Clone)]
-struct Coded {
-    code: Option<String>,
-    text: Option<String>,
+struct Coded<'a> {
+    code: Option<Cow<'a, str>>,
+    text: Option<Cow<'a, str>>,
     /// `codeSystemName` (both styles use it; the RFC 3881 `codeSystem` OID is not read).
-    system: Option<String>,
+    system: Option<Cow<'a, str>>,
 }
 
-impl Coded {
+impl Coded<'_> {
     fn code(&self) -> Option<&str> {
         self.code.as_deref()
     }
@@ -88,34 +90,35 @@ impl Coded {
 }
 
 #[derive(Debug, Default)]
-struct Participant {
-    user_id: Option<String>,
+struct Participant<'a> {
+    user_id: Option<Cow<'a, str>>,
     requestor: bool,
-    access_point: Option<String>,
-    roles: Vec<String>,
-    media: Option<Coded>,
+    access_point: Option<Cow<'a, str>>,
+    roles: Vec<Cow<'a, str>>,
+    media: Option<Coded<'a>>,
 }
 
 #[derive(Debug, Default)]
-struct Object {
-    id: Option<String>,
-    type_code: Option<String>,
-    role: Option<String>,
+struct Object<'a> {
+    id: Option<Cow<'a, str>>,
+    type_code: Option<Cow<'a, str>>,
+    role: Option<Cow<'a, str>>,
     /// `ParticipantObjectIDTypeCode`, in either coded-value style.
-    id_type: Option<Coded>,
+    id_type: Option<Coded<'a>>,
 }
 
+/// What phiwatch reads of an `AuditMessage`, borrowing from the line.
 #[derive(Debug, Default)]
-struct Message {
-    action_code: Option<String>,
-    date_time: Option<String>,
-    outcome: Option<String>,
-    event_id: Option<Coded>,
-    event_types: Vec<Coded>,
+struct Message<'a> {
+    action_code: Option<Cow<'a, str>>,
+    date_time: Option<Cow<'a, str>>,
+    outcome: Option<Cow<'a, str>>,
+    event_id: Option<Coded<'a>>,
+    event_types: Vec<Coded<'a>>,
     /// `EventIdentification/PurposeOfUse` (IHE XUA), in order.
-    purposes: Vec<Coded>,
-    participants: Vec<Participant>,
-    objects: Vec<Object>,
+    purposes: Vec<Coded<'a>>,
+    participants: Vec<Participant<'a>>,
+    objects: Vec<Object<'a>>,
 }
 
 /// Where in the document the reader is; only the elements that matter get their own.
@@ -137,7 +140,7 @@ fn bad_xml(detail: impl Into<String>) -> Reject {
     Reject::new(reason::BAD_XML, detail)
 }
 
-fn read_message(xml: &str) -> Result<Message, Reject> {
+fn read_message(xml: &str) -> Result<Message<'_>, Reject> {
     let mut reader = Reader::from_str(xml);
     reader.config_mut().check_end_names = true;
     let mut msg = Message::default();
@@ -165,7 +168,12 @@ fn read_message(xml: &str) -> Result<Message, Reject> {
                     root_seen = true;
                     Ctx::Root
                 } else {
-                    element(&mut msg, stack.last().copied().unwrap_or(Ctx::Other), e)?
+                    element(
+                        xml,
+                        &mut msg,
+                        stack.last().copied().unwrap_or(Ctx::Other),
+                        e,
+                    )?
                 };
                 if is_empty {
                     if ctx == Ctx::Root {
@@ -210,11 +218,16 @@ fn read_message(xml: &str) -> Result<Message, Reject> {
 
 /// Records what an element inside the root contributes and says what context its
 /// children are in.
-fn element(msg: &mut Message, parent: Ctx, e: &BytesStart) -> Result<Ctx, Reject> {
+fn element<'a>(
+    xml: &'a str,
+    msg: &mut Message<'a>,
+    parent: Ctx,
+    e: &BytesStart,
+) -> Result<Ctx, Reject> {
     let name = e.local_name();
     let ctx = match (parent, name.as_ref()) {
         (Ctx::Root, b"EventIdentification") => {
-            for_attrs(e, |k, v| match k {
+            for_attrs(xml, e, |k, v| match k {
                 b"EventActionCode" => msg.action_code = Some(v),
                 b"EventDateTime" => msg.date_time = Some(v),
                 b"EventOutcomeIndicator" => msg.outcome = Some(v),
@@ -223,20 +236,20 @@ fn element(msg: &mut Message, parent: Ctx, e: &BytesStart) -> Result<Ctx, Reject
             Ctx::EventIdentification
         }
         (Ctx::EventIdentification, b"EventID") => {
-            msg.event_id = Some(coded(e)?);
+            msg.event_id = Some(coded(xml, e)?);
             Ctx::Other
         }
         (Ctx::EventIdentification, b"EventTypeCode") => {
-            msg.event_types.push(coded(e)?);
+            msg.event_types.push(coded(xml, e)?);
             Ctx::Other
         }
         (Ctx::EventIdentification, b"PurposeOfUse") => {
-            msg.purposes.push(coded(e)?);
+            msg.purposes.push(coded(xml, e)?);
             Ctx::Other
         }
         (Ctx::Root, b"ActiveParticipant") => {
             let mut p = Participant::default();
-            for_attrs(e, |k, v| match k {
+            for_attrs(xml, e, |k, v| match k {
                 b"UserID" => p.user_id = Some(v),
                 b"UserIsRequestor" => {
                     let v = v.trim();
@@ -249,7 +262,7 @@ fn element(msg: &mut Message, parent: Ctx, e: &BytesStart) -> Result<Ctx, Reject
             Ctx::Participant
         }
         (Ctx::Participant, b"RoleIDCode") => {
-            let c = coded(e)?;
+            let c = coded(xml, e)?;
             if let (Some(p), Some(code)) = (msg.participants.last_mut(), c.code) {
                 p.roles.push(code);
             }
@@ -257,7 +270,7 @@ fn element(msg: &mut Message, parent: Ctx, e: &BytesStart) -> Result<Ctx, Reject
         }
         (Ctx::Participant, b"MediaIdentifier") => Ctx::MediaIdentifier,
         (Ctx::Participant | Ctx::MediaIdentifier, b"MediaType") => {
-            let c = coded(e)?;
+            let c = coded(xml, e)?;
             if let Some(p) = msg.participants.last_mut() {
                 p.media = Some(c);
             }
@@ -265,7 +278,7 @@ fn element(msg: &mut Message, parent: Ctx, e: &BytesStart) -> Result<Ctx, Reject
         }
         (Ctx::Root, b"ParticipantObjectIdentification") => {
             let mut o = Object::default();
-            for_attrs(e, |k, v| match k {
+            for_attrs(xml, e, |k, v| match k {
                 b"ParticipantObjectID" => o.id = Some(v),
                 b"ParticipantObjectTypeCode" => o.type_code = Some(v),
                 b"ParticipantObjectTypeCodeRole" => o.role = Some(v),
@@ -275,7 +288,7 @@ fn element(msg: &mut Message, parent: Ctx, e: &BytesStart) -> Result<Ctx, Reject
             Ctx::Object
         }
         (Ctx::Object, b"ParticipantObjectIDTypeCode") => {
-            let c = coded(e)?;
+            let c = coded(xml, e)?;
             if let Some(o) = msg.objects.last_mut() {
                 o.id_type = Some(c);
             }
@@ -287,19 +300,35 @@ fn element(msg: &mut Message, parent: Ctx, e: &BytesStart) -> Result<Ctx, Reject
 }
 
 /// Calls `f` with each attribute's local name and unescaped value. Duplicate attributes
-/// are not an error (all are passed on; later ones win).
+/// are not an error (all are passed on; later ones win). A value without entities is
+/// borrowed from `xml`, the message the reader reads (see [`within`]): only the few
+/// values phiwatch keeps would otherwise each cost an allocation, and ATNA messages carry
+/// dozens of attributes. Being a piece of a `&str`, a value is UTF-8 already, so only its
+/// entities are read (quick-xml's `unescape_value` would check its bytes again first).
 ///
 /// A bare `&` is kept as written: senders routinely put HL7 CX ids such as
 /// `MRN^^^&1.2.3&ISO` into `ParticipantObjectID` without escaping them. An undefined
 /// entity is still an error, and its name stays out of the detail since it comes from
 /// an attribute value, which may be a patient id.
-fn for_attrs(e: &BytesStart, mut f: impl FnMut(&[u8], String)) -> Result<(), Reject> {
+fn for_attrs<'a>(
+    xml: &'a str,
+    e: &BytesStart,
+    mut f: impl FnMut(&[u8], Cow<'a, str>),
+) -> Result<(), Reject> {
     for attr in e.attributes().with_checks(false) {
         let attr = attr.map_err(|err| bad_xml(format!("malformed attribute: {err}")))?;
-        let value = match attr.unescape_value() {
-            Ok(v) => v.into_owned(),
+        let unescaped = match within(xml, &attr.value) {
+            Some(raw) => match quick_xml::escape::unescape(raw) {
+                Ok(Cow::Borrowed(_)) => Ok(Cow::Borrowed(raw)),
+                Ok(Cow::Owned(v)) => Ok(Cow::Owned(v)),
+                Err(err) => Err(quick_xml::Error::from(err)),
+            },
+            None => attr.unescape_value().map(|v| Cow::Owned(v.into_owned())),
+        };
+        let value = match unescaped {
+            Ok(v) => v,
             Err(quick_xml::Error::Escape(EscapeError::UnterminatedEntity(_))) => {
-                String::from_utf8_lossy(&attr.value).into_owned()
+                Cow::Owned(String::from_utf8_lossy(&attr.value).into_owned())
             }
             Err(_) => {
                 return Err(bad_xml(
@@ -312,10 +341,20 @@ fn for_attrs(e: &BytesStart, mut f: impl FnMut(&[u8], String)) -> Result<(), Rej
     Ok(())
 }
 
-fn coded(e: &BytesStart) -> Result<Coded, Reject> {
+/// `part`, bytes the XML reader handed out, as the piece of `xml` they are: the reader's
+/// attributes borrow from the event they belong to, not from the text the event was read
+/// from, although, reading from a `&str`, they point into it. `None` if `part` is not a
+/// piece of `xml` on character boundaries (it always is: a value sits between quotes).
+fn within<'a>(xml: &'a str, part: &[u8]) -> Option<&'a str> {
+    let start = (part.as_ptr() as usize).wrapping_sub(xml.as_ptr() as usize);
+    let end = start.checked_add(part.len())?;
+    xml.get(start..end).filter(|s| s.as_ptr() == part.as_ptr())
+}
+
+fn coded<'a>(xml: &'a str, e: &BytesStart) -> Result<Coded<'a>, Reject> {
     let mut c = Coded::default();
     let mut display = None;
-    for_attrs(e, |k, v| match k {
+    for_attrs(xml, e, |k, v| match k {
         b"csd-code" => c.code = Some(v),
         b"code" if c.code.is_none() => c.code = Some(v),
         b"originalText" => c.text = Some(v),
@@ -505,7 +544,7 @@ fn is_system_role(code: &str) -> bool {
     matches!(code.trim(), "110150" | "110152" | "110153")
 }
 
-fn code_is(v: &Option<String>, want: &str) -> bool {
+fn code_is(v: &Option<Cow<str>>, want: &str) -> bool {
     v.as_deref().map(str::trim) == Some(want)
 }
 
@@ -1047,5 +1086,23 @@ mod tests {
     fn deep_nesting_is_capped() {
         let line = format!("<AuditMessage>{}", "<a>".repeat(100_000));
         assert_eq!(parse(&line).unwrap_err().reason, reason::BAD_XML);
+    }
+
+    #[test]
+    fn values_borrow_from_the_line() {
+        let xml = r#"<AuditMessage><EventIdentification EventActionCode="R" EventDateTime="2024-01-01T00:00:00Z"><EventID csd-code="110110" originalText="a &amp; b"/></EventIdentification></AuditMessage>"#;
+        let msg = read_message(xml).unwrap();
+        assert!(matches!(msg.action_code, Some(Cow::Borrowed("R"))));
+        let id = msg.event_id.unwrap();
+        assert!(matches!(id.code, Some(Cow::Borrowed("110110"))));
+        assert!(matches!(id.text, Some(Cow::Owned(ref t)) if t == "a & b"));
+        // Only a piece of the message is one.
+        assert_eq!(within("abc", b"x"), None);
+        assert_eq!(within("abc", &"abc".as_bytes()[1..]), Some("bc"));
+        assert_eq!(
+            within("aé", &"aé".as_bytes()[..2]),
+            None,
+            "not on a boundary"
+        );
     }
 }

@@ -1,18 +1,32 @@
 //! FHIR AuditEvent, one JSON resource a line (R4 as the contract names it, and the R5
 //! shapes servers have started to send).
 //!
-//! The line goes through a JSON tree rather than typed structs: R4 and R5 give
-//! the same elements different JSON types (`type` a Coding or a CodeableConcept,
-//! `outcome` a string or an object) and real servers add their own twists (a `"true"`
-//! string for `requestor`, numeric identifiers). A tree lets each lookup be liberal on
-//! its own, and a wrong type in one element costs that element, not the whole line. The
-//! tree is [`super::jsontree::Json`], which borrows strings from the line instead of
-//! `serde_json::Value`'s owned maps (see there for why).
+//! R4 and R5 give the same elements different JSON types (`type` a Coding or a
+//! CodeableConcept, `outcome` a string or an object) and real servers add their own
+//! twists (a `"true"` string for `requestor`, numeric identifiers), so every lookup is
+//! liberal on its own, and a wrong type in one element costs that element, not the line.
+//! The mapping below is written once against [`view`]'s traits, read two ways:
+//!
+//! - first the [`typed`] record, decoded straight from the line: it keeps only the
+//!   elements the mapping reads and skips everything else without building anything
+//!   (most of a FHIR replay's decoding time was building a JSON tree for a line of which
+//!   phiwatch reads a tenth);
+//! - when that decode fails (the line is not JSON, or not an object), the JSON tree
+//!   ([`super::jsontree::Json`]), which gives the rejection and its message as before.
+//!
+//! Both read the same JSON the same way (same syntax checks, same nesting limit, the last
+//! of a repeated member wins), so the event does not depend on which one read the line.
 //!
 //! R5 renamed some elements; both spellings are read: `period`/`occurredPeriod`/
 //! `occurredDateTime`, `type`/`category` (event type), `subtype`/`code` (interaction),
 //! `network.address`/`networkString`/`networkUri`, `outcome`/`outcome.code`, and R5 adds a
 //! top-level `patient`.
+
+mod typed;
+mod view;
+
+#[cfg(test)]
+mod equivalence;
 
 use super::dicom::{self, EventKind, MediaClass};
 use super::jsontree::Json as Value;
@@ -21,6 +35,7 @@ use super::{ident, prepare, quote_label, reason, Parser, Reject};
 use crate::event::{Action, Event, Outcome};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use view::{AgentCodes, AgentView, EntityCodes, EntityView, Record, Scalar, TopCodes};
 
 pub(crate) struct FhirParser {
     source: String,
@@ -38,28 +53,41 @@ impl Parser for FhirParser {
         let Some(line) = prepare(line)? else {
             return Ok(None);
         };
-        let v = Value::parse(line.trim()).map_err(|e| {
-            // serde_json's messages name a line/column and a category, never the input.
-            Reject::new(reason::BAD_JSON, format!("not valid JSON: {e}"))
-        })?;
-        let mut event = audit_event(&v, self.tz)?;
+        let mut event = read(line.trim(), self.tz)?;
         event.source.clone_from(&self.source);
         Ok(Some(event))
     }
 }
 
-/// Maps one AuditEvent resource onto the canonical event.
-fn audit_event(v: &Value, tz: Tz) -> Result<Event, Reject> {
+/// One trimmed line to an event: the typed record when it decodes, else the tree.
+fn read(line: &str, tz: Tz) -> Result<Event, Reject> {
+    match typed::AuditEvent::parse(line) {
+        Ok(record) => audit_event(&record, tz),
+        Err(_) => read_tree(line, tz),
+    }
+}
+
+/// The line read through the JSON tree, which accepts any shape.
+fn read_tree(line: &str, tz: Tz) -> Result<Event, Reject> {
+    let v = Value::parse(line).map_err(|e| {
+        // serde_json's messages name a line/column and a category, never the input.
+        Reject::new(reason::BAD_JSON, format!("not valid JSON: {e}"))
+    })?;
     if !v.is_object() {
         return Err(Reject::new(
             reason::NOT_AUDIT_EVENT,
             "the line is JSON but not an object",
         ));
     }
-    match v.get("resourceType").and_then(Value::as_str) {
+    audit_event(&v, tz)
+}
+
+/// Maps one AuditEvent resource onto the canonical event.
+fn audit_event<R: Record>(v: &R, tz: Tz) -> Result<Event, Reject> {
+    match v.resource_type() {
         Some("AuditEvent") => {}
         // Some exports drop resourceType; an `agent` list still says what this is.
-        None if v.get("agent").is_some_and(Value::is_array) => {}
+        None if v.agents().is_some() => {}
         Some(other) => {
             return Err(Reject::new(
                 reason::NOT_AUDIT_EVENT,
@@ -83,9 +111,9 @@ fn audit_event(v: &Value, tz: Tz) -> Result<Event, Reject> {
             "an authorization decision or consent check, not a person's access to patient data",
         ));
     }
-    let agents: &[Value] = v["agent"].as_array().map_or(&[], Vec::as_slice);
+    let agents: &[R::Agent] = v.agents().unwrap_or(&[]);
     let (actor, user) = acting_user(agents).ok_or_else(|| {
-        if agents.iter().any(|a| is_true(&a["requestor"])) {
+        if agents.iter().any(AgentView::requestor) {
             Reject::new(
                 reason::MISSING_USER,
                 "the requestor agent names no one (no who.identifier, who.reference, altId, who.display, name or policy) and no other agent names a person",
@@ -103,7 +131,7 @@ fn audit_event(v: &Value, tz: Tz) -> Result<Event, Reject> {
     })?;
 
     let media = agents.iter().find_map(|a| {
-        let c = first_coding(&a["media"]);
+        let c = a.media();
         dicom::media_class(c.0, c.1)
     });
     let mut action = action(v)?;
@@ -115,12 +143,12 @@ fn audit_event(v: &Value, tz: Tz) -> Result<Event, Reject> {
     let patients = patients(v);
     event.records = patients.len().max(1) as u64;
     event.patient = patients.into_iter().next();
-    event.outcome = outcome(&v["outcome"]);
+    event.outcome = outcome_of(v.outcome_code().as_deref());
     event.purpose = purpose(v, actor);
     event.host = network_address(actor).or_else(|| {
         agents
             .iter()
-            .filter(|a| codes(&a["type"]).any(|c| c == "110152"))
+            .filter(|a| a.agent_codes(AgentCodes::Type).any(|c| c == "110152"))
             .find_map(network_address)
     });
     if let Some(MediaClass::Media(m)) = media {
@@ -131,15 +159,9 @@ fn audit_event(v: &Value, tz: Tz) -> Result<Event, Reject> {
 
 /// `period.start` (when it happened) before `recorded` (when it was written down). A
 /// `period.start` that is only a date falls through to `recorded` rather than failing.
-fn timestamp(v: &Value, tz: Tz) -> Result<DateTime<Utc>, Reject> {
-    let candidates = [
-        &v["period"]["start"],
-        &v["occurredPeriod"]["start"],
-        &v["occurredDateTime"],
-        &v["recorded"],
-    ];
+fn timestamp<R: Record>(v: &R, tz: Tz) -> Result<DateTime<Utc>, Reject> {
     let mut present = false;
-    for c in candidates {
+    for c in v.times() {
         present |= !c.is_null();
         if let Some(ts) = c.as_str().and_then(|s| parse_ts(s, tz)) {
             return Ok(ts);
@@ -153,24 +175,6 @@ fn timestamp(v: &Value, tz: Tz) -> Result<DateTime<Utc>, Reject> {
     } else {
         Reject::new(reason::MISSING_TIMESTAMP, "no period.start and no recorded")
     })
-}
-
-/// `true` or, from lax producers, `"true"`.
-fn is_true(v: &Value) -> bool {
-    match v {
-        Value::Bool(b) => *b,
-        Value::String(s) => s.trim().eq_ignore_ascii_case("true"),
-        _ => false,
-    }
-}
-
-/// A string or number as an identifier.
-fn scalar_id(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => ident(s),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// The person who acted, and the agent that names them. In order:
@@ -188,11 +192,11 @@ fn scalar_id(v: &Value) -> Option<String> {
 ///
 /// "Machine" means `who.reference` to a Device or Organization, or an agent typed
 /// Application (DCM 110150) or authorization server.
-fn acting_user<'v, 'a>(agents: &'v [Value<'a>]) -> Option<(&'v Value<'a>, String)> {
-    let requestors = || agents.iter().filter(|a| is_true(&a["requestor"]));
-    let humans = || agents.iter().filter(|a| !is_machine(a));
+fn acting_user<A: AgentView>(agents: &[A]) -> Option<(&A, String)> {
+    let requestors = || agents.iter().filter(|a| a.requestor());
+    let humans = || agents.iter().filter(|a| !is_machine(*a));
     requestors()
-        .filter(|a| !is_machine(a))
+        .filter(|a| !is_machine(*a))
         .find_map(|a| {
             agent_user_id(a)
                 .or_else(|| agent_display(a))
@@ -210,52 +214,52 @@ fn acting_user<'v, 'a>(agents: &'v [Value<'a>]) -> Option<(&'v Value<'a>, String
                 .map(|u| (a, u))
             })
         })
-        .or_else(|| {
-            humans().find_map(|a| scalar_id(&a["who"]["identifier"]["value"]).map(|u| (a, u)))
-        })
+        .or_else(|| humans().find_map(|a| a.who_identifier().id().map(|u| (a, u))))
         .or_else(|| requestors().find_map(|a| agent_user_id(a).map(|u| (a, u))))
         .or_else(|| {
             humans()
-                .filter(|a| !codes(&a["type"]).any(|c| c == "110152" || c == "110153"))
+                .filter(|a| {
+                    !a.agent_codes(AgentCodes::Type)
+                        .any(|c| c == "110152" || c == "110153")
+                })
                 .find_map(|a| agent_display(a).map(|u| (a, u)))
         })
         .or_else(|| {
-            requestors().filter(|a| !is_machine(a)).find_map(|a| {
-                a["policy"]
-                    .as_array()?
-                    .iter()
-                    .find_map(scalar_id)
-                    .map(|u| (a, u))
-            })
+            requestors()
+                .filter(|a| !is_machine(*a))
+                .find_map(|a| a.policy().find_map(Scalar::id).map(|u| (a, u)))
         })
 }
 
-fn who_reference<'v>(agent: &'v Value) -> Option<(&'v str, &'v str)> {
-    agent["who"]["reference"].as_str().and_then(reference)
+fn who_reference<A: AgentView>(agent: &A) -> Option<(&str, &str)> {
+    agent.who_reference().and_then(reference)
 }
 
-fn is_machine(agent: &Value) -> bool {
+fn is_machine<A: AgentView>(agent: &A) -> bool {
     matches!(who_reference(agent), Some(("Device" | "Organization", _)))
-        || codes(&agent["type"]).any(|c| c == "110150" || c.eq_ignore_ascii_case("authserver"))
+        || agent
+            .agent_codes(AgentCodes::Type)
+            .any(|c| c == "110150" || c.eq_ignore_ascii_case("authserver"))
 }
 
 /// `who.display`, else R4 `name`.
-fn agent_display(agent: &Value) -> Option<String> {
-    agent["who"]["display"]
-        .as_str()
+fn agent_display<A: AgentView>(agent: &A) -> Option<String> {
+    agent
+        .who_display()
         .and_then(ident)
-        .or_else(|| agent["name"].as_str().and_then(ident))
+        .or_else(|| agent.name().and_then(ident))
 }
 
 /// Why the access happened: R4 `purposeOfEvent`, R5 `authorization`, then the acting
 /// agent's `purposeOfUse` (R4) / `authorization` (R5). A break-the-glass code (v3-ActReason
 /// `BTG` or `ETREAT`) wins over the others, since that is what detectors look for;
 /// otherwise the first code.
-fn purpose(v: &Value, actor: &Value) -> Option<String> {
-    let all: Vec<&str> = codes(&v["purposeOfEvent"])
-        .chain(codes(&v["authorization"]))
-        .chain(codes(&actor["purposeOfUse"]))
-        .chain(codes(&actor["authorization"]))
+fn purpose<R: Record>(v: &R, actor: &R::Agent) -> Option<String> {
+    let all: Vec<&str> = v
+        .codes(TopCodes::PurposeOfEvent)
+        .chain(v.codes(TopCodes::Authorization))
+        .chain(actor.agent_codes(AgentCodes::PurposeOfUse))
+        .chain(actor.agent_codes(AgentCodes::Authorization))
         .filter(|c| !c.is_empty())
         .collect();
     all.iter()
@@ -269,21 +273,25 @@ fn purpose(v: &Value, actor: &Value) -> Option<String> {
 /// happens, is audited on its own). BALP `AuthZ-Consent`/`AuthZ-Role` subtypes, a type or
 /// code naming an access decision, or an `E` (execute) record about a Consent resource with
 /// no REST interaction, as the FHIR R5 `example-consent-permit-authz` example.
-fn is_authorization_decision(v: &Value) -> bool {
+fn is_authorization_decision<R: Record>(v: &R) -> bool {
     let all_codes = || {
-        codes(&v["type"])
-            .chain(codes(&v["category"]))
-            .chain(codes(&v["subtype"]))
-            .chain(codes(&v["code"]))
+        v.codes(TopCodes::Type)
+            .chain(v.codes(TopCodes::Category))
+            .chain(v.codes(TopCodes::Subtype))
+            .chain(v.codes(TopCodes::Code))
     };
+    // Compared without case, and without lower-casing a copy of every code of every line.
     let named = all_codes().any(|c| {
-        let c = c.to_ascii_lowercase();
-        c.starts_with("authz") || c == "access-decision" || c == "authorization-decision"
+        c.as_bytes()
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"authz"))
+            || c.eq_ignore_ascii_case("access-decision")
+            || c.eq_ignore_ascii_case("authorization-decision")
     });
     if named {
         return true;
     }
-    let act = v["action"].as_str().map(str::trim).unwrap_or("");
+    let act = v.action().map(str::trim).unwrap_or("");
     let rest = all_codes().any(|c| {
         matches!(
             c,
@@ -300,37 +308,30 @@ fn is_authorization_decision(v: &Value) -> bool {
                 | "110127"
         )
     });
-    let consent_entity = v["entity"].as_array().is_some_and(|es| {
+    let consent_entity = v.entities().is_some_and(|es| {
         es.iter().any(|e| {
-            matches!(
-                e["what"]["reference"].as_str().and_then(reference),
-                Some(("Consent", _))
-            ) || has_code(&e["type"], "Consent")
+            matches!(e.what_reference().and_then(reference), Some(("Consent", _)))
+                || e.entity_codes(EntityCodes::Type).any(|c| c == "Consent")
         })
     });
     consent_entity && !rest && (act.is_empty() || act.eq_ignore_ascii_case("E"))
 }
 
-fn agent_user_id(agent: &Value) -> Option<String> {
-    let who = &agent["who"];
-    scalar_id(&who["identifier"]["value"])
+fn agent_user_id<A: AgentView>(agent: &A) -> Option<String> {
+    agent
+        .who_identifier()
+        .id()
         .or_else(|| {
-            who["reference"]
-                .as_str()
+            agent
+                .who_reference()
                 .and_then(reference)
                 .and_then(|(_, id)| ident(id))
         })
-        .or_else(|| scalar_id(&agent["altId"]))
+        .or_else(|| agent.alt_id().id())
 }
 
-fn network_address(agent: &Value) -> Option<String> {
-    [
-        &agent["network"]["address"],
-        &agent["networkString"],
-        &agent["networkUri"],
-    ]
-    .into_iter()
-    .find_map(|v| v.as_str().and_then(ident))
+fn network_address<A: AgentView>(agent: &A) -> Option<String> {
+    agent.network().into_iter().find_map(|v| v.and_then(ident))
 }
 
 /// Splits a reference into resource type and id: `Patient/123`,
@@ -352,49 +353,17 @@ fn reference(r: &str) -> Option<(&str, &str)> {
     Some((prev, last))
 }
 
-/// Every code in a Coding, a CodeableConcept, or an array of either.
-fn codes<'v>(v: &'v Value) -> impl Iterator<Item = &'v str> {
-    let items: &[Value] = match v {
-        Value::Array(a) => a,
-        Value::Object(_) => std::slice::from_ref(v),
-        _ => &[],
-    };
-    items.iter().flat_map(|item| {
-        let direct = item["code"].as_str();
-        let nested = item["coding"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c["code"].as_str());
-        direct.into_iter().chain(nested).map(str::trim)
-    })
-}
-
-/// The first (code, display) of a Coding or CodeableConcept.
-fn first_coding<'v>(v: &'v Value) -> (Option<&'v str>, Option<&'v str>) {
-    let c = if v["coding"].is_array() {
-        &v["coding"][0]
-    } else {
-        v
-    };
-    (c["code"].as_str(), c["display"].as_str())
-}
-
-fn has_code(v: &Value, code: &str) -> bool {
-    codes(v).any(|c| c == code)
-}
-
 /// The canonical action. Export wins over everything (a disclosure is what matters most
 /// to a privacy officer), then the REST interaction in `subtype`, then the DICOM event
 /// type with the C/R/U/D action code.
-fn action(v: &Value) -> Result<Action, Reject> {
-    let types = || codes(&v["type"]).chain(codes(&v["category"]));
-    let subtypes = || codes(&v["subtype"]).chain(codes(&v["code"]));
+fn action<R: Record>(v: &R) -> Result<Action, Reject> {
+    let types = || v.codes(TopCodes::Type).chain(v.codes(TopCodes::Category));
+    let subtypes = || v.codes(TopCodes::Subtype).chain(v.codes(TopCodes::Code));
     let kind = types()
         .map(|c| dicom::event_kind(Some(c), None))
         .find(|k| *k != EventKind::Other)
         .unwrap_or(EventKind::Other);
-    let act = v["action"].as_str().map(str::trim).unwrap_or("");
+    let act = v.action().map(str::trim).unwrap_or("");
 
     // The Swiss EPR (CH:ATC) types every record DCM 110106 Export; what happened is its
     // subtype, an EPR audit trail event type.
@@ -508,17 +477,17 @@ fn ch_atc(code: &str) -> Option<Result<Action, Reject>> {
 }
 
 /// An entity carrying a search (`query`, or role 24 Query).
-fn has_query_entity(v: &Value) -> bool {
-    v["entity"].as_array().is_some_and(|es| {
+fn has_query_entity<R: Record>(v: &R) -> bool {
+    v.entities().is_some_and(|es| {
         es.iter()
-            .any(|e| e.get("query").is_some() || has_code(&e["role"], "24"))
+            .any(|e| e.has_query() || e.entity_codes(EntityCodes::Role).any(|c| c == "24"))
     })
 }
 
 /// Patient ids, distinct, in order of importance: R5 `patient`, then entities typed
 /// Person/Patient (type 1, role 1; R5 drops `type`, so role 1 alone counts when `type`
 /// is absent), and only when there are none, any entity referencing `Patient/…`.
-fn patients(v: &Value) -> Vec<String> {
+fn patients<R: Record>(v: &R) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut push = |id: Option<String>| {
         if let Some(id) = id {
@@ -527,36 +496,34 @@ fn patients(v: &Value) -> Vec<String> {
             }
         }
     };
-    let r5 = &v["patient"];
     push(
-        r5["reference"]
-            .as_str()
+        v.patient_reference()
             .and_then(reference)
             .and_then(|(_, id)| ident(id))
-            .or_else(|| scalar_id(&r5["identifier"]["value"])),
+            .or_else(|| v.patient_identifier().id()),
     );
-    let entities: &[Value] = v["entity"].as_array().map_or(&[], Vec::as_slice);
+    let entities: &[R::Entity] = v.entities().unwrap_or(&[]);
     let mut typed = false;
     for e in entities {
-        let ty = &e["type"];
-        let patient_typed = (has_code(&e["role"], "1")
-            && (ty.is_null() || has_code(ty, "1") || has_code(ty, "Patient")))
-            || (has_code(ty, "Patient") && e["role"].is_null());
+        let has = |which, code| e.entity_codes(which).any(|c| c == code);
+        let patient_typed = (has(EntityCodes::Role, "1")
+            && (e.is_absent(EntityCodes::Type)
+                || has(EntityCodes::Type, "1")
+                || has(EntityCodes::Type, "Patient")))
+            || (has(EntityCodes::Type, "Patient") && e.is_absent(EntityCodes::Role));
         if patient_typed {
             typed = true;
-            let what = &e["what"];
             push(
-                what["reference"]
-                    .as_str()
+                e.what_reference()
                     .and_then(reference)
                     .and_then(|(_, id)| ident(id))
-                    .or_else(|| cx_id(&what["identifier"]["value"])),
+                    .or_else(|| cx_id(e.what_identifier())),
             );
         }
     }
     if !typed {
         for e in entities {
-            let r = e["what"]["reference"].as_str().and_then(reference);
+            let r = e.what_reference().and_then(reference);
             if let Some(("Patient", id)) = r {
                 push(ident(id));
             }
@@ -564,7 +531,7 @@ fn patients(v: &Value) -> Vec<String> {
         // Last, a search's own words: `patient=` (or `subject=Patient/…`) in the base64
         // `query` of a query entity, as BALP PatientQuery records carry it.
         for e in entities {
-            if let Some(q) = e["query"].as_str().and_then(base64_decode) {
+            if let Some(q) = e.query().and_then(base64_decode) {
                 for id in query_patients(&String::from_utf8_lossy(&q)) {
                     push(Some(id));
                 }
@@ -576,8 +543,8 @@ fn patients(v: &Value) -> Vec<String> {
 
 /// An identifier value, read as an HL7 v2 CX when it is one (`id^^^&oid&ISO`, as
 /// records converted from ATNA carry it): the first component.
-fn cx_id(v: &Value) -> Option<String> {
-    let id = scalar_id(v)?;
+fn cx_id(v: Scalar) -> Option<String> {
+    let id = v.id()?;
     match id.split_once('^') {
         Some((first, _)) => ident(first),
         None => Some(id),
@@ -662,19 +629,10 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 /// `"0"` (or 0) is success, any other code a failure; no outcome at all is success, as
-/// BALP profiles leave it out for successes. R5 nests the code in `outcome.code`.
-fn outcome(v: &Value) -> Outcome {
-    let code = match v {
-        Value::Null => return Outcome::Success,
-        Value::String(s) => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Object(_) => codes(&v["code"])
-            .next()
-            .or_else(|| codes(v).next())
-            .map(str::to_string),
-        _ => None,
-    };
-    match code.as_deref() {
+/// BALP profiles leave it out for successes. R5 nests the code in `outcome.code` (see
+/// [`view::outcome_code`]).
+fn outcome_of(code: Option<&str>) -> Outcome {
+    match code {
         // R5's own example writes `success` where the code system has `0`.
         Some("0") | None => Outcome::Success,
         Some(c) if c.eq_ignore_ascii_case("success") => Outcome::Success,
@@ -693,6 +651,10 @@ mod tests {
 
     fn parse(line: &str) -> Result<Option<Event>, Reject> {
         FhirParser::new("fhir".into(), Tz::UTC).parse(line)
+    }
+
+    fn outcome(v: &Value) -> Outcome {
+        outcome_of(view::outcome_code(v).as_deref())
     }
 
     fn ok(line: &str) -> Event {
@@ -1064,6 +1026,8 @@ mod tests {
             // BALP AuthZ-Consent (a Security Alert subtype).
             r#""type":{"code":"110113"},"subtype":[{"code":"AuthZ-Consent"}],"action":"E""#,
             r#""type":{"code":"access-decision"},"action":"E""#,
+            r#""category":[{"coding":[{"code":"Authorization-DECISION"}]}],"action":"E""#,
+            r#""subtype":[{"code":"AUTHZ"}],"action":"R""#,
             // FHIR R5 example-consent-permit-authz: a Query about a Consent, no REST read.
             r#""code":{"coding":[{"code":"110112"}]},"action":"E","entity":[{"what":{"reference":"Patient/p"},"role":{"code":"1"}},{"what":{"reference":"Consent/c1"}}]"#,
         ];
