@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::daemon::partitions::Parts;
 use crate::daemon::reload::{record_detectors, record_reference, Reloader};
 use crate::daemon::signals::Flags;
-use crate::daemon::{self, state, Daemon};
+use crate::daemon::{self, Daemon};
 use crate::kafka::consumer::{self, lock};
 use crate::kafka::lease::Owners;
 use crate::kafka::stall::StallWatch;
@@ -52,7 +52,8 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     let mut reloader = Reloader::new(cfg);
     let mut owners = Owners::new(cfg, &dir)?;
     let mut stalls = StallWatch::default();
-    let mut pacer = state::Pacer::new(Duration::from_secs(cfg.state.snapshot_secs.max(1)));
+    let every = Duration::from_secs(cfg.state.snapshot_secs.max(1));
+    let mut last_snapshot = Instant::now();
     d.ready();
     info!(topic = %cfg.kafka.events_topic, group = %cfg.kafka.group, "phiwatch engine started");
     let mut burst = 0;
@@ -84,10 +85,9 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
         now = Instant::now();
         let mut p = lock(&parts);
         p.tick()?;
-        if pacer.due() {
-            let started = Instant::now();
+        if last_snapshot.elapsed() >= every {
             p.save_all(&consumer)?;
-            pacer.done(started);
+            last_snapshot = Instant::now();
         }
         let reloaded = reloader.poll(d.take_reload(), p.reference());
         p.apply(reloaded);

@@ -96,12 +96,14 @@ pub fn save(path: &Path, snapshot: &impl Serialize) -> Result<()> {
     Ok(())
 }
 
-/// When snapshots are due: every `snapshot_secs`, or, when writing one takes long, nine
-/// times as long as the last one took, so that snapshots take at most a tenth of the
-/// thread's time. While `run` catches up, its reorder buffer holds the events of the
-/// sources that are ahead (tens of megabytes of JSON on a month's files), and a snapshot
-/// each second was half of the engine thread's time. Live, with a small buffer, a
-/// snapshot takes milliseconds and the interval is `snapshot_secs`.
+/// When `run`'s snapshots are due: every `snapshot_secs`, or, when writing one takes
+/// long, nine times as long as the last one took, so that snapshots take at most a tenth
+/// of the thread's time. While `run` catches up, its reorder buffer holds the events of
+/// the sources that are ahead (tens of megabytes of JSON on a month's files), and a
+/// snapshot each second was half of the engine thread's time. Live, with a small buffer,
+/// a snapshot takes milliseconds and the interval is `snapshot_secs`. (`engine` keeps
+/// its fixed interval: spacing its partitions' snapshots out delayed what tells a reader
+/// such as `benches/compare.sh` that events were applied, and was not measured to help.)
 #[derive(Debug)]
 pub struct Pacer {
     every: Duration,
