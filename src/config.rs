@@ -185,7 +185,9 @@ pub struct SourceConfig {
 pub struct StateConfig {
     /// Checkpoints, spool, engine snapshots.
     pub dir: PathBuf,
-    /// Seconds between snapshots of engine state and source checkpoints in `run`.
+    /// Seconds between snapshots of engine state and source checkpoints in `run` (longer
+    /// while a snapshot takes more than a ninth of that to write: see
+    /// `daemon::state::Pacer`), and of partitions in `engine`.
     pub snapshot_secs: u64,
 }
 

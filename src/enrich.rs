@@ -5,7 +5,8 @@
 
 use crate::event::{key_cow, Action, Event};
 use crate::reference::care::CareFacts;
-use crate::reference::{Patient, Reference, StaffMember};
+use crate::reference::symbols::Sym;
+use crate::reference::{Patient, PatientRef, Reference, StaffMember, UserRef};
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
 use std::borrow::Cow;
@@ -143,19 +144,19 @@ impl<'a> Enriched<'a> {
         let user_key = key_cow(&event.user);
         let patient_key = event.patient.as_deref().map(key_cow);
         let local = event.ts.with_timezone(&tz);
-        let staff = reference.roster.as_ref().and_then(|r| r.get(&user_key));
-        let patient = match (&patient_key, &reference.directory) {
-            (Some(k), Some(d)) => d.get(k),
-            _ => None,
-        };
-        let relations = relations(&user_key, staff, patient, reference);
+        // One lookup each for the user and the patient; the tables joined at load say
+        // the rest (see `reference::links`).
+        let user = reference.user(&user_key);
+        let staff = user.staff;
+        let found = patient_key
+            .as_deref()
+            .map_or_else(PatientRef::default, |k| reference.patient(k));
+        let patient = found.patient;
+        let relations = relations(&user_key, &user, patient, reference);
         let care = match (&patient_key, &reference.care) {
-            (Some(pk), Some(c)) => Some(c.facts(
-                pk,
-                &user_key,
-                staff.and_then(|s| s.department_key.as_deref()),
-                event.ts,
-            )),
+            (Some(_), Some(c)) => {
+                Some(c.facts_of(found.care, user.care_user, user.care_department, event.ts))
+            }
             _ => None,
         };
         Enriched {
@@ -186,7 +187,7 @@ impl<'a> Enriched<'a> {
     /// The patient id as the directory spells it, else as the event did.
     pub fn patient_display(&self) -> Option<&str> {
         self.patient
-            .map(|p| p.patient_id)
+            .map(|p| p.patient_id())
             .or(self.event.patient.as_deref())
     }
 
@@ -234,12 +235,10 @@ impl<'a> Enriched<'a> {
             ),
             Field::PatientId => self.patient_key.as_deref().map_or(Null, Str),
             Field::PatientKnown => Bool(self.patient.is_some()),
-            Field::PatientVip => Bool(self.patient.is_some_and(|p| p.vip)),
+            Field::PatientVip => Bool(self.patient.is_some_and(|p| p.vip())),
             Field::PatientDeceased => Bool(self.days_since_death().is_some()),
             Field::PatientDaysSinceDeath => self.days_since_death().map_or(Null, Int),
-            Field::PatientEmployee => {
-                Bool(self.patient.is_some_and(|p| p.employee_user_key.is_some()))
-            }
+            Field::PatientEmployee => Bool(self.patient.is_some_and(|p| p.is_employee())),
             Field::RelSelf => Bool(self.relations.is_self),
             Field::RelFamilyName => Bool(self.relations.family_name),
             Field::RelHousehold => Bool(self.relations.household),
@@ -285,7 +284,7 @@ impl<'a> Enriched<'a> {
     }
 
     fn days_since_death(&self) -> Option<i64> {
-        let d = self.patient?.deceased_date?;
+        let d = self.patient?.deceased_date()?;
         (self.local_day >= d).then(|| (self.local_day - d).num_days())
     }
 
@@ -299,39 +298,44 @@ impl<'a> Enriched<'a> {
     }
 }
 
+/// Family names and addresses compare as directory symbols ([`UserRef::home`]): equal
+/// symbols are equal folded strings, and a value the directory lacks is no patient's.
 fn relations(
     user_key: &str,
-    staff: Option<&StaffMember>,
+    user: &UserRef,
     patient: Option<Patient>,
     reference: &Reference,
 ) -> Relations {
     let Some(p) = patient else {
         return Relations::default();
     };
-    let is_self = p.employee_user_key == Some(user_key);
-    let Some(s) = staff else {
+    // Resolved only for the few patients on staff.
+    let employee = if p.is_employee() {
+        p.employee_user_key()
+    } else {
+        None
+    };
+    let is_self = employee == Some(user_key);
+    let Some(s) = user.staff else {
         return Relations {
             is_self,
             ..Relations::default()
         };
     };
-    let eq = |a: &Option<String>, b: Option<&str>| matches!((a, b), (Some(x), Some(y)) if x == y);
-    let same_postcode = eq(&s.postcode_key, p.postcode_key);
-    let household = !is_self && same_postcode && eq(&s.address_key, p.address_key);
-    let neighbour = !is_self
-        && !household
-        && same_postcode
-        && eq(&s.street_key, p.street_key)
-        && s.street_key.as_deref().is_some_and(|k| !k.is_empty());
+    let (mine, theirs) = (user.home, p.home());
+    let eq = |a: Option<Sym>, b: Option<Sym>| a.is_some() && a == b;
+    let same_postcode = eq(mine.postcode, theirs.postcode);
+    let household = !is_self && same_postcode && eq(mine.address, theirs.address);
+    let neighbour = !is_self && !household && same_postcode && eq(mine.street, theirs.street);
     let coworker = !is_self
-        && p.employee_user_key
+        && employee
             .and_then(|k| reference.roster.as_ref()?.get(k))
             .is_some_and(|colleague| {
                 colleague.department_key.is_some() && colleague.department_key == s.department_key
             });
     Relations {
         is_self,
-        family_name: !is_self && eq(&s.family_key, p.family_key),
+        family_name: !is_self && eq(mine.family, theirs.family),
         household,
         neighbour,
         coworker,

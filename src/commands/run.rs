@@ -92,8 +92,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
     let mut last_gauges = Instant::now();
     let mut dl = DeadLetter::new(&cfg.dead_letter_path());
     let mut alerts = Vec::new();
-    let mut last_snapshot = Instant::now();
-    let every = Duration::from_secs(cfg.state.snapshot_secs.max(1));
+    let mut pacer = state::Pacer::new(Duration::from_secs(cfg.state.snapshot_secs.max(1)));
     let mut snapshot_now = false;
     info!(sources = threads.len(), "phiwatch run started");
     d.ready();
@@ -118,7 +117,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
             daemon::record_sinks(&sinks);
             m.reorder_buffer_events
                 .set(engine.state().buffer.len() as i64);
-            let age = last_snapshot.elapsed().as_secs_f64();
+            let age = pacer.age().as_secs_f64();
             for s in &cfg.sources {
                 m.checkpoint_age_seconds
                     .with_label_values(&[&s.name])
@@ -132,10 +131,11 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
         if let Some(r) = reloaded.reference {
             engine.set_reference(r);
         }
-        if snapshot_now || last_snapshot.elapsed() >= every {
+        if snapshot_now || pacer.due() {
             snapshot_now = false;
+            let started = Instant::now();
             snapshot(&snapshot_path, &engine, &positions, &mut dl)?;
-            last_snapshot = Instant::now();
+            pacer.done(started);
         }
         if d.stopping() {
             break;

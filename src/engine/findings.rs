@@ -73,7 +73,7 @@ impl Context {
         if let Some(c) = care_sentence(e) {
             v.insert("care", c);
         }
-        if let Some(d) = e.patient.and_then(|p| p.deceased_date) {
+        if let Some(d) = e.patient.and_then(|p| p.deceased_date()) {
             let days = (e.local_day - d).num_days();
             if days >= 0 {
                 v.insert("days_since_death", days.to_string());

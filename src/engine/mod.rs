@@ -12,6 +12,7 @@
 
 pub mod cases;
 mod findings;
+mod keyed;
 pub mod kinds;
 pub mod order;
 mod peers;
@@ -58,7 +59,8 @@ impl Settings {
 pub struct State {
     /// Local day of the first event ever applied: the learning period counts from here.
     pub first_day: Option<NaiveDate>,
-    pub users: FxHashMap<String, UserState>,
+    #[serde(with = "keyed")]
+    pub users: keyed::Keyed<UserState>,
     /// Peer-group daily values per detector: key "detector\u{1f}group".
     pub peers: FxHashMap<String, stats::DayValues>,
     pub findings: Findings,
@@ -420,17 +422,7 @@ impl Engine {
         self.state.applied += 1;
         let learned = self.learned(e.local_day);
         let before = out.len();
-        // Looked up before inserting, as for habits: the user is nearly always known.
-        if !self.state.users.contains_key(&*e.user_key) {
-            self.state
-                .users
-                .insert(e.user_key.to_string(), UserState::default());
-        }
-        let user = self
-            .state
-            .users
-            .get_mut(&*e.user_key)
-            .expect("inserted above");
+        let user = keyed::get_or_default(&mut self.state.users, &e.user_key);
         user.last_active = ev.ts.timestamp();
         e.usual_hours = users::usual_hour(user, e.hour);
         let group = e.staff.map(|s| s.peer_group());

@@ -1,10 +1,10 @@
 //! What the engine keeps per user, bounded in size: working-hour habits (an hour-of-day
 //! histogram), and each stateful detector's state as its kind (`kinds/`) defines it.
 
+use super::keyed::Keyed;
 use super::kinds::{claim, Registered, Slot};
 use crate::enrich::Enriched;
 use chrono::{Duration, NaiveDate};
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -17,20 +17,20 @@ pub struct UserState {
     pub hours_today: [u32; 24],
     pub hours_day: Option<NaiveDate>,
     /// State of each stateful detector, by detector id.
-    pub detectors: FxHashMap<String, Slot>,
+    #[serde(with = "super::keyed")]
+    pub detectors: Keyed<Slot>,
 }
 
 impl UserState {
     /// The state the detector `id`, of kind `K`, keeps for this user; created empty on
     /// first use.
     pub fn state<K: Registered>(&mut self, id: &str) -> &mut K::User {
-        // Looked up before inserting: the slot nearly always exists, and entry() would
-        // copy the detector id for every event and detector.
-        if !self.detectors.contains_key(id) {
-            self.detectors
-                .insert(id.to_string(), K::put(Default::default()));
-        }
-        claim::<K>(self.detectors.get_mut(id).expect("inserted above"))
+        // One lookup; the id is copied only when the slot is new.
+        let slot = self
+            .detectors
+            .entry_ref(id)
+            .or_insert_with(|| K::put(Default::default()));
+        claim::<K>(slot)
     }
 
     /// How many of the user's past chart accesses fell within an hour of `hour` (local),
@@ -97,7 +97,7 @@ pub fn observe(user: &mut UserState, e: &Enriched) {
 }
 
 /// Drops the least recently active users until `max` remain; returns how many went.
-pub fn evict(users: &mut FxHashMap<String, UserState>, max: usize) -> u64 {
+pub fn evict(users: &mut Keyed<UserState>, max: usize) -> u64 {
     let target = max - max / 100;
     if users.len() <= target {
         return 0;

@@ -12,7 +12,7 @@
 //! indexed by the patient's symbol. The index costs about 60 bytes a row.
 
 use super::csvload;
-use super::symbols::{Sym, Symbols};
+use super::symbols::{Hashed, Sym, Symbols};
 use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
 use std::path::Path;
@@ -354,8 +354,45 @@ impl CareIndex {
         dept_key: Option<&str>,
         t: DateTime<Utc>,
     ) -> CareFacts {
+        self.facts_of(
+            self.patient(self.patients.hashed(patient_key)),
+            self.user(user_key),
+            dept_key.and_then(|d| self.department(d)),
+            t,
+        )
+    }
+
+    /// A patient id with its hash, for [`CareIndex::patient`].
+    pub fn hashed<'s>(&self, patient_key: &'s str) -> Hashed<'s> {
+        self.patients.hashed(patient_key)
+    }
+
+    /// The patient's symbol here, for [`CareIndex::facts_of`].
+    pub fn patient(&self, patient_key: Hashed) -> Option<Sym> {
+        self.patients.get_hashed(patient_key)
+    }
+
+    /// A user's symbol here (named on care rows), for [`CareIndex::facts_of`].
+    pub fn user(&self, user_key: &str) -> Option<Sym> {
+        self.users.get(user_key)
+    }
+
+    /// A department's symbol here, for [`CareIndex::facts_of`].
+    pub fn department(&self, dept_key: &str) -> Option<Sym> {
+        self.departments.get(dept_key)
+    }
+
+    /// [`CareIndex::facts`] for a patient, user and department looked up already
+    /// (enrichment looks the user's up once per load, see [`super::links`]).
+    pub fn facts_of(
+        &self,
+        patient: Option<Sym>,
+        user: Option<Sym>,
+        dept: Option<Sym>,
+        t: DateTime<Utc>,
+    ) -> CareFacts {
         let t = t.timestamp();
-        let Some(p) = self.patients.get(patient_key).map(Sym::index) else {
+        let Some(p) = patient.map(Sym::index) else {
             return CareFacts::default();
         };
         let (a, b) = (self.all_off[p] as usize, self.all_off[p + 1] as usize);
@@ -366,10 +403,8 @@ impl CareIndex {
         let ends = &self.ends[a..b];
         let episodes =
             &self.episodes[self.episode_off[p] as usize..self.episode_off[p + 1] as usize];
-        let dept = dept_key
-            .and_then(|d| self.departments.get(d))
-            .and_then(|d| self.by_dept.of(p, d));
-        let user = self.users.get(user_key).and_then(|u| self.by_user.of(p, u));
+        let dept = dept.and_then(|d| self.by_dept.of(p, d));
+        let user = user.and_then(|u| self.by_user.of(p, u));
         let by_department = dept.is_some_and(|iv| iv.covers(t));
         let by_user = user.is_some_and(|iv| iv.covers(t));
         // The episodes within the margin of t (at most a couple).

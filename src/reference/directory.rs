@@ -9,25 +9,100 @@
 
 use super::address;
 use super::csvload;
-use super::symbols::{Sym, Symbols};
+use super::symbols::{Hashed, Sym, Symbols};
 use anyhow::{bail, Result};
 use chrono::NaiveDate;
 use std::path::Path;
 
-/// One patient, borrowed from the directory.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One patient, borrowed from the directory: a row, read field by field. Enrichment
+/// finds the patient of every event but most events need only a flag or two of the row,
+/// so nothing is resolved from the arena until asked for.
+#[derive(Debug, Clone, Copy)]
 pub struct Patient<'a> {
+    dir: &'a Directory,
+    id: Sym,
+}
+
+/// Where a patient or a member of staff lives and their family name, as symbols of the
+/// directory's folded values: comparing two is comparing integers. A value the directory
+/// does not hold is `None`, as no patient can share it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Home {
+    pub family: Option<Sym>,
+    pub address: Option<Sym>,
+    /// A member of staff's is `None` for an empty street as well: no one is a
+    /// neighbour on no street.
+    pub street: Option<Sym>,
+    pub postcode: Option<Sym>,
+}
+
+impl<'a> Patient<'a> {
+    fn row(&self) -> &'a Stored {
+        &self.dir.rows[self.id.index()]
+    }
+
+    fn value(&self, s: Option<Sym>) -> Option<&'a str> {
+        s.map(|s| self.dir.values.resolve(s))
+    }
+
     /// As spelled in the directory.
-    pub patient_id: &'a str,
-    pub family_key: Option<&'a str>,
-    pub birth_date: Option<NaiveDate>,
-    pub address_key: Option<&'a str>,
-    pub street_key: Option<&'a str>,
-    pub postcode_key: Option<&'a str>,
-    pub deceased_date: Option<NaiveDate>,
-    pub vip: bool,
+    pub fn patient_id(&self) -> &'a str {
+        self.dir.ids.resolve(self.id)
+    }
+
+    pub fn family_key(&self) -> Option<&'a str> {
+        self.value(self.row().family)
+    }
+
+    pub fn birth_date(&self) -> Option<NaiveDate> {
+        self.row().birth_date
+    }
+
+    pub fn address_key(&self) -> Option<&'a str> {
+        self.value(self.row().address)
+    }
+
+    pub fn street_key(&self) -> Option<&'a str> {
+        self.value(self.row().street)
+    }
+
+    pub fn postcode_key(&self) -> Option<&'a str> {
+        self.value(self.row().postcode)
+    }
+
+    pub fn deceased_date(&self) -> Option<NaiveDate> {
+        self.row().deceased_date
+    }
+
+    pub fn vip(&self) -> bool {
+        self.row().vip
+    }
+
+    /// True when the patient is also on staff.
+    pub fn is_employee(&self) -> bool {
+        self.row().employee.is_some()
+    }
+
     /// Comparison key of the staff account of a patient who is also on staff.
-    pub employee_user_key: Option<&'a str>,
+    pub fn employee_user_key(&self) -> Option<&'a str> {
+        self.value(self.row().employee)
+    }
+
+    /// Family name and address as symbols, for comparing with a member of staff's.
+    pub fn home(&self) -> Home {
+        let r = self.row();
+        Home {
+            family: r.family,
+            address: r.address,
+            street: r.street,
+            postcode: r.postcode,
+        }
+    }
+
+    /// Position in the directory, from 0 in file order.
+    pub fn index(&self) -> usize {
+        self.id.index()
+    }
 }
 
 /// A patient as stored: symbols in [`Directory::values`].
@@ -166,20 +241,43 @@ impl Directory {
 
     /// The patient whose folded id ([`crate::event::key`]) is `patient_key`.
     pub fn get(&self, patient_key: &str) -> Option<Patient<'_>> {
-        let id = self.ids.get(patient_key)?;
-        let p = &self.rows[id.index()];
-        let v = |s: Option<Sym>| s.map(|s| self.values.resolve(s));
-        Some(Patient {
-            patient_id: self.ids.resolve(id),
-            family_key: v(p.family),
-            birth_date: p.birth_date,
-            address_key: v(p.address),
-            street_key: v(p.street),
-            postcode_key: v(p.postcode),
-            deceased_date: p.deceased_date,
-            vip: p.vip,
-            employee_user_key: v(p.employee),
-        })
+        self.get_hashed(self.ids.hashed(patient_key))
+    }
+
+    /// [`Directory::get`] for an id hashed already ([`Directory::hashed`]).
+    pub fn get_hashed(&self, patient_key: Hashed) -> Option<Patient<'_>> {
+        let id = self.ids.get_hashed(patient_key)?;
+        Some(Patient { dir: self, id })
+    }
+
+    /// A patient id with its hash, to look it up here and in the care index at the
+    /// cost of one hash (both tables fold case alike).
+    pub fn hashed<'s>(&self, patient_key: &'s str) -> Hashed<'s> {
+        self.ids.hashed(patient_key)
+    }
+
+    /// Patient ids as spelled, in directory order, for joining with other tables.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.ids.iter()
+    }
+
+    /// A member of staff's family name and address as this directory's symbols (each
+    /// folded as the directory folds them: [`crate::event::key`], [`address::fold`],
+    /// [`address::street`], [`address::postcode`]).
+    pub fn home(
+        &self,
+        family: Option<&str>,
+        address: Option<&str>,
+        street: Option<&str>,
+        postcode: Option<&str>,
+    ) -> Home {
+        let v = |s: Option<&str>| s.and_then(|s| self.values.get(s));
+        Home {
+            family: v(family),
+            address: v(address),
+            street: v(street.filter(|s| !s.is_empty())),
+            postcode: v(postcode),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -214,20 +312,31 @@ mod tests {
         assert_eq!(d.rejected.len(), 2, "{:?}", d.rejected);
         assert!(d.rejected[0].contains("appears twice"));
         let p = d.get(&key("Mrn1")).unwrap();
-        assert_eq!(p.patient_id, "MRN1");
-        assert_eq!(p.family_key, Some(key("O'Neil").as_str()));
+        assert_eq!(p.patient_id(), "MRN1");
+        assert_eq!(p.family_key(), Some(key("O'Neil").as_str()));
         assert_eq!(
-            p.address_key,
+            p.address_key(),
             Some(address::fold("14 Elm Street Apt 4").as_str())
         );
-        assert_eq!(p.street_key, Some("elm st"));
-        assert_eq!(p.postcode_key, Some("01101"));
-        assert_eq!(p.employee_user_key, Some("jsmith"));
-        assert!(p.vip);
-        assert_eq!(p.birth_date, NaiveDate::from_ymd_opt(1980, 2, 3));
+        assert_eq!(p.street_key(), Some("elm st"));
+        assert_eq!(p.postcode_key(), Some("01101"));
+        assert_eq!(p.employee_user_key(), Some("jsmith"));
+        assert!(p.vip() && p.is_employee());
+        assert_eq!(p.birth_date(), NaiveDate::from_ymd_opt(1980, 2, 3));
+        let home = d.home(
+            Some(&key("O'Neil")),
+            Some(&address::fold("14 Elm Street Apt 4")),
+            Some("elm st"),
+            Some("01101"),
+        );
+        assert_eq!(home, p.home(), "the same home as symbols");
+        assert_eq!(
+            d.home(Some("nobody"), None, Some(""), None),
+            Home::default()
+        );
         let p2 = d.get("mrn2").unwrap();
-        assert_eq!(p2.deceased_date, NaiveDate::from_ymd_opt(2024, 5, 1));
-        assert!(!p2.vip && p2.family_key.is_none() && p2.address_key.is_none());
+        assert_eq!(p2.deceased_date(), NaiveDate::from_ymd_opt(2024, 5, 1));
+        assert!(!p2.vip() && p2.family_key().is_none() && p2.address_key().is_none());
         assert!(d.get("mrn3").is_none());
     }
 }

@@ -9,6 +9,7 @@ pub mod address;
 pub mod care;
 pub mod csvload;
 pub mod directory;
+pub mod links;
 pub mod roster;
 pub mod symbols;
 
@@ -19,6 +20,7 @@ use std::time::SystemTime;
 
 pub use care::CareIndex;
 pub use directory::{Directory, Patient};
+pub use links::{Links, PatientRef, UserRef};
 pub use roster::{Roster, StaffMember};
 
 /// The three reference tables, loaded together.
@@ -29,6 +31,8 @@ pub struct Reference {
     pub care: Option<CareIndex>,
     /// Modification times of the files when loaded, to notice changes.
     pub stamps: Stamps,
+    /// The tables joined, for enrichment; built by [`Reference::load`].
+    links: Links,
 }
 
 /// Hands memory freed by a load back to the system: the care rows as read (hundreds of
@@ -85,12 +89,29 @@ impl Reference {
             (roster, directory, care)
         });
         release_freed_memory();
+        let (roster, directory, care) = (roster?, directory?, care?);
+        let links = Links::build(roster.as_ref(), directory.as_ref(), care.as_ref());
         Ok(Reference {
-            roster: roster?,
-            directory: directory?,
-            care: care?,
+            roster,
+            directory,
+            care,
             stamps,
+            links,
         })
+    }
+
+    /// The member of staff (if on the roster) whose folded id is `user_key`, with what
+    /// the care index and the directory know of them.
+    pub fn user(&self, user_key: &str) -> UserRef<'_> {
+        self.links
+            .user(user_key, self.roster.as_ref(), self.care.as_ref())
+    }
+
+    /// The patient whose folded id is `patient_key`, in the directory and in the care
+    /// index.
+    pub fn patient(&self, patient_key: &str) -> PatientRef<'_> {
+        self.links
+            .patient(patient_key, self.directory.as_ref(), self.care.as_ref())
     }
 
     /// True when any configured file changed since it was loaded.

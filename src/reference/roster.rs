@@ -45,7 +45,11 @@ impl StaffMember {
 
 #[derive(Debug, Default)]
 pub struct Roster {
-    by_user: FxHashMap<String, StaffMember>,
+    /// In file order; a member's position is what [`Roster::index`] gives, so tables
+    /// joined with the roster ([`super::links`]) are plain vectors beside it.
+    members: Vec<StaffMember>,
+    /// Position in `members` by folded user id.
+    by_user: FxHashMap<String, u32>,
     /// Rows set aside at load, each with its file, line and reason.
     pub rejected: Vec<String>,
 }
@@ -75,6 +79,7 @@ const TERMINATION_DATE: usize = 8;
 impl Roster {
     pub fn load(path: &Path) -> Result<Roster> {
         let mut by_user = FxHashMap::default();
+        let mut members = Vec::new();
         let rejected = csvload::read(path, &COLUMNS, &["user_id"], |row| {
             let user_id = row.required(USER_ID)?.to_string();
             let address_key = row.get(ADDRESS).map(address::fold);
@@ -102,25 +107,41 @@ impl Roster {
                     member.user_id
                 );
             }
-            by_user.insert(k, member);
+            by_user.insert(k, members.len() as u32);
+            members.push(member);
             Ok(())
         })?;
-        Ok(Roster { by_user, rejected })
+        Ok(Roster {
+            members,
+            by_user,
+            rejected,
+        })
     }
 
     pub fn get(&self, user_key: &str) -> Option<&StaffMember> {
-        self.by_user.get(user_key)
+        self.index(user_key).map(|i| self.member(i))
+    }
+
+    /// The position of the member whose folded id is `user_key`.
+    pub fn index(&self, user_key: &str) -> Option<usize> {
+        self.by_user.get(user_key).map(|&i| i as usize)
+    }
+
+    /// The member at a position [`Roster::index`] gave.
+    pub fn member(&self, i: usize) -> &StaffMember {
+        &self.members[i]
     }
 
     pub fn len(&self) -> usize {
-        self.by_user.len()
+        self.members.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_user.is_empty()
+        self.members.is_empty()
     }
 
+    /// Every member, in file order.
     pub fn iter(&self) -> impl Iterator<Item = &StaffMember> {
-        self.by_user.values()
+        self.members.iter()
     }
 }

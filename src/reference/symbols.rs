@@ -87,9 +87,35 @@ impl Symbols {
         value(&self.text, &self.ends, sym.index() as u32)
     }
 
+    /// Every value, in the order of their symbols.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.ends.len() as u32).map(|i| value(&self.text, &self.ends, i))
+    }
+
     /// The symbol of `s`, if the table holds it.
     pub fn get(&self, s: &str) -> Option<Sym> {
-        let h = hash(s.as_bytes(), self.fold_case);
+        self.get_hashed(self.hashed(s))
+    }
+
+    /// `s` with its hash as this table computes it, for looking one string up in
+    /// several tables of the same kind (the directory's and the care index's patient
+    /// ids) while hashing it once.
+    pub fn hashed<'s>(&self, s: &'s str) -> Hashed<'s> {
+        Hashed {
+            s,
+            hash: hash(s.as_bytes(), self.fold_case),
+            fold: self.fold_case,
+        }
+    }
+
+    /// [`Symbols::get`] for a string hashed already (by any table; one that folds case
+    /// differently hashes it again).
+    pub fn get_hashed(&self, k: Hashed) -> Option<Sym> {
+        let (s, h) = if k.fold == self.fold_case {
+            (k.s, k.hash)
+        } else {
+            (k.s, hash(k.s.as_bytes(), self.fold_case))
+        };
         let (text, ends, fold) = (&self.text, &self.ends, self.fold_case);
         self.table
             .find(wide(h), |e| {
@@ -127,6 +153,14 @@ impl Symbols {
     pub fn bytes(&self) -> usize {
         self.text.capacity() + self.ends.capacity() * 4 + self.table.capacity() * 9
     }
+}
+
+/// A string with its hash, from [`Symbols::hashed`].
+#[derive(Debug, Clone, Copy)]
+pub struct Hashed<'s> {
+    s: &'s str,
+    hash: u32,
+    fold: bool,
 }
 
 fn sym_of(i: u32) -> Sym {
