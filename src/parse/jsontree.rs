@@ -99,8 +99,9 @@ impl<'de> Deserialize<'de> for Json<'de> {
     }
 }
 
-/// A key that borrows when the input has no escapes in it.
-struct Key<'de>(Cow<'de, str>);
+/// A member name that borrows when the input has no escapes in it (compared unescaped).
+/// Shared with the typed FHIR reader, so both read keys alike.
+pub(crate) struct Key<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {

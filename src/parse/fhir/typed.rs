@@ -12,6 +12,7 @@
 //! rejects could have been accepted here.
 
 use super::view::{AgentCodes, AgentView, EntityCodes, EntityView, Record, Scalar, Slot, TopCodes};
+use crate::parse::jsontree::Key;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
@@ -122,28 +123,6 @@ fn skip_members<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
         value::<Skip, A>(map)?;
     }
     Ok(())
-}
-
-/// A member name, borrowed unless it has escapes (compared unescaped, as the tree does).
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(s)))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s.to_owned())))
-            }
-        }
-        d.deserialize_str(KeyVisitor)
-    }
 }
 
 /// A value nothing is read from.
