@@ -65,8 +65,8 @@ pub struct State {
     pub peers: FxHashMap<String, stats::DayValues>,
     pub findings: Findings,
     /// Working habits per peer group (role/department).
-    #[serde(default)]
-    pub habits: FxHashMap<String, peers::Habits>,
+    #[serde(default, with = "keyed")]
+    pub habits: keyed::Keyed<peers::Habits>,
     /// Sequence first steps by workstation: key "detector\u{1f}host".
     #[serde(default)]
     pub hosts: FxHashMap<String, kinds::sequence::Step>,
@@ -404,17 +404,7 @@ impl Engine {
         let reference = Arc::clone(&self.reference);
         let mut e = Enriched::new(ev, &reference, self.settings.timezone);
         if let Some(g) = e.staff.map(|s| s.peer_group()) {
-            // get_mut first: the group is nearly always known, and entry() would copy its
-            // name for every event.
-            match self.state.habits.get_mut(g) {
-                Some(h) => h.judge_and_learn(&mut e),
-                None => self
-                    .state
-                    .habits
-                    .entry(g.to_string())
-                    .or_default()
-                    .judge_and_learn(&mut e),
-            }
+            keyed::get_or_default(&mut self.state.habits, g).judge_and_learn(&mut e);
         }
         if self.state.first_day.is_none() {
             self.state.first_day = Some(e.local_day);
