@@ -9,7 +9,8 @@
 //! A health system has ten million care rows, so nothing here is a map or a `Vec` per
 //! patient: patients, departments and users are symbols ([`super::symbols`]), and every
 //! patient's intervals are one range of a few flat arrays, found through an offset table
-//! indexed by the patient's symbol. The index costs about 60 bytes a row.
+//! indexed by the patient's symbol. Times are 4-byte seconds ([`At`]); the index costs
+//! about 45 bytes a row.
 
 use super::csvload;
 use super::symbols::{Hashed, Sym, Symbols};
@@ -26,28 +27,78 @@ const USER_ID: usize = 2;
 const START: usize = 3;
 const END: usize = 4;
 
+/// A care time: seconds since [`At::EPOCH`] in 32 bits, which reach from December 1931
+/// to January 2068. Ten million rows hold five times as many times (starts, ends, running
+/// reaches, episodes, per-department and per-user copies); at eight bytes each they were
+/// a third of the index, and a reload holds two indexes at once.
+///
+/// Outside that range a time keeps its meaning for any event inside it: a start before
+/// 1932 reads as "since always", an end after 2068 (`9999-12-31`, as some exports write
+/// open-ended care) as ongoing, and an event's time is clamped the same way. Only a row
+/// that starts after 2068 cannot be kept; it is rejected with its line.
+type At = i32;
+
+/// Conversions between a time in Unix seconds and [`At`].
+mod at {
+    use super::At;
+
+    /// 2000-01-01T00:00:00Z in Unix seconds.
+    pub const EPOCH: i64 = 946_684_800;
+    /// The end of ongoing care, later than any stored or queried time.
+    pub const ONGOING: At = At::MAX;
+
+    fn clamp(secs: i64, max: At) -> At {
+        secs.saturating_sub(EPOCH).clamp(At::MIN as i64, max as i64) as At
+    }
+
+    /// A row's start; `None` past the range (the row cannot be kept).
+    pub fn start(secs: i64) -> Option<At> {
+        (secs.saturating_sub(EPOCH) < ONGOING as i64).then(|| clamp(secs, ONGOING - 1))
+    }
+
+    /// A row's end: past the range, ongoing.
+    pub fn end(secs: i64) -> At {
+        clamp(secs, ONGOING)
+    }
+
+    /// An event's time: always before the end of ongoing care.
+    pub fn query(secs: i64) -> At {
+        clamp(secs, ONGOING - 1)
+    }
+
+    /// `a - b` in seconds, without overflow.
+    pub fn diff(a: At, b: At) -> i64 {
+        a as i64 - b as i64
+    }
+
+    /// A margin in seconds as an [`At`] span.
+    pub const fn span(secs: i64) -> At {
+        secs as At
+    }
+}
+
 /// Intervals sorted by start; `reach[i]` is the latest end among the first i+1 intervals
-/// (i64::MAX for an ongoing one).
+/// ([`at::ONGOING`] for an ongoing one).
 #[derive(Debug, Clone, Copy)]
 struct Intervals<'a> {
-    starts: &'a [i64],
-    reach: &'a [i64],
+    starts: &'a [At],
+    reach: &'a [At],
 }
 
 impl Intervals<'_> {
-    fn covers(&self, t: i64) -> bool {
+    fn covers(&self, t: At) -> bool {
         let n = self.starts.partition_point(|&s| s <= t);
         n > 0 && self.reach[n - 1] >= t
     }
 
     /// True when some interval overlaps `[lo, hi]`.
-    fn overlaps(&self, lo: i64, hi: i64) -> bool {
+    fn overlaps(&self, lo: At, hi: At) -> bool {
         let n = self.starts.partition_point(|&s| s <= hi);
         n > 0 && self.reach[n - 1] >= lo
     }
 
     /// True when some interval starts within `[lo, hi]`.
-    fn overlaps_start(&self, lo: i64, hi: i64) -> bool {
+    fn overlaps_start(&self, lo: At, hi: At) -> bool {
         let n = self.starts.partition_point(|&s| s < lo);
         self.starts.get(n).is_some_and(|&s| s <= hi)
     }
@@ -55,11 +106,11 @@ impl Intervals<'_> {
 
 /// Appends `pairs` (sorted by start, then end) as intervals: starts and running reach.
 fn push_intervals(
-    pairs: impl Iterator<Item = (i64, i64)>,
-    starts: &mut Vec<i64>,
-    reach: &mut Vec<i64>,
+    pairs: impl Iterator<Item = (At, At)>,
+    starts: &mut Vec<At>,
+    reach: &mut Vec<At>,
 ) {
-    let mut m = i64::MIN;
+    let mut m = At::MIN;
     for (s, e) in pairs {
         m = m.max(e);
         starts.push(s);
@@ -76,8 +127,8 @@ struct Groups {
     key: Vec<u32>,
     /// Group g's intervals are `first[g]..first[g + 1]` of `starts` and `reach`.
     first: Vec<u32>,
-    starts: Vec<i64>,
-    reach: Vec<i64>,
+    starts: Vec<At>,
+    reach: Vec<At>,
 }
 
 impl Groups {
@@ -92,7 +143,7 @@ impl Groups {
     }
 
     /// Adds one patient's rows: (key, start, end), sorted.
-    fn push_patient(&mut self, rows: &[(u32, i64, i64)]) {
+    fn push_patient(&mut self, rows: &[(u32, At, At)]) {
         for (i, &(k, _, _)) in rows.iter().enumerate() {
             if i == 0 || rows[i - 1].0 != k {
                 self.key.push(k);
@@ -124,14 +175,14 @@ pub struct CareIndex {
     /// Patient p's rows (any department) are `all_off[p]..all_off[p + 1]` of `starts`,
     /// `reach` and `ends`, the first two sorted by start, `ends` sorted on its own.
     all_off: Vec<u32>,
-    starts: Vec<i64>,
-    reach: Vec<i64>,
-    ends: Vec<i64>,
+    starts: Vec<At>,
+    reach: Vec<At>,
+    ends: Vec<At>,
     /// Patient p's episodes (overlapping care rows of any department merged into one
     /// stay: an admission with its consults, a visit with its pre-registration) are
     /// `episode_off[p]..episode_off[p + 1]`, disjoint and in order.
     episode_off: Vec<u32>,
-    episodes: Vec<(i64, i64)>,
+    episodes: Vec<(At, At)>,
     by_dept: Groups,
     by_user: Groups,
     rows: usize,
@@ -187,7 +238,7 @@ pub const NEAR_MARGIN: i64 = 6 * 3600;
 pub const ENCOUNTER_MARGIN: i64 = 24 * 3600;
 
 /// Merges sorted-by-start intervals into disjoint episodes, appended to `out`.
-fn merge(iv: Intervals, out: &mut Vec<(i64, i64)>) {
+fn merge(iv: Intervals, out: &mut Vec<(At, At)>) {
     let first = out.len();
     for (i, &s) in iv.starts.iter().enumerate() {
         let e = iv.reach[i];
@@ -200,8 +251,8 @@ fn merge(iv: Intervals, out: &mut Vec<(i64, i64)>) {
 
 /// A care row as read, before the index is built.
 struct Pending {
-    start: i64,
-    end: i64,
+    start: At,
+    end: At,
     patient: u32,
     dept: Option<Sym>,
     user: Option<Sym>,
@@ -232,14 +283,22 @@ impl CareIndex {
                         row.line
                     )
                 })?;
-                let end = row.instant(END)?.unwrap_or(i64::MAX);
-                if end < start {
+                let end = row.instant(END)?;
+                if end.is_some_and(|end| end < start) {
                     bail!(
                     "{}:{}: `end` is before `start`; swap them or leave `end` empty for ongoing care",
                     row.file.display(),
                     row.line
                 );
                 }
+                let Some(start) = at::start(start) else {
+                    bail!(
+                        "{}:{}: `start` is after 2068, beyond the care times phiwatch keeps (1932 to 2068); check the column's format",
+                        row.file.display(),
+                        row.line
+                    );
+                };
+                let end = end.map_or(at::ONGOING, at::end);
                 if pending.len() >= u32::MAX as usize - 1 {
                     bail!(
                         "{}:{}: more than 4 billion care rows; split the file",
@@ -291,7 +350,7 @@ impl CareIndex {
         }
         self.all_off.push(0);
         self.episode_off.push(0);
-        let mut keyed: Vec<(u32, i64, i64)> = Vec::new();
+        let mut keyed: Vec<(u32, At, At)> = Vec::new();
         let mut rest = &pending[..];
         while let Some(first) = rest.first() {
             let len = rest
@@ -391,7 +450,7 @@ impl CareIndex {
         dept: Option<Sym>,
         t: DateTime<Utc>,
     ) -> CareFacts {
-        let t = t.timestamp();
+        let t = at::query(t.timestamp());
         let Some(p) = patient.map(Sym::index) else {
             return CareFacts::default();
         };
@@ -408,7 +467,7 @@ impl CareIndex {
         let by_department = dept.is_some_and(|iv| iv.covers(t));
         let by_user = user.is_some_and(|iv| iv.covers(t));
         // The episodes within the margin of t (at most a couple).
-        let m = ENCOUNTER_MARGIN;
+        let m = at::span(ENCOUNTER_MARGIN);
         let n = episodes.partition_point(|&(s, _)| s.saturating_sub(m) <= t);
         let near = || {
             episodes[..n]
@@ -425,7 +484,7 @@ impl CareIndex {
         // Episodes are disjoint and in order, so the last one ended is the latest.
         let since_stay_end = {
             let k = episodes.partition_point(|&(_, e)| e <= t);
-            (k > 0).then(|| t - episodes[k - 1].1)
+            (k > 0).then(|| at::diff(t, episodes[k - 1].1))
         };
         // Inside a stay: the latest handoff in it before t, else the stay before.
         let since_handoff =
@@ -437,8 +496,11 @@ impl CareIndex {
                         .iter()
                         .rev()
                         .take_while(|&&e| e >= stay_start)
-                        .find(|&&e| all.overlaps_start(e - HANDOFF_MARGIN, e + HANDOFF_MARGIN))
-                        .map(|&e| t - e)
+                        .find(|&&e| {
+                            let m = at::span(HANDOFF_MARGIN);
+                            all.overlaps_start(e.saturating_sub(m), e.saturating_add(m))
+                        })
+                        .map(|&e| at::diff(t, e))
                 });
         let in_stay = near().any(|&(s, e)| s <= t && t <= e);
         let since_encounter_end = if in_stay {
@@ -450,14 +512,15 @@ impl CareIndex {
             by_department,
             by_user,
             any_department: all.covers(t),
-            since_last_end: last_end.map(|e| t - e),
+            since_last_end: last_end.map(|e| at::diff(t, e)),
             encounter_department: by_department || in_episode(dept),
             encounter_user: by_user || in_episode(user),
             since_stay_end,
             since_encounter_end,
             since_handoff,
             near_department: dept.is_some_and(|iv| {
-                iv.overlaps(t.saturating_sub(NEAR_MARGIN), t.saturating_add(NEAR_MARGIN))
+                let m = at::span(NEAR_MARGIN);
+                iv.overlaps(t.saturating_sub(m), t.saturating_add(m))
             }),
         }
     }
@@ -516,6 +579,38 @@ mod tests {
         assert_eq!(f3.since_last_end, Some(2 * 86400));
         let f4 = c.facts("p1", "u9", Some("icu"), t("2025-01-01T00:00:00Z"));
         assert!(f4.by_department);
+    }
+
+    /// Care times are kept in 32 bits; outside 1932-2068 they keep their meaning for the
+    /// events inside it, and a start that cannot be kept is a rejected row, not a panic.
+    #[test]
+    fn times_beyond_the_kept_range_keep_their_meaning() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "patient_id,department,user_id,start,end").unwrap();
+        // Open-ended care written with a far-future end, as some exports do.
+        writeln!(f, "P1,Oncology,,2024-05-01T00:00:00Z,9999-12-31").unwrap();
+        // A relationship recorded as starting long ago.
+        writeln!(f, "P2,Geriatrics,,1900-01-01,2024-05-01T00:00:00Z").unwrap();
+        writeln!(f, "P3,Oncology,,2100-01-01,").unwrap();
+        let c = CareIndex::load(f.path()).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.rejected.len(), 1, "{:?}", c.rejected);
+        assert!(c.rejected[0].contains("after 2068"), "{}", c.rejected[0]);
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        for when in [
+            "2024-06-01T00:00:00Z",
+            "2067-12-31T00:00:00Z",
+            "2200-01-01T00:00:00Z",
+        ] {
+            let f1 = c.facts("p1", "u1", Some("oncology"), t(when));
+            assert!(f1.by_department && f1.since_last_end.is_none(), "{when}");
+        }
+        let f2 = c.facts("p2", "u1", Some("geriatrics"), t("1990-01-01T00:00:00Z"));
+        assert!(f2.by_department);
+        let f3 = c.facts("p2", "u1", Some("geriatrics"), t("2024-05-03T00:00:00Z"));
+        assert!(!f3.by_department);
+        assert_eq!(f3.since_last_end, Some(2 * 86_400));
+        assert_eq!(f3.since_stay_end, Some(2 * 86_400));
     }
 
     #[test]
