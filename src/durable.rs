@@ -138,6 +138,22 @@ pub fn set_private(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Opens `path` for appending, created owner-only (0600). An existing file an older
+/// version created with the umask's mode is made owner-only too; failing that is logged,
+/// not fatal, since the file's content is still written where it always was.
+pub fn open_append_private(path: &Path) -> anyhow::Result<File> {
+    use anyhow::Context;
+    let f = private()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if let Err(e) = set_private(path) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot make the file owner-only (0600)");
+    }
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

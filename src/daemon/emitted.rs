@@ -35,15 +35,7 @@ impl Emitted {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        let file = crate::durable::private()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        // A log an older version created with the umask's mode becomes owner-only too.
-        if let Err(e) = crate::durable::set_private(path) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot make the file owner-only (0600)");
-        }
+        let file = crate::durable::open_append_private(path)?;
         Ok((Emitted { file }, ids))
     }
 

@@ -311,19 +311,6 @@ fn file_name(name: &str) -> String {
         .collect()
 }
 
-fn append_file(path: &Path) -> Result<File> {
-    let f = crate::durable::private()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    // A file an older version created with the umask's mode becomes owner-only too.
-    if let Err(e) = crate::durable::set_private(path) {
-        tracing::warn!(path = %path.display(), error = %e, "cannot make the file owner-only (0600)");
-    }
-    Ok(f)
-}
-
 struct Handle {
     info: SinkInfo,
     overflow: Overflow,
@@ -417,7 +404,7 @@ impl SinkSet {
             let acked_path = dir.join(format!("{}.acked", file_name(name)));
             let (alerts, good) = read_journal(&journal_path)?;
             let acked = read_ids(&acked_path)?;
-            let journal = append_file(&journal_path)?;
+            let journal = crate::durable::open_append_private(&journal_path)?;
             if journal.metadata()?.len() > good {
                 journal.set_len(good)?;
             }
@@ -447,7 +434,7 @@ impl SinkSet {
             g.journal_path = Some(journal_path);
             g.acked_path = Some(acked_path.clone());
             drop(g);
-            acked_file = Some(append_file(&acked_path)?);
+            acked_file = Some(crate::durable::open_append_private(&acked_path)?);
         }
         let mut worker = Worker {
             name: name.to_string(),
