@@ -3,13 +3,26 @@
 //! shapes, broken lines), lines made to probe each liberal lookup, and a simulated
 //! hospital's output.
 
+use super::simd::Scratch;
 use super::{read, read_tree, typed};
 use crate::parse::prepare;
 use chrono_tz::Tz;
 
-/// Compares both readings of every line; returns how many the typed record decoded.
-fn same_events(name: &str, text: &str) -> usize {
-    let mut typed_lines = 0;
+/// How many lines each reading took.
+#[derive(Debug, Default, Clone, Copy)]
+struct Taken {
+    /// Decoded by the typed record (with either parser).
+    typed: usize,
+    /// Decoded by the typed record from simd-json's tape.
+    simd: usize,
+}
+
+/// Compares every reading of every line: the event (or rejection) of the whole path
+/// against the tree's, and the record simd-json's tape gives, when it gives one,
+/// against serde_json's. Returns how many lines each decoder took.
+fn same_events(name: &str, text: &str) -> Taken {
+    let mut taken = Taken::default();
+    let mut scratch = Scratch::default();
     for (n, line) in text.lines().enumerate() {
         let Ok(Some(line)) = prepare(line) else {
             continue;
@@ -17,15 +30,34 @@ fn same_events(name: &str, text: &str) -> usize {
         let line = line.trim();
         for tz in [Tz::UTC, Tz::America__Chicago] {
             assert_eq!(
-                read(line, tz),
+                read(line, tz, &mut scratch),
                 read_tree(line, tz),
                 "{name} line {}: {line}",
                 n + 1
             );
         }
-        typed_lines += usize::from(typed::AuditEvent::parse(line).is_ok());
+        let serde = typed::AuditEvent::parse(line).ok();
+        taken.typed += usize::from(serde.is_some());
+        taken.simd += usize::from(same_record(line, &mut scratch, serde.as_ref()));
     }
-    typed_lines
+    taken
+}
+
+/// Whether simd-json's tape gave a record for `line`; fails if that record is not the
+/// one serde_json gives (or serde_json gives none).
+fn same_record(line: &str, scratch: &mut Scratch, serde: Option<&typed::AuditEvent>) -> bool {
+    let Some(simd) = scratch.decode(line) else {
+        return false;
+    };
+    let Some(serde) = serde else {
+        panic!("simd-json decoded a line serde_json rejects: {line}");
+    };
+    assert_eq!(
+        format!("{simd:?}"),
+        format!("{serde:?}"),
+        "simd-json and serde_json read differently: {line}"
+    );
+    true
 }
 
 #[test]
@@ -61,9 +93,10 @@ fn fixtures_read_the_same() {
         ),
     ];
     for (name, text) in fixtures {
-        let typed = same_events(name, text);
+        let taken = same_events(name, text);
         if name != "bad" {
-            assert!(typed > 0, "{name}: the typed record decoded no line");
+            assert!(taken.typed > 0, "{name}: the typed record decoded no line");
+            assert!(taken.simd > 0, "{name}: simd-json decoded no line");
         }
     }
 }
@@ -190,6 +223,34 @@ fn odd_shapes_read_the_same() {
             r#"["AuditEvent"]"#,
             r#""AuditEvent""#,
             "null",
+            // Where simd-json is more liberal than serde_json, or reads differently: the
+            // SIMD path must decline these (same_events fails if it decodes one that
+            // serde_json rejects, or decodes it differently).
+            r#"{"resourceType":"AuditEvent","id":"\ud800"}"#,
+            r#"{"resourceType":"AuditEvent","id":"\uDBFF","agent":[]}"#,
+            r#"{"resourceType":"AuditEvent","id":"\udc00\ud800"}"#,
+            "{\"resourceType\":\"AuditEvent\",\"id\":1\u{0}}",
+            "{\"resourceType\":\"AuditEvent\",\"id\":\"a\u{1}b\"}",
+            "{\"resourceType\":\"AuditEvent\",\"id\":\"a\tb\"}",
+            "{\"resourceType\":\"AuditEvent\",\t\"id\":1}",
+            r#"{"resourceType":"AuditEvent","agent":[{"requestor":true,"altId":-0}],"type":{"code":"rest"},"subtype":{"code":"read"},"recorded":"2024-05-14T13:49:00Z"}"#,
+            r#"{"resourceType":"AuditEvent","agent":[{"requestor":true,"altId": -0}],"type":{"code":"rest"},"subtype":{"code":"read"},"recorded":"2024-05-14T13:49:00Z"}"#,
+            r#"{"resourceType":"AuditEvent","agent":[{"requestor":true,"policy":[-0,-0.0,-00]}],"type":{"code":"rest"},"subtype":{"code":"read"},"recorded":"2024-05-14T13:49:00Z"}"#,
+            r#"{"resourceType":"AuditEvent","agent":[{"requestor":true,"policy":[1, -0]}],"type":{"code":"rest"},"subtype":{"code":"read"},"recorded":"2024-05-14T13:49:00Z"}"#,
+            r#"{"resourceType":"AuditEvent","agent":[{"requestor":true,"altId":18446744073709551616}],"type":{"code":"rest"},"subtype":{"code":"read"},"recorded":"2024-05-14T13:49:00Z"}"#,
+            r#"{"resourceType":"AuditEvent","agent":[{"requestor":true,"altId":18446744073709551615}],"type":{"code":"rest"},"subtype":{"code":"read"},"recorded":"2024-05-14T13:49:00Z","outcome":-9223372036854775808}"#,
+            r#"{"resourceType":"AuditEvent","agent":[{"requestor":true,"altId":-9223372036854775809}],"type":{"code":"rest"},"subtype":{"code":"read"},"recorded":"2024-05-14T13:49:00Z"}"#,
+            r#"{"resourceType":"AuditEvent","agent":[{"requestor":true,"altId":1E2}],"type":{"code":"rest"},"subtype":{"code":"read"},"recorded":"2024-05-14T13:49:00Z","outcome":0.1}"#,
+            r#"{"resourceType":"AuditEvent","agent":[{"requestor":true,"altId":"\u0000\/\b\f\n\r\t\"\\\u00e9\uffff"}],"type":{"code":"rest"},"subtype":{"code":"read"},"recorded":"2024-05-14T13:49:00Z"}"#,
+            r#"{"resourceType":"AuditEvent"}{}"#,
+            r#"{"resourceType":"AuditEvent"} {"#,
+            r#"{"resourceType":"AuditEvent"}]"#,
+            r#"{"resourceType":"AuditEvent","a":[1,],"agent":[]}"#,
+            r#"{"resourceType":"AuditEvent","a":01,"agent":[]}"#,
+            r#"{"resourceType":"AuditEvent","a":+1,"agent":[]}"#,
+            r#"{"resourceType":"AuditEvent","a":tru,"agent":[]}"#,
+            "{\"resourceType\":\"AuditEvent\",\"a\":\u{a0}1,\"agent\":[]}",
+            "\u{feff}{\"resourceType\":\"AuditEvent\",\"agent\":[]}",
         ]
         .map(String::from),
     );
@@ -200,14 +261,14 @@ fn odd_shapes_read_the_same() {
             close.repeat(n)
         )
     };
-    for n in [100, 126, 127, 128, 200] {
+    for n in [99, 100, 101, 126, 127, 128, 200] {
         lines.push(deep("[", "]", n));
         lines.push(deep("{\"a\":", "}", n));
     }
-    let typed = same_events("odd shapes", &lines.join("\n"));
+    let taken = same_events("odd shapes", &lines.join("\n"));
     assert!(
-        typed >= bodies.len(),
-        "{typed} of {} decoded typed",
+        taken.typed >= bodies.len(),
+        "{taken:?} of {} decoded typed",
         bodies.len()
     );
 }
@@ -224,13 +285,20 @@ fn simulated_hospital_reads_the_same() {
             ..Default::default()
         };
         crate::simulate::simulate(&opts, dir.path()).unwrap();
-        let mut typed = 0;
+        let (mut typed, mut simd) = (0, 0);
         for f in std::fs::read_dir(dir.path().join("fhir")).unwrap() {
             let path = f.unwrap().path();
             let text = std::fs::read_to_string(&path).unwrap();
-            typed += same_events(&path.display().to_string(), &text);
+            let taken = same_events(&path.display().to_string(), &text);
+            typed += taken.typed;
+            simd += taken.simd;
         }
         assert!(typed > 100, "seed {seed}: {typed} lines decoded typed");
+        // Nearly every simulated line goes the SIMD way.
+        assert!(
+            simd * 100 >= typed * 99,
+            "seed {seed}: {simd} of {typed} by simd-json"
+        );
     }
 }
 
@@ -241,11 +309,101 @@ fn simulated_hospital_reads_the_same() {
 #[ignore = "reads a month of files named by PHIWATCH_FHIR_EQUIVALENCE"]
 fn every_line_of_a_month_reads_the_same() {
     let dir = std::env::var("PHIWATCH_FHIR_EQUIVALENCE").expect("PHIWATCH_FHIR_EQUIVALENCE");
-    let mut typed = 0;
+    let (mut typed, mut simd) = (0, 0);
     for f in std::fs::read_dir(dir).unwrap() {
         let path = f.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        typed += same_events(&path.display().to_string(), &text);
+        let taken = same_events(&path.display().to_string(), &text);
+        typed += taken.typed;
+        simd += taken.simd;
     }
+    eprintln!("{typed} lines decoded typed, {simd} of them from simd-json's tape");
     assert!(typed > 0);
+}
+
+/// Lines of the fixtures with one to three random edits (a character replaced, inserted
+/// or removed, or a stretch repeated) from an alphabet of JSON's syntax, escapes,
+/// numbers and control characters: every reading must still agree, whichever parser
+/// took the line.
+#[test]
+fn mutated_lines_read_the_same() {
+    use rand::{Rng, SeedableRng};
+    const ALPHABET: &[&str] = &[
+        "{",
+        "}",
+        "[",
+        "]",
+        ":",
+        ",",
+        "\"",
+        "\\",
+        "\\u",
+        "d8",
+        "DC",
+        "00",
+        "-",
+        "-0",
+        "0",
+        "1",
+        "9",
+        ".",
+        "e",
+        "E",
+        "+",
+        " ",
+        "\t",
+        "\u{0}",
+        "\u{1}",
+        "\u{1f}",
+        "true",
+        "null",
+        "1e400",
+        "18446744073709551616",
+        "é",
+        "😀",
+        "\u{a0}",
+        "\"code\":",
+        "\"agent\":[",
+    ];
+    let seeds = [
+        include_str!("../../../tests/fixtures/parse/fhir/good.ndjson"),
+        include_str!("../../../tests/fixtures/parse/fhir/public-shapes.ndjson"),
+        include_str!("../../../tests/fixtures/public/fhir-r5.ndjson"),
+    ];
+    let lines: Vec<&str> = seeds
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter(|l| l.trim_start().starts_with('{'))
+        .collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
+    let mut mutants = Vec::new();
+    for _ in 0..3000 {
+        let mut m: Vec<char> = lines[rng.gen_range(0..lines.len())].chars().collect();
+        for _ in 0..rng.gen_range(1..=3) {
+            let at = rng.gen_range(0..=m.len());
+            let piece: Vec<char> = ALPHABET[rng.gen_range(0..ALPHABET.len())].chars().collect();
+            match rng.gen_range(0..4) {
+                0 if at < m.len() => {
+                    m.splice(at..at + 1, piece);
+                }
+                1 => {
+                    m.splice(at..at, piece);
+                }
+                2 if at < m.len() => {
+                    m.remove(at);
+                }
+                _ => {
+                    let end = (at + rng.gen_range(1..40)).min(m.len());
+                    let stretch = m[at..end].to_vec();
+                    m.splice(end..end, stretch);
+                }
+            }
+        }
+        mutants.push(m.into_iter().collect::<String>());
+    }
+    let taken = same_events("mutants", &mutants.join("\n"));
+    // The edits must leave both kinds of line: decoded by simd-json, and declined or
+    // rejected.
+    assert!(taken.simd > 300, "{taken:?}");
+    assert!(taken.simd + 300 < mutants.len(), "{taken:?}");
 }
