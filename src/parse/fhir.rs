@@ -22,7 +22,6 @@
 //! `network.address`/`networkString`/`networkUri`, `outcome`/`outcome.code`, and R5 adds a
 //! top-level `patient`.
 
-mod simd;
 mod typed;
 mod view;
 
@@ -41,16 +40,11 @@ use view::{AgentCodes, AgentView, EntityCodes, EntityView, Record, Scalar, TopCo
 pub(crate) struct FhirParser {
     source: String,
     tz: Tz,
-    scratch: simd::Scratch,
 }
 
 impl FhirParser {
     pub(crate) fn new(source: String, tz: Tz) -> FhirParser {
-        FhirParser {
-            source,
-            tz,
-            scratch: simd::Scratch::default(),
-        }
+        FhirParser { source, tz }
     }
 }
 
@@ -59,18 +53,14 @@ impl Parser for FhirParser {
         let Some(line) = prepare(line)? else {
             return Ok(None);
         };
-        let mut event = read(line.trim(), self.tz, &mut self.scratch)?;
+        let mut event = read(line.trim(), self.tz)?;
         event.source.clone_from(&self.source);
         Ok(Some(event))
     }
 }
 
-/// One trimmed line to an event: the typed record when it decodes (with simd-json where
-/// that reads it as serde_json would, else with serde_json), else the tree.
-fn read(line: &str, tz: Tz, scratch: &mut simd::Scratch) -> Result<Event, Reject> {
-    if let Some(record) = scratch.decode(line) {
-        return audit_event(&record, tz);
-    }
+/// One trimmed line to an event: the typed record when it decodes, else the tree.
+fn read(line: &str, tz: Tz) -> Result<Event, Reject> {
     match typed::AuditEvent::parse(line) {
         Ok(record) => audit_event(&record, tz),
         Err(_) => read_tree(line, tz),

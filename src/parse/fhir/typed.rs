@@ -754,16 +754,9 @@ impl<'a> AuditEvent<'a> {
     /// object), which the caller then reads with the tree for its rejection.
     pub(super) fn parse(line: &'a str) -> serde_json::Result<AuditEvent<'a>> {
         let mut de = serde_json::Deserializer::from_str(line);
-        let event = Self::read(&mut de)?;
+        let event = de.deserialize_any(ObjectOnly)?;
         de.end()?;
         Ok(event)
-    }
-
-    /// Decodes one JSON object from any deserializer that presents JSON as serde_json's
-    /// `deserialize_any` does (the SIMD path's tape reader); the caller checks for
-    /// trailing input.
-    pub(super) fn read<D: Deserializer<'a>>(d: D) -> Result<AuditEvent<'a>, D::Error> {
-        d.deserialize_any(ObjectOnly)
     }
 }
 
