@@ -3,8 +3,9 @@
 //! as `run` and `replay`; alerts go to the sinks and to `alerts_topic` (see
 //! [`with_alerts_topic`]). The consumer group itself is `kafka::consumer`.
 //!
-//! State is kept per partition. The agent keys events by user, so a partition holds
-//! whole users, and one engine per partition sees exactly their events, in order. When
+//! State is kept per partition. The agent partitions events by user (a message is one
+//! event keyed by its user, or a batch of events of one partition's users: see
+//! `kafka::wire`), so a partition holds whole users, and one engine per partition sees exactly their events, in order. When
 //! several engines share the group, a rebalance moves partitions between them: the engine
 //! that loses a partition delivers its pending alerts, writes the partition's snapshot and
 //! commits its offset before giving it up; the engine that gains it loads that snapshot.
@@ -25,6 +26,7 @@
 //!
 //! What per-partition state changes: peer-group statistics, working habits and
 //! workstation-linked chains are learned from the users of one partition, not the whole
+//! hospital (README, "What per-partition state means").
 
 use super::{state, Emitted};
 use crate::alert::Alert;
@@ -256,36 +258,51 @@ impl Parts {
         Ok(self.part(p)?.next)
     }
 
-    /// Applies one message, unless the partition's state holds it already.
-    pub fn take(&mut self, msg: &BorrowedMessage<'_>) -> Result<()> {
+    /// Applies one message (a heartbeat, one event or a batch of them), unless the
+    /// partition's state holds it already. Returns the events it held.
+    pub fn take(&mut self, msg: &BorrowedMessage<'_>) -> Result<u32> {
         let m = metrics::get();
-        self.part(msg.partition())?;
-        let part = self.held.get_mut(&msg.partition()).expect("loaded above");
+        let p = msg.partition();
+        self.part(p)?;
+        let part = self.held.get_mut(&p).expect("loaded above");
         if msg.offset() < part.next {
-            return Ok(()); // redelivered after a restart: in the snapshot already
+            return Ok(0); // redelivered after a restart: in the snapshot already
         }
+        // A batch is applied whole before anything else can look at the partition (the
+        // lock is held), so a snapshot never holds half a message.
         part.next = msg.offset() + 1;
         part.dirty = true;
-        if let Some(hb) = msg.payload().and_then(Heartbeat::from_payload) {
-            part.heard(hb);
-            return Ok(());
-        }
-        let event = match msg.payload().map(crate::kafka::wire::decode) {
-            Some(Ok(e)) => e,
-            Some(Err(err)) => {
-                warn!(partition = msg.partition(), offset = msg.offset(), error = %err, "message is not a canonical event; skipped");
-                m.events_rejected
-                    .with_label_values(&["kafka", "not_canonical_event"])
-                    .inc();
-                return Ok(());
-            }
-            None => {
-                m.events_rejected
-                    .with_label_values(&["kafka", "empty_message"])
-                    .inc();
-                return Ok(());
-            }
+        let Some(payload) = msg.payload() else {
+            m.events_rejected
+                .with_label_values(&["kafka", "empty_message"])
+                .inc();
+            return Ok(0);
         };
+        if let Some(hb) = Heartbeat::from_payload(payload) {
+            part.heard(hb);
+            return Ok(0);
+        }
+        let mut n = 0;
+        for event in crate::kafka::wire::events(payload) {
+            n += 1;
+            match event {
+                Ok(e) => self.apply_event(p, msg.offset(), e),
+                Err(err) => {
+                    warn!(partition = p, offset = msg.offset(), error = %err, "message is not a canonical event; skipped");
+                    m.events_rejected
+                        .with_label_values(&["kafka", "not_canonical_event"])
+                        .inc();
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Applies one event of the message at `offset` of held partition `p`, unless it is
+    /// an agent's re-send.
+    fn apply_event(&mut self, p: i32, offset: i64, event: crate::event::Event) {
+        let m = metrics::get();
+        let part = self.held.get_mut(&p).expect("held by the caller");
         if let Some(o) = &event.origin {
             // Per file *generation*: the same inode truncated in place has a new fingerprint.
             // The key is built in a buffer kept across messages, and copied only for a
@@ -304,11 +321,11 @@ impl Parts {
             match part.applied.get_mut(k.as_str()) {
                 Some(a) if o.offset <= a.0 => {
                     m.events_duplicate.inc();
-                    return Ok(()); // an agent's re-send after its crash
+                    return; // an agent's re-send after its crash
                 }
-                Some(a) => *a = (o.offset, msg.offset()),
+                Some(a) => *a = (o.offset, offset),
                 None => {
-                    part.applied.insert(k.clone(), (o.offset, msg.offset()));
+                    part.applied.insert(k.clone(), (o.offset, offset));
                     if part.applied.len() > MAX_FILES_REMEMBERED {
                         forget_oldest(&mut part.applied);
                     }
@@ -343,10 +360,8 @@ impl Parts {
         if c.watcher {
             let source = c.name.clone();
             // Wall-clock events: the watcher never holds the watermark back.
-            let part = self.held.get_mut(&msg.partition()).expect("loaded above");
             part.engine.set_idle(&source, true, &mut part.alerts);
         }
-        Ok(())
     }
 
     /// Delivers every partition's alerts.
