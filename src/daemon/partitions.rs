@@ -101,6 +101,52 @@ struct Part {
     emitted: Emitted,
     alerts: Vec<Alert>,
     dirty: bool,
+    pace: Pace,
+}
+
+/// When a partition's periodic snapshot is due. Catching up on a backlog, a partition's
+/// reorder buffer holds the events of the sources that are ahead (hundreds of thousands
+/// on a month's files), and writing it as JSON every `snapshot_secs` was a quarter of
+/// the engine thread (`benches/compare.sh`, fourth round). So, as `run` does
+/// (`state::Pacer`), a snapshot that took long spaces the next one out to nine times as
+/// long, scaled by how much the buffer has grown or shrunk since: once it drains (the
+/// sources caught up, or went idle) the next snapshot is due at the usual interval, so
+/// what tells a reader that events were applied is not held back.
+struct Pace {
+    last: std::time::Instant,
+    took: std::time::Duration,
+    /// Events in the reorder buffer when the last snapshot was written.
+    buffered: usize,
+}
+
+impl Pace {
+    fn new() -> Pace {
+        Pace {
+            last: std::time::Instant::now(),
+            took: std::time::Duration::ZERO,
+            buffered: 0,
+        }
+    }
+
+    /// True when a snapshot is due, `every` being the configured interval and `buffered`
+    /// the events in the reorder buffer now.
+    fn due(&self, every: std::time::Duration, buffered: usize) -> bool {
+        const BASE: u32 = 1024; // what a snapshot costs besides the buffer, in events
+        let now = u32::try_from(buffered)
+            .unwrap_or(u32::MAX)
+            .saturating_add(BASE);
+        let then = u32::try_from(self.buffered)
+            .unwrap_or(u32::MAX)
+            .saturating_add(BASE);
+        let expected = self.took.mul_f64(f64::from(now) / f64::from(then));
+        self.last.elapsed() >= every.max(expected * 9)
+    }
+
+    fn done(&mut self, started: std::time::Instant, buffered: usize) {
+        self.last = std::time::Instant::now();
+        self.took = self.last - started;
+        self.buffered = buffered;
+    }
 }
 
 impl Part {
@@ -250,6 +296,7 @@ impl Parts {
             emitted,
             alerts: Vec::new(),
             dirty: false,
+            pace: Pace::new(),
         })
     }
 
@@ -383,6 +430,7 @@ impl Parts {
         if !part.dirty {
             return Ok(None);
         }
+        let started = std::time::Instant::now();
         state::save(
             &path,
             &SnapshotRef {
@@ -395,13 +443,39 @@ impl Parts {
             },
         )?;
         part.dirty = false;
+        part.pace.done(started, part.engine.state().buffer.len());
         Ok(Some(part.next))
+    }
+
+    /// Delivers every partition's alerts, and snapshots and commits those whose snapshot
+    /// is due after `every` (see [`Pace`]).
+    pub fn save_due<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        every: std::time::Duration,
+    ) -> Result<()> {
+        self.save_some(consumer, Some(every))
     }
 
     /// Delivers, snapshots and commits every partition held.
     pub fn save_all<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        self.save_some(consumer, None)
+    }
+
+    fn save_some<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        every: Option<std::time::Duration>,
+    ) -> Result<()> {
         let held: Vec<i32> = self.held.keys().copied().collect();
         for p in held {
+            if let Some(every) = every {
+                let part = &mut self.held.get_mut(&p).expect("held");
+                if !part.pace.due(every, part.engine.state().buffer.len()) {
+                    part.emitted.deliver(&self.sinks, &mut part.alerts)?;
+                    continue;
+                }
+            }
             if let Some(next) = self.save(p)? {
                 consumer::commit(consumer, &self.topic, p, next);
             }
@@ -477,5 +551,32 @@ impl consumer::Holder for Parts {
         let next = self.save(p)?;
         self.held.remove(&p);
         Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pace;
+    use std::time::{Duration, Instant};
+
+    /// A slow snapshot of a full buffer spaces the next one out; once the buffer has
+    /// drained, the next is due at the usual interval again.
+    #[test]
+    fn a_slow_snapshot_of_a_full_buffer_spaces_the_next_out_until_it_drains() {
+        let every = Duration::from_millis(10);
+        let mut pace = Pace::new();
+        let started = Instant::now() - Duration::from_millis(50);
+        pace.done(started, 200_000);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!pace.due(every, 200_000), "450 ms not passed yet");
+        assert!(pace.due(every, 0), "the buffer drained");
+        assert!(
+            !pace.due(Duration::from_secs(60), 0),
+            "never before the interval"
+        );
+        let mut quick = Pace::new();
+        quick.done(Instant::now(), 10);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(quick.due(every, 10));
     }
 }
