@@ -109,7 +109,9 @@ struct Part {
 /// on a month's files), and writing it as JSON every `snapshot_secs` was a quarter of
 /// the engine thread (`benches/compare.sh`, fourth round). So, as `run` does
 /// (`state::Pacer`), a snapshot that took long spaces the next one out to nine times as
-/// long, scaled by how much the buffer has grown or shrunk since: once it drains (the
+/// long times the partitions held (the engine writes them one after the other, so
+/// together they keep to about a tenth of its time), scaled by how much the buffer has
+/// grown or shrunk since: once it drains (the
 /// sources caught up, or went idle) the next snapshot is due at the usual interval, so
 /// what tells a reader that events were applied is not held back.
 struct Pace {
@@ -128,9 +130,9 @@ impl Pace {
         }
     }
 
-    /// True when a snapshot is due, `every` being the configured interval and `buffered`
-    /// the events in the reorder buffer now.
-    fn due(&self, every: std::time::Duration, buffered: usize) -> bool {
+    /// True when a snapshot is due, `every` being the configured interval, `buffered` the
+    /// events in the reorder buffer now and `held` the partitions the engine holds.
+    fn due(&self, every: std::time::Duration, buffered: usize, held: usize) -> bool {
         const BASE: u32 = 1024; // what a snapshot costs besides the buffer, in events
         let now = u32::try_from(buffered)
             .unwrap_or(u32::MAX)
@@ -139,7 +141,8 @@ impl Pace {
             .unwrap_or(u32::MAX)
             .saturating_add(BASE);
         let expected = self.took.mul_f64(f64::from(now) / f64::from(then));
-        self.last.elapsed() >= every.max(expected * 9)
+        let held = u32::try_from(held.max(1)).unwrap_or(u32::MAX);
+        self.last.elapsed() >= every.max(expected.saturating_mul(9).saturating_mul(held))
     }
 
     fn done(&mut self, started: std::time::Instant, buffered: usize) {
@@ -468,10 +471,13 @@ impl Parts {
         every: Option<std::time::Duration>,
     ) -> Result<()> {
         let held: Vec<i32> = self.held.keys().copied().collect();
-        for p in held {
+        for &p in &held {
             if let Some(every) = every {
                 let part = &mut self.held.get_mut(&p).expect("held");
-                if !part.pace.due(every, part.engine.state().buffer.len()) {
+                if !part
+                    .pace
+                    .due(every, part.engine.state().buffer.len(), held.len())
+                {
                     part.emitted.deliver(&self.sinks, &mut part.alerts)?;
                     continue;
                 }
@@ -568,15 +574,19 @@ mod tests {
         let started = Instant::now() - Duration::from_millis(50);
         pace.done(started, 200_000);
         std::thread::sleep(Duration::from_millis(20));
-        assert!(!pace.due(every, 200_000), "450 ms not passed yet");
-        assert!(pace.due(every, 0), "the buffer drained");
+        assert!(!pace.due(every, 200_000, 1), "450 ms not passed yet");
+        assert!(pace.due(every, 0, 1), "the buffer drained");
         assert!(
-            !pace.due(Duration::from_secs(60), 0),
+            !pace.due(Duration::from_secs(60), 0, 1),
             "never before the interval"
         );
         let mut quick = Pace::new();
-        quick.done(Instant::now(), 10);
+        quick.done(Instant::now() - Duration::from_millis(1), 10);
         std::thread::sleep(Duration::from_millis(20));
-        assert!(quick.due(every, 10));
+        assert!(quick.due(every, 10, 1));
+        assert!(
+            !quick.due(every, 10, 3),
+            "three partitions of 1 ms or more: 27 ms"
+        );
     }
 }
