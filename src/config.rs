@@ -234,8 +234,9 @@ pub struct KafkaConfig {
     /// Engine: how long the group coordinator waits for a silent engine before giving its
     /// partitions to the others (librdkafka `session.timeout.ms`; default 45).
     pub session_timeout_secs: u64,
-    /// Agent: how events are written to `events_topic`: `compact` (default) or `json`.
-    /// Engines read both; see `kafka::wire` for the upgrade order.
+    /// Agent: how events are written to `events_topic`: `batched` (default: several
+    /// compact events of one partition per message), `compact` (one per message) or
+    /// `json`. Engines read all three; see `kafka::wire` for the upgrade order.
     pub event_encoding: crate::kafka::wire::Encoding,
 }
 

@@ -297,3 +297,100 @@ fn dir_bytes(dir: &Path) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Records where librdkafka put each keyed message.
+#[derive(Default)]
+struct Placed(std::sync::Mutex<Vec<(String, i32)>>);
+
+impl rdkafka::ClientContext for Placed {}
+
+impl rdkafka::producer::ProducerContext for Placed {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, r: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        use rdkafka::Message;
+        let m = r.as_ref().unwrap();
+        let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+        self.0.lock().unwrap().push((key, m.partition()));
+    }
+}
+
+/// The batched encoding picks partitions itself: it must put every user where
+/// librdkafka's default partitioner put (and, from agents on other encodings, puts) the
+/// user's one-event messages, or a user's state would be split between partitions.
+#[test]
+fn batches_go_to_the_partition_librdkafka_gives_each_user() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let c = MockCluster::new(1).unwrap();
+    let partitions = 12;
+    c.create_topic("placed", partitions, 1).unwrap();
+    let producer: BaseProducer<Placed> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", c.bootstrap_servers())
+        .create_with_context(Placed::default())
+        .unwrap();
+    let mut keys: Vec<String> = (0..300).map(|i| format!("u{i}")).collect();
+    keys.extend(["jsmith", "dr.o'brien", "ßtraße", "a", "x@hospital.example"].map(String::from));
+    for k in &keys {
+        producer
+            .send(BaseRecord::<String, str>::to("placed").key(k).payload("x"))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let placed = producer.context().0.lock().unwrap().clone();
+    assert_eq!(placed.len(), keys.len());
+    for (key, p) in placed {
+        assert_eq!(
+            phiwatch::kafka::producer::partition_of(&key, partitions),
+            p,
+            "{key}"
+        );
+    }
+
+    // And an agent's batches: every event sits in its user's partition.
+    let c = cluster();
+    let bootstrap = c.bootstrap_servers();
+    let mut agent = Agent::start(&bootstrap);
+    agent.write(500);
+    agent.wait_acked_all(Duration::from_secs(30));
+    agent.stop();
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "placement-check")
+        .create()
+        .unwrap();
+    use rdkafka::consumer::Consumer;
+    use rdkafka::Message;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(TOPIC, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let (mut events, mut batches) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while events < 500 && Instant::now() < deadline {
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        let payload = m.payload().unwrap();
+        if payload.first() != Some(&phiwatch::kafka::wire::BATCH_V1) {
+            continue; // a heartbeat
+        }
+        batches += 1;
+        for e in phiwatch::kafka::wire::events(payload) {
+            let e = e.unwrap();
+            let key = phiwatch::event::key(&e.user);
+            assert_eq!(
+                phiwatch::kafka::producer::partition_of(&key, PARTITIONS),
+                m.partition()
+            );
+            events += 1;
+        }
+    }
+    assert_eq!(events, 500);
+    assert!(
+        batches < 100,
+        "{batches} messages for 500 events: not batched"
+    );
+}

@@ -3,8 +3,9 @@
 //! as `run` and `replay`; alerts go to the sinks and to `alerts_topic` (see
 //! [`with_alerts_topic`]). The consumer group itself is `kafka::consumer`.
 //!
-//! State is kept per partition. The agent keys events by user, so a partition holds
-//! whole users, and one engine per partition sees exactly their events, in order. When
+//! State is kept per partition. The agent partitions events by user (a message is one
+//! event keyed by its user, or a batch of events of one partition's users: see
+//! `kafka::wire`), so a partition holds whole users, and one engine per partition sees exactly their events, in order. When
 //! several engines share the group, a rebalance moves partitions between them: the engine
 //! that loses a partition delivers its pending alerts, writes the partition's snapshot and
 //! commits its offset before giving it up; the engine that gains it loads that snapshot.
@@ -25,6 +26,7 @@
 //!
 //! What per-partition state changes: peer-group statistics, working habits and
 //! workstation-linked chains are learned from the users of one partition, not the whole
+//! hospital (README, "What per-partition state means").
 
 use super::{state, Emitted};
 use crate::alert::Alert;
@@ -99,6 +101,55 @@ struct Part {
     emitted: Emitted,
     alerts: Vec<Alert>,
     dirty: bool,
+    pace: Pace,
+}
+
+/// When a partition's periodic snapshot is due. Catching up on a backlog, a partition's
+/// reorder buffer holds the events of the sources that are ahead (hundreds of thousands
+/// on a month's files), and writing it as JSON every `snapshot_secs` was a quarter of
+/// the engine thread (`benches/compare.sh`, fourth round). So, as `run` does
+/// (`state::Pacer`), a snapshot that took long spaces the next one out to nine times as
+/// long times the partitions held (the engine writes them one after the other, so
+/// together they keep to about a tenth of its time), scaled by how much the buffer has
+/// grown or shrunk since: once it drains (the
+/// sources caught up, or went idle) the next snapshot is due at the usual interval, so
+/// what tells a reader that events were applied is not held back.
+struct Pace {
+    last: std::time::Instant,
+    took: std::time::Duration,
+    /// Events in the reorder buffer when the last snapshot was written.
+    buffered: usize,
+}
+
+impl Pace {
+    fn new() -> Pace {
+        Pace {
+            last: std::time::Instant::now(),
+            took: std::time::Duration::ZERO,
+            buffered: 0,
+        }
+    }
+
+    /// True when a snapshot is due, `every` being the configured interval, `buffered` the
+    /// events in the reorder buffer now and `held` the partitions the engine holds.
+    fn due(&self, every: std::time::Duration, buffered: usize, held: usize) -> bool {
+        const BASE: u32 = 1024; // what a snapshot costs besides the buffer, in events
+        let now = u32::try_from(buffered)
+            .unwrap_or(u32::MAX)
+            .saturating_add(BASE);
+        let then = u32::try_from(self.buffered)
+            .unwrap_or(u32::MAX)
+            .saturating_add(BASE);
+        let expected = self.took.mul_f64(f64::from(now) / f64::from(then));
+        let held = u32::try_from(held.max(1)).unwrap_or(u32::MAX);
+        self.last.elapsed() >= every.max(expected.saturating_mul(9).saturating_mul(held))
+    }
+
+    fn done(&mut self, started: std::time::Instant, buffered: usize) {
+        self.last = std::time::Instant::now();
+        self.took = self.last - started;
+        self.buffered = buffered;
+    }
 }
 
 impl Part {
@@ -248,6 +299,7 @@ impl Parts {
             emitted,
             alerts: Vec::new(),
             dirty: false,
+            pace: Pace::new(),
         })
     }
 
@@ -256,36 +308,51 @@ impl Parts {
         Ok(self.part(p)?.next)
     }
 
-    /// Applies one message, unless the partition's state holds it already.
-    pub fn take(&mut self, msg: &BorrowedMessage<'_>) -> Result<()> {
+    /// Applies one message (a heartbeat, one event or a batch of them), unless the
+    /// partition's state holds it already. Returns the events it held.
+    pub fn take(&mut self, msg: &BorrowedMessage<'_>) -> Result<u32> {
         let m = metrics::get();
-        self.part(msg.partition())?;
-        let part = self.held.get_mut(&msg.partition()).expect("loaded above");
+        let p = msg.partition();
+        self.part(p)?;
+        let part = self.held.get_mut(&p).expect("loaded above");
         if msg.offset() < part.next {
-            return Ok(()); // redelivered after a restart: in the snapshot already
+            return Ok(0); // redelivered after a restart: in the snapshot already
         }
+        // A batch is applied whole before anything else can look at the partition (the
+        // lock is held), so a snapshot never holds half a message.
         part.next = msg.offset() + 1;
         part.dirty = true;
-        if let Some(hb) = msg.payload().and_then(Heartbeat::from_payload) {
-            part.heard(hb);
-            return Ok(());
-        }
-        let event = match msg.payload().map(crate::kafka::wire::decode) {
-            Some(Ok(e)) => e,
-            Some(Err(err)) => {
-                warn!(partition = msg.partition(), offset = msg.offset(), error = %err, "message is not a canonical event; skipped");
-                m.events_rejected
-                    .with_label_values(&["kafka", "not_canonical_event"])
-                    .inc();
-                return Ok(());
-            }
-            None => {
-                m.events_rejected
-                    .with_label_values(&["kafka", "empty_message"])
-                    .inc();
-                return Ok(());
-            }
+        let Some(payload) = msg.payload() else {
+            m.events_rejected
+                .with_label_values(&["kafka", "empty_message"])
+                .inc();
+            return Ok(0);
         };
+        if let Some(hb) = Heartbeat::from_payload(payload) {
+            part.heard(hb);
+            return Ok(0);
+        }
+        let mut n = 0;
+        for event in crate::kafka::wire::events(payload) {
+            n += 1;
+            match event {
+                Ok(e) => self.apply_event(p, msg.offset(), e),
+                Err(err) => {
+                    warn!(partition = p, offset = msg.offset(), error = %err, "message is not a canonical event; skipped");
+                    m.events_rejected
+                        .with_label_values(&["kafka", "not_canonical_event"])
+                        .inc();
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Applies one event of the message at `offset` of held partition `p`, unless it is
+    /// an agent's re-send.
+    fn apply_event(&mut self, p: i32, offset: i64, event: crate::event::Event) {
+        let m = metrics::get();
+        let part = self.held.get_mut(&p).expect("held by the caller");
         if let Some(o) = &event.origin {
             // Per file *generation*: the same inode truncated in place has a new fingerprint.
             // The key is built in a buffer kept across messages, and copied only for a
@@ -304,11 +371,11 @@ impl Parts {
             match part.applied.get_mut(k.as_str()) {
                 Some(a) if o.offset <= a.0 => {
                     m.events_duplicate.inc();
-                    return Ok(()); // an agent's re-send after its crash
+                    return; // an agent's re-send after its crash
                 }
-                Some(a) => *a = (o.offset, msg.offset()),
+                Some(a) => *a = (o.offset, offset),
                 None => {
-                    part.applied.insert(k.clone(), (o.offset, msg.offset()));
+                    part.applied.insert(k.clone(), (o.offset, offset));
                     if part.applied.len() > MAX_FILES_REMEMBERED {
                         forget_oldest(&mut part.applied);
                     }
@@ -343,10 +410,8 @@ impl Parts {
         if c.watcher {
             let source = c.name.clone();
             // Wall-clock events: the watcher never holds the watermark back.
-            let part = self.held.get_mut(&msg.partition()).expect("loaded above");
             part.engine.set_idle(&source, true, &mut part.alerts);
         }
-        Ok(())
     }
 
     /// Delivers every partition's alerts.
@@ -368,6 +433,7 @@ impl Parts {
         if !part.dirty {
             return Ok(None);
         }
+        let started = std::time::Instant::now();
         state::save(
             &path,
             &SnapshotRef {
@@ -380,13 +446,42 @@ impl Parts {
             },
         )?;
         part.dirty = false;
+        part.pace.done(started, part.engine.state().buffer.len());
         Ok(Some(part.next))
+    }
+
+    /// Delivers every partition's alerts, and snapshots and commits those whose snapshot
+    /// is due after `every` (see [`Pace`]).
+    pub fn save_due<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        every: std::time::Duration,
+    ) -> Result<()> {
+        self.save_some(consumer, Some(every))
     }
 
     /// Delivers, snapshots and commits every partition held.
     pub fn save_all<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        self.save_some(consumer, None)
+    }
+
+    fn save_some<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        every: Option<std::time::Duration>,
+    ) -> Result<()> {
         let held: Vec<i32> = self.held.keys().copied().collect();
-        for p in held {
+        for &p in &held {
+            if let Some(every) = every {
+                let part = &mut self.held.get_mut(&p).expect("held");
+                if !part
+                    .pace
+                    .due(every, part.engine.state().buffer.len(), held.len())
+                {
+                    part.emitted.deliver(&self.sinks, &mut part.alerts)?;
+                    continue;
+                }
+            }
             if let Some(next) = self.save(p)? {
                 consumer::commit(consumer, &self.topic, p, next);
             }
@@ -462,5 +557,36 @@ impl consumer::Holder for Parts {
         let next = self.save(p)?;
         self.held.remove(&p);
         Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pace;
+    use std::time::{Duration, Instant};
+
+    /// A slow snapshot of a full buffer spaces the next one out; once the buffer has
+    /// drained, the next is due at the usual interval again.
+    #[test]
+    fn a_slow_snapshot_of_a_full_buffer_spaces_the_next_out_until_it_drains() {
+        let every = Duration::from_millis(10);
+        let mut pace = Pace::new();
+        let started = Instant::now() - Duration::from_millis(50);
+        pace.done(started, 200_000);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!pace.due(every, 200_000, 1), "450 ms not passed yet");
+        assert!(pace.due(every, 0, 1), "the buffer drained");
+        assert!(
+            !pace.due(Duration::from_secs(60), 0, 1),
+            "never before the interval"
+        );
+        let mut quick = Pace::new();
+        quick.done(Instant::now() - Duration::from_millis(1), 10);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(quick.due(every, 10, 1));
+        assert!(
+            !quick.due(every, 10, 3),
+            "three partitions of 1 ms or more: 27 ms"
+        );
     }
 }

@@ -101,9 +101,9 @@ pub fn save(path: &Path, snapshot: &impl Serialize) -> Result<()> {
 /// of the thread's time. While `run` catches up, its reorder buffer holds the events of
 /// the sources that are ahead (tens of megabytes of JSON on a month's files), and a
 /// snapshot each second was half of the engine thread's time. Live, with a small buffer,
-/// a snapshot takes milliseconds and the interval is `snapshot_secs`. (`engine` keeps
-/// its fixed interval: spacing its partitions' snapshots out delayed what tells a reader
-/// such as `benches/compare.sh` that events were applied, and was not measured to help.)
+/// a snapshot takes milliseconds and the interval is `snapshot_secs`. (`engine` paces
+/// each partition the same way, and also by how much its reorder buffer has shrunk since
+/// the last snapshot: `daemon::partitions::Pace`.)
 #[derive(Debug)]
 pub struct Pacer {
     every: Duration,

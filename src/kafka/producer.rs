@@ -15,8 +15,17 @@
 //! Delivery: at least once. After a crash the events between the last checkpoint and
 //! the crash are produced again; the engine recognises them by their provenance (agent,
 //! file identity, offset) and drops them.
+//!
+//! With `event_encoding = "batched"` (the default) the spool still holds one record per
+//! event; the events read from it between two marks are gathered per partition into
+//! batch messages (`kafka::wire`). The agent picks the partition itself, as librdkafka's
+//! default partitioner does for the user's key ([`partition_of`]), so a user's events
+//! land in the partition they always did, in order. Every batch is handed to librdkafka
+//! before the mark after its events is taken, so a mark is still acknowledged only when
+//! every event before it is.
 
 use super::spool::{Cursor, Record, Spool};
+use super::wire::{Batch, Encoding, COMPACT_V1};
 use crate::config::Config;
 use crate::deadletter::DeadLetter;
 use crate::ingest::{merge_positions, take_batch, Msg};
@@ -57,17 +66,25 @@ struct Deliveries {
 
 impl ClientContext for Deliveries {}
 
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = Box<u64>;
+/// What a delivery report is about: a message's sequence number and its events.
+pub struct Sent {
+    seq: u64,
+    events: u32,
+}
 
-    fn delivery(&self, result: &DeliveryResult<'_>, seq: Box<u64>) {
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<Sent>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Sent>) {
         match result {
             Ok(_) => {
                 self.outstanding
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .remove(&seq);
-                metrics::get().kafka_events_produced.inc();
+                    .remove(&sent.seq);
+                metrics::get()
+                    .kafka_events_produced
+                    .inc_by(u64::from(sent.events));
             }
             Err((e, _)) => {
                 metrics::get().kafka_produce_errors.inc();
@@ -88,8 +105,34 @@ impl Deliveries {
     }
 }
 
-/// Most events handed to librdkafka at once; the rest wait in the spool.
+/// Most messages handed to librdkafka at once; the rest wait in the spool.
 const MAX_IN_FLIGHT: usize = 20_000;
+
+/// A batch message is sent once it holds this many events or bytes (or at the next mark).
+/// Far under Kafka's default 1 MB message limit; large enough that the per-message costs
+/// are spread over hundreds of events.
+const BATCH_EVENTS: u32 = 1000;
+const BATCH_BYTES: usize = 256 << 10;
+
+/// The partition librdkafka's default partitioner (`consistent_random`) gives a non-empty
+/// key: CRC-32 of the key, modulo the partition count. The batched encoding must put each
+/// user where one-event messages keyed by user went (and still go, from other agents), or
+/// a user's state would be split between partitions.
+pub fn partition_of(key: &str, partitions: i32) -> i32 {
+    (crc32fast::hash(key.as_bytes()) % partitions.max(1) as u32) as i32
+}
+
+/// Whether the agent may batch: only with librdkafka's default partitioner, which
+/// [`partition_of`] reproduces (a `partitioner` set in `[kafka.properties]` keeps one
+/// event per message, keyed, and lets librdkafka place it).
+fn may_batch(cfg: &Config) -> bool {
+    cfg.kafka.event_encoding == Encoding::Batched
+        && cfg
+            .kafka
+            .properties
+            .get("partitioner")
+            .is_none_or(|p| p == "consistent_random")
+}
 
 /// The spool and the producer that drains it, with the checkpoint of what Kafka has.
 pub struct SpoolProducer {
@@ -107,7 +150,11 @@ pub struct SpoolProducer {
     /// This host's name, stamped on every event's provenance.
     host: String,
     /// How events are written (`[kafka] event_encoding`).
-    encoding: super::wire::Encoding,
+    encoding: Encoding,
+    /// Batch messages being filled, by partition (empty unless batching).
+    batches: BTreeMap<i32, Batch>,
+    /// Events are produced in batch messages (see [`may_batch`]).
+    batching: bool,
     /// Where the sources have read to (what the spool holds).
     read: Positions,
     /// The events topic's partition count and when it was learned.
@@ -183,6 +230,8 @@ impl SpoolProducer {
             dirty: false,
             host: crate::uid::hostname(),
             encoding: cfg.kafka.event_encoding,
+            batches: BTreeMap::new(),
+            batching: may_batch(cfg),
             read,
             partitions: None,
             beat: Heartbeats::new(cfg),
@@ -212,7 +261,11 @@ impl SpoolProducer {
 
     /// True when everything spooled has been acknowledged by Kafka.
     pub fn drained(&self) -> bool {
-        self.spool.is_drained() && self.marks.is_empty()
+        self.spool.is_drained() && self.marks.is_empty() && self.batches_empty()
+    }
+
+    fn batches_empty(&self) -> bool {
+        self.batches.values().all(Batch::is_empty)
     }
 
     /// Takes what the sources sent within 200 ms into the spool, synced. False once every
@@ -361,11 +414,19 @@ impl Heartbeats {
 }
 
 impl SpoolProducer {
-    /// Hands one message to librdkafka, tracked for its delivery report. False when it
-    /// must be tried again later (the client's queue is full, or it refused).
-    fn send(&mut self, key: Option<&str>, partition: Option<i32>, payload: &[u8]) -> bool {
+    /// Hands one message of `events` events to librdkafka, tracked for its delivery
+    /// report. False when it must be tried again later (the client's queue is full, or it
+    /// refused).
+    fn send(
+        &mut self,
+        key: Option<&str>,
+        partition: Option<i32>,
+        payload: &[u8],
+        events: u32,
+    ) -> bool {
         let seq = self.seq;
-        let mut record = BaseRecord::with_opaque_to(&self.topic, Box::new(seq)).payload(payload);
+        let mut record = BaseRecord::with_opaque_to(&self.topic, Box::new(Sent { seq, events }))
+            .payload(payload);
         if let Some(k) = key {
             record = record.key(k);
         }
@@ -421,17 +482,87 @@ impl SpoolProducer {
         self.partitions.map(|(n, _)| n)
     }
 
+    /// Sends partition `p`'s batch, if it holds events. False when it must be tried
+    /// again later (it stays as it is).
+    fn send_batch(&mut self, p: i32) -> bool {
+        let Some(mut b) = self.batches.remove(&p) else {
+            return true;
+        };
+        let sent = b.is_empty() || {
+            let events = b.len();
+            self.send(None, Some(p), b.payload(), events)
+        };
+        if sent {
+            b.clear();
+        }
+        self.batches.insert(p, b);
+        sent
+    }
+
+    /// Sends every partition's batch. False when one must be tried again later.
+    fn send_batches(&mut self) -> bool {
+        let ps: Vec<i32> = self.batches.keys().copied().collect();
+        let mut all = true;
+        for p in ps {
+            all &= self.send_batch(p);
+        }
+        all
+    }
+
+    /// Adds a compact event to its partition's batch (of `n` partitions), sending the
+    /// batch first when full. False when the event must be read again later (a full batch
+    /// could not be sent).
+    fn batch(&mut self, key: &str, compact: &[u8], n: i32) -> bool {
+        let p = partition_of(key, n);
+        let full = self
+            .batches
+            .get(&p)
+            .is_some_and(|b| b.len() >= BATCH_EVENTS || b.bytes() >= BATCH_BYTES);
+        if full && !self.send_batch(p) {
+            return false;
+        }
+        self.batches.entry(p).or_default().push(compact);
+        true
+    }
+
     /// Hands spooled events to librdkafka, serves delivery reports, and moves the
     /// checkpoint past every mark Kafka has everything before.
     pub fn pump(&mut self) -> Result<()> {
+        // The partition count, asked for at the first event to batch.
+        let mut partitions = None;
         while self.producer.in_flight_count() < MAX_IN_FLIGHT as i32 {
             let before = self.spool.read_cursor();
             let Some((rec, after)) = self.spool.read_next()? else {
                 break;
             };
+            // Whatever is not a compact event to batch goes after the batches before it:
+            // a mark must follow its events, a heartbeat every event before it, and a
+            // JSON event (an older spool) the same user's earlier events.
+            let batched = self.batching
+                && matches!(&rec, Record::Event { payload, .. } if payload.first() == Some(&COMPACT_V1));
+            if !batched && !self.send_batches() {
+                self.spool.rewind(before);
+                break;
+            }
             match rec {
+                Record::Event { key, payload } if batched => {
+                    let n = match partitions {
+                        Some(n) => n,
+                        None => match self.partitions() {
+                            Some(n) => *partitions.insert(n),
+                            None => {
+                                self.spool.rewind(before);
+                                break;
+                            }
+                        },
+                    };
+                    if !self.batch(&key, &payload, n) {
+                        self.spool.rewind(before);
+                        break;
+                    }
+                }
                 Record::Event { key, payload } => {
-                    if !self.send(Some(&key), None, &payload) {
+                    if !self.send(Some(&key), None, &payload, 1) {
                         self.spool.rewind(before);
                         break;
                     }
@@ -443,7 +574,7 @@ impl SpoolProducer {
                         self.spool.rewind(before);
                         break;
                     };
-                    if !(0..n).all(|p| self.send(None, Some(p), &payload)) {
+                    if !(0..n).all(|p| self.send(None, Some(p), &payload, 0)) {
                         self.spool.rewind(before);
                         break;
                     }
@@ -451,6 +582,8 @@ impl SpoolProducer {
                 Record::Mark(positions) => self.marks.push_back((self.seq, after, positions)),
             }
         }
+        // What the spool holds is read: the batches go now, not at the next mark.
+        self.send_batches();
         self.producer
             .poll(Duration::from_millis(if self.marks.is_empty() {
                 0
@@ -498,6 +631,7 @@ impl SpoolProducer {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = None;
         self.marks.clear();
+        self.batches.clear();
         self.spool.rewind(self.checkpoint.cursor);
         std::thread::sleep(Duration::from_secs(1));
     }

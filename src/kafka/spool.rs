@@ -410,11 +410,14 @@ impl Spool {
         if at.segment == self.write_seg && !self.writer.buffer().is_empty() {
             self.flush_writer()?;
         }
-        let path = segment_path(&self.dir, at.segment);
+        // The file's name only when it is opened or named in an error: formatting it for
+        // every record was a few percent of the agent's producing thread.
+        let dir = &self.dir;
+        let path = || segment_path(dir, at.segment);
         let reader = match &mut self.reader {
             Some(reader) if reader.segment == at.segment => reader,
             slot => {
-                let file = File::open(&path).map_err(|e| annotate(e, "cannot open", &path))?;
+                let file = File::open(path()).map_err(|e| annotate(e, "cannot open", &path()))?;
                 slot.insert(SegmentReader {
                     segment: at.segment,
                     pos: 0,
@@ -426,14 +429,14 @@ impl Spool {
             reader
                 .file
                 .seek(SeekFrom::Start(at.offset))
-                .map_err(|e| annotate(e, "cannot seek in", &path))?;
+                .map_err(|e| annotate(e, "cannot seek in", &path()))?;
             reader.pos = at.offset;
         }
         let frame = match read_frame(&mut reader.file, end - at.offset) {
             Ok(frame) => frame,
             Err(e) => {
                 self.reader = None;
-                return Err(annotate(e, "cannot read", &path));
+                return Err(annotate(e, "cannot read", &path()));
             }
         };
         match frame {
@@ -452,7 +455,7 @@ impl Spool {
                     io::ErrorKind::InvalidData,
                     format!(
                         "corrupt spool record in {} at offset {}: {why}",
-                        path.display(),
+                        path().display(),
                         at.offset
                     ),
                 ))

@@ -354,30 +354,47 @@ fn a_killed_agent_restarts_without_loss_or_duplicates() {
 }
 
 /// A mixed fleet: an agent writing the JSON encoding (as every agent before the compact
-/// one did) sends the first half, then an agent on the default compact encoding sends the
-/// rest; one engine reads both from the same partitions and gives replay's alerts, every
-/// event once.
+/// one did) sends the first half and is killed, an agent on the one-event compact
+/// encoding sends a quarter more (re-sending what the first had not checkpointed), then
+/// an agent on the default batched encoding sends the rest; one engine reads them all
+/// from the same partitions and gives replay's alerts, every event once.
 #[test]
-fn an_engine_reads_json_and_compact_events_on_one_topic() {
+fn an_engine_reads_json_compact_and_batched_events_on_one_topic() {
     let Some(broker) = tansu::Broker::start() else {
         return;
     };
     let h = Hospital::new(&broker);
-    let compact = std::fs::read_to_string(&h.config).unwrap();
+    let default = std::fs::read_to_string(&h.config).unwrap();
     assert!(
-        !compact.contains("event_encoding"),
-        "compact is the default"
+        !default.contains("event_encoding"),
+        "batched is the default"
     );
-    let json = compact.replacen("[kafka]\n", "[kafka]\nevent_encoding = \"json\"\n", 1);
-    assert_ne!(json, compact);
+    let with = |encoding: &str| {
+        default.replacen(
+            "[kafka]\n",
+            &format!("[kafka]\nevent_encoding = \"{encoding}\"\n"),
+            1,
+        )
+    };
     let rest = h.hold_back();
-    std::fs::write(&h.config, &json).unwrap();
+    let lines: Vec<&str> = rest.lines().collect();
+    let (second, third) = lines.split_at(lines.len() / 2);
+    std::fs::write(&h.config, with("json")).unwrap();
     let (agent, engine) = h.start_both();
     h.wait_agent_progress();
     agent.kill();
-    std::fs::write(&h.config, &compact).unwrap();
-    h.release(&rest);
+    std::fs::write(&h.config, with("compact")).unwrap();
+    h.release(&(second.join("\n") + "\n"));
     let agent = h.start("agent", "agent2.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !h.agent_caught_up() {
+        assert!(Instant::now() < deadline, "logs:\n{}", h.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    agent.kill();
+    std::fs::write(&h.config, &default).unwrap();
+    h.release(&(third.join("\n") + "\n"));
+    let agent = h.start("agent", "agent3.log");
     h.finish(agent, engine);
 }
 

@@ -4,14 +4,16 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
-/// A message as JSON: a JSON message as it is, a compact event as its canonical JSON
-/// (agents write events compact by default, see `kafka::wire`).
-fn as_json(payload: &[u8]) -> serde_json::Value {
-    if payload.first() == Some(&phiwatch::kafka::wire::COMPACT_V1) {
-        let e = phiwatch::kafka::wire::decode(payload).unwrap();
-        return serde_json::to_value(e).unwrap();
+/// A message as JSON values: a JSON message as it is, a compact event or each event of
+/// a batch as its canonical JSON (agents write batches by default, see `kafka::wire`).
+fn as_json(payload: &[u8]) -> Vec<serde_json::Value> {
+    use phiwatch::kafka::wire::{events, BATCH_V1, COMPACT_V1};
+    if matches!(payload.first(), Some(&COMPACT_V1 | &BATCH_V1)) {
+        return events(payload)
+            .map(|e| serde_json::to_value(e.unwrap()).unwrap())
+            .collect();
     }
-    serde_json::from_slice(payload).unwrap()
+    vec![serde_json::from_slice(payload).unwrap()]
 }
 
 /// Every message of `topic` (its `partitions`) as JSON (see [`as_json`]), agents' heartbeats left out: waits
@@ -41,10 +43,11 @@ pub fn read_all(
     while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                let v = as_json(m.payload().unwrap());
-                if v.get("heartbeat").is_none() {
-                    got.push(v);
-                    quiet_since = None;
+                for v in as_json(m.payload().unwrap()) {
+                    if v.get("heartbeat").is_none() {
+                        got.push(v);
+                        quiet_since = None;
+                    }
                 }
             }
             Some(Err(e)) => panic!("consume error on {topic}: {e}"),
