@@ -43,11 +43,79 @@ struct Clause {
     values: Vec<Lit>,
     all: bool,
     cased: bool,
-    /// For `action`, whose value is one of a few names: the clause's answer for each
-    /// action as a bit (`1 << action`), worked out at compile time. Nearly every detector
-    /// selects on the action, and comparing the name with each listed value for every
-    /// event and detector was most of the matchers' time.
-    by_action: Option<u32>,
+    /// The clause's answers worked out at compile time where the value's domain is small
+    /// or the comparison is one number (see [`Fast`]), so that evaluating it is a table
+    /// lookup or one comparison instead of the generic [`test`].
+    fast: Fast,
+}
+
+/// Precomputed answers of one clause, each derived from [`test`] itself at compile time
+/// (or, for [`Fast::Int`], the same comparison [`one_value`] makes), so they cannot
+/// disagree with it. Nearly every clause of the shipped detectors reads the action or a
+/// true/false fact, and the generic `test` (op, value and literal matched for every
+/// listed value) was most of the matchers' time.
+#[derive(Debug, Clone, Copy)]
+enum Fast {
+    /// For `action`, whose value is one of a few names: the answer for each action as a
+    /// bit (`1 << action`).
+    Action(u32),
+    /// Any other field: the answers for an absent value (bit 0), `false` (bit 1) and
+    /// `true` (bit 2); whole numbers compared with one literal when `int` is set; any
+    /// other value goes through [`test`].
+    Value { small: u8, int: Option<(Cmp, i64)> },
+}
+
+/// A whole-number comparison with a single literal.
+#[derive(Debug, Clone, Copy)]
+enum Cmp {
+    Eq,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+impl Cmp {
+    fn holds(self, a: i64, b: i64) -> bool {
+        match self {
+            Cmp::Eq => a == b,
+            Cmp::Gt => a > b,
+            Cmp::Gte => a >= b,
+            Cmp::Lt => a < b,
+            Cmp::Lte => a <= b,
+        }
+    }
+}
+
+impl Fast {
+    fn of(c: &Clause) -> Fast {
+        if c.field == Field::Action {
+            let answers = Action::ALL
+                .iter()
+                .filter(|a| test(c, Value::Str(a.as_str())))
+                .fold(0u32, |m, &a| m | action_bit(a));
+            return Fast::Action(answers);
+        }
+        let small = [Value::Null, Value::Bool(false), Value::Bool(true)]
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| test(c, **v))
+            .fold(0u8, |m, (i, _)| m | 1 << i);
+        let cmp = match c.op {
+            Op::Eq => Some(Cmp::Eq),
+            Op::Gt => Some(Cmp::Gt),
+            Op::Gte => Some(Cmp::Gte),
+            Op::Lt => Some(Cmp::Lt),
+            Op::Lte => Some(Cmp::Lte),
+            _ => None,
+        };
+        // One literal: `any` and `all` of one value are the same answer.
+        let int = match (cmp, c.values.as_slice()) {
+            (Some(cmp), [Lit::Int(b)]) => Some((cmp, *b)),
+            _ => None,
+        };
+        Fast::Value { small, int }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +129,9 @@ struct Selection {
 #[derive(Debug, Clone)]
 enum Node {
     Sel(usize),
+    /// `not selection`, the usual shape of an exception (`selection and not care and not
+    /// ...`), without a boxed node to follow.
+    NotSel(usize),
     Not(Box<Node>),
     And(Vec<Node>),
     Or(Vec<Node>),
@@ -120,6 +191,7 @@ impl Matcher {
     fn eval(&self, n: &Node, e: &Enriched) -> bool {
         match n {
             Node::Sel(i) => self.sel(*i, e),
+            Node::NotSel(i) => !self.sel(*i, e),
             Node::Not(c) => !self.eval(c, e),
             Node::And(v) => v.iter().all(|c| self.eval(c, e)),
             Node::Or(v) => v.iter().any(|c| self.eval(c, e)),
@@ -162,7 +234,10 @@ fn resolve(c: &Cond, sels: &[Selection]) -> Result<Node> {
         Cond::Sel(n) => Node::Sel(sels.iter().position(|s| &s.name == n).ok_or_else(|| {
             anyhow!("condition names selection {n:?}, which `detection` does not define")
         })?),
-        Cond::Not(x) => Node::Not(Box::new(resolve(x, sels)?)),
+        Cond::Not(x) => match resolve(x, sels)? {
+            Node::Sel(i) => Node::NotSel(i),
+            n => Node::Not(Box::new(n)),
+        },
         Cond::And(v) => Node::And(v.iter().map(|x| resolve(x, sels)).collect::<Result<_>>()?),
         Cond::Or(v) => Node::Or(v.iter().map(|x| resolve(x, sels)).collect::<Result<_>>()?),
         Cond::Of { all, pattern } => {
@@ -279,30 +354,38 @@ fn compile_group(sel: &str, m: &Yaml) -> Result<Vec<Clause>> {
             values,
             all,
             cased,
-            by_action: None,
+            fast: Fast::Value {
+                small: 0,
+                int: None,
+            },
         };
-        if field == Field::Action {
-            let answers = Action::ALL
-                .iter()
-                .filter(|a| test(&c, Value::Str(a.as_str())))
-                .fold(0u32, |m, &a| m | action_bit(a));
-            c.by_action = Some(answers);
-        }
+        c.fast = Fast::of(&c);
         out.push(c);
     }
     Ok(out)
 }
 
-/// The bit of `a` in [`Clause::by_action`].
+/// The bit of `a` in [`Fast::Action`].
 fn action_bit(a: Action) -> u32 {
     1 << a as u32
 }
 
 fn clause(c: &Clause, e: &Enriched) -> bool {
-    if let Some(answers) = c.by_action {
-        return answers & action_bit(e.event.action) != 0;
+    match c.fast {
+        Fast::Action(answers) => answers & action_bit(e.event.action) != 0,
+        Fast::Value { small, int } => answer(c, small, int, e.get(c.field)),
     }
-    test(c, e.get(c.field))
+}
+
+/// [`test`] answered from the clause's precomputed [`Fast::Value`] where it can be.
+#[inline]
+fn answer(c: &Clause, small: u8, int: Option<(Cmp, i64)>, v: Value) -> bool {
+    match (v, int) {
+        (Value::Null, _) => small & 1 != 0,
+        (Value::Bool(b), _) => small >> (1 + b as u8) & 1 != 0,
+        (Value::Int(a), Some((cmp, b))) => cmp.holds(a, b),
+        (v, _) => test(c, v),
+    }
 }
 
 /// Whether the clause holds for the value `v` of its field.
@@ -415,6 +498,44 @@ mod tests {
             assert_eq!(m.matches(&e), want, "{name}");
         }
         assert!(str_eq("View", "view", false) && !str_eq("View", "view", true));
+    }
+
+    /// The precomputed answers agree with the generic comparison for every clause of the
+    /// shipped detectors and of a few odd ones (empty lists, `|all`, strings, numbers as
+    /// text), on values of every type.
+    #[test]
+    fn fast_answers_agree_with_test() {
+        let odd: Yaml = serde_norway::from_str(
+            "a:\n  patient.vip: []\nb:\n  patient.vip|all: []\nc:\n  records: '20'\nd:\n  records|all: [20, 21]\ne:\n  records|gte: [3, 50]\nf:\n  phi.records|exists: false\ng:\n  rel.self: [true, false]\nh:\n  care.any: null\ni:\n  bytes|lt: 0\nj:\n  user.role|startswith: him\nk:\n  records: true\ncondition: 1 of them\n",
+        )
+        .unwrap();
+        let mut matchers = vec![Matcher::compile(&odd).unwrap()];
+        for (_, text) in crate::detect::SHIPPED {
+            let spec: crate::detect::Spec = serde_norway::from_str(text).unwrap();
+            matchers.push(Matcher::compile(&spec.detection).unwrap());
+        }
+        let mut values = vec![
+            Value::Null,
+            Value::Bool(false),
+            Value::Bool(true),
+            Value::Str("him_analyst"),
+            Value::Str("20"),
+            Value::Str(""),
+        ];
+        values.extend((-3..120).map(Value::Int));
+        let mut n = 0;
+        for m in &matchers {
+            for c in m.selections.iter().flat_map(|s| s.groups.iter().flatten()) {
+                let Fast::Value { small, int } = c.fast else {
+                    continue;
+                };
+                for &v in &values {
+                    assert_eq!(answer(c, small, int, v), test(c, v), "{c:?} on {v:?}");
+                    n += 1;
+                }
+            }
+        }
+        assert!(n > 1000, "{n}");
         assert!(!str_eq("Viewx", "view", false) && str_eq("ÉTÉ", "été", false));
     }
 }
