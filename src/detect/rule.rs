@@ -4,10 +4,14 @@
 //! Sigma: `contains`, `startswith`, `endswith`, `re`, `gt`, `gte`, `lt`, `lte`, `exists`,
 //! `cased`. String comparison ignores case unless `|cased`.
 //!
-//! Compiling resolves every field name against [`Field`] once, so evaluation is a walk
-//! over enums with no string lookups, and an unknown field is an error at load time.
+//! Compiling resolves every field name against [`Field`] once, so evaluation has no
+//! string lookups, and an unknown field is an error at load time. The condition is then
+//! resolved to a tree over the selections and written out as a flat program over the
+//! clauses ([`super::program`]), each clause carrying answers worked out at compile time
+//! ([`Fast`]): the engine runs every detector on every event.
 
 use super::condition::{self, Cond};
+use super::program::{Formula, Program, Target};
 use crate::enrich::{Enriched, Field, Value};
 use crate::event::Action;
 use anyhow::{anyhow, bail, Result};
@@ -125,13 +129,10 @@ struct Selection {
     groups: Vec<Vec<Clause>>,
 }
 
-/// A compiled condition tree with selections resolved to indexes.
+/// A condition tree with selections resolved to indexes; compiled on into a [`Program`].
 #[derive(Debug, Clone)]
 enum Node {
     Sel(usize),
-    /// `not selection`, the usual shape of an exception (`selection and not care and not
-    /// ...`), without a boxed node to follow.
-    NotSel(usize),
     Not(Box<Node>),
     And(Vec<Node>),
     Or(Vec<Node>),
@@ -143,7 +144,13 @@ enum Node {
 #[derive(Debug, Clone)]
 pub struct Matcher {
     selections: Vec<Selection>,
-    root: Node,
+    /// The condition and each selection on its own (for [`Matcher::selection_matches`]),
+    /// as flat programs over the clauses.
+    program: Program<Clause>,
+    /// Where the condition's program starts.
+    root: Target,
+    /// Where each selection's program starts, by selection index.
+    starts: Vec<Target>,
 }
 
 impl Matcher {
@@ -180,24 +187,23 @@ impl Matcher {
             anyhow!("`detection` has no `condition`; add e.g. `condition: selection`")
         })?;
         let cond = condition::parse(&text).map_err(|e| anyhow!("condition {text:?}: {e}"))?;
-        let root = resolve(&cond, &selections)?;
-        Ok(Matcher { selections, root })
+        let tree = resolve(&cond, &selections)?;
+        let mut program = Program::default();
+        let root = program.add(formula(&tree, &selections));
+        let starts = selections
+            .iter()
+            .map(|s| program.add(selection_formula(s)))
+            .collect();
+        Ok(Matcher {
+            selections,
+            program,
+            root,
+            starts,
+        })
     }
 
     pub fn matches(&self, e: &Enriched) -> bool {
-        self.eval(&self.root, e)
-    }
-
-    fn eval(&self, n: &Node, e: &Enriched) -> bool {
-        match n {
-            Node::Sel(i) => self.sel(*i, e),
-            Node::NotSel(i) => !self.sel(*i, e),
-            Node::Not(c) => !self.eval(c, e),
-            Node::And(v) => v.iter().all(|c| self.eval(c, e)),
-            Node::Or(v) => v.iter().any(|c| self.eval(c, e)),
-            Node::Any(v) => v.iter().any(|i| self.sel(*i, e)),
-            Node::All(v) => v.iter().all(|i| self.sel(*i, e)),
-        }
+        self.program.run(self.root, |c| clause(c, e))
     }
 
     /// The index of a named selection, for detectors that use selections as steps.
@@ -206,15 +212,11 @@ impl Matcher {
     }
 
     /// Whether one selection (by index) matches, regardless of the condition.
+    /// An index out of range matches nothing.
     pub fn selection_matches(&self, i: usize, e: &Enriched) -> bool {
-        self.sel(i, e)
-    }
-
-    fn sel(&self, i: usize, e: &Enriched) -> bool {
-        self.selections[i]
-            .groups
-            .iter()
-            .any(|g| g.iter().all(|c| clause(c, e)))
+        self.starts
+            .get(i)
+            .is_some_and(|&start| self.program.run(start, |c| clause(c, e)))
     }
 
     /// Every field the rule reads, for explanations.
@@ -229,15 +231,35 @@ impl Matcher {
     }
 }
 
+/// A selection as a formula: any of its groups, each every one of its clauses.
+fn selection_formula(s: &Selection) -> Formula<Clause> {
+    Formula::Or(
+        s.groups
+            .iter()
+            .map(|g| Formula::And(g.iter().cloned().map(Formula::Leaf).collect()))
+            .collect(),
+    )
+}
+
+/// The condition tree as a formula, its selections written out in place.
+fn formula(n: &Node, sels: &[Selection]) -> Formula<Clause> {
+    let sel = |i: &usize| selection_formula(&sels[*i]);
+    match n {
+        Node::Sel(i) => sel(i),
+        Node::Not(x) => Formula::Not(Box::new(formula(x, sels))),
+        Node::And(v) => Formula::And(v.iter().map(|x| formula(x, sels)).collect()),
+        Node::Or(v) => Formula::Or(v.iter().map(|x| formula(x, sels)).collect()),
+        Node::Any(v) => Formula::Or(v.iter().map(sel).collect()),
+        Node::All(v) => Formula::And(v.iter().map(sel).collect()),
+    }
+}
+
 fn resolve(c: &Cond, sels: &[Selection]) -> Result<Node> {
     Ok(match c {
         Cond::Sel(n) => Node::Sel(sels.iter().position(|s| &s.name == n).ok_or_else(|| {
             anyhow!("condition names selection {n:?}, which `detection` does not define")
         })?),
-        Cond::Not(x) => match resolve(x, sels)? {
-            Node::Sel(i) => Node::NotSel(i),
-            n => Node::Not(Box::new(n)),
-        },
+        Cond::Not(x) => Node::Not(Box::new(resolve(x, sels)?)),
         Cond::And(v) => Node::And(v.iter().map(|x| resolve(x, sels)).collect::<Result<_>>()?),
         Cond::Or(v) => Node::Or(v.iter().map(|x| resolve(x, sels)).collect::<Result<_>>()?),
         Cond::Of { all, pattern } => {
