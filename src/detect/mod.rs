@@ -11,6 +11,7 @@
 
 pub mod alerting;
 pub mod condition;
+pub mod program;
 pub mod rule;
 pub mod template;
 
