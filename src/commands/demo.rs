@@ -27,7 +27,7 @@ pub fn main(seed: u64, staff: usize, days: u32, keep: Option<&Path>) -> Result<i
         dir.display()
     );
     let summary = crate::simulate::simulate(&opts, &dir)?;
-    eprint!("{summary}");
+    eprintln!("{summary}");
     let cfg = Config::load(&dir.join("phiwatch.toml"))?;
     let mut alerts = Vec::new();
     let replayed = crate::replay::replay(&cfg, |a| {

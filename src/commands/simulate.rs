@@ -7,6 +7,6 @@ use std::path::Path;
 
 pub fn main(out: &Path, seed: u64, staff: usize, days: u32) -> Result<i32> {
     let summary = crate::simulate::simulate(&SimOptions::checked(seed, staff, days)?, out)?;
-    eprint!("{summary}");
+    eprintln!("{summary}");
     Ok(0)
 }
