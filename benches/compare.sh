@@ -143,13 +143,10 @@ RATE[replay]=$(sed -n 's/.*(\([0-9]*\) events\/s).*/\1/p' "$WORK/replay.err")
 REPLAY_ALERTS=$(wc -l < "$D/alerts.ndjson")
 REPLAY_RSS=$(( $(cat "$WORK/replay.rss" | tail -1) / 1024 ))
 
-# --- phiwatch run, catching up ----------------------------------------------------------
-if ! skipped run; then
-  D=$(fresh run)
-  MPORT=$(free_port)
-  printf '\n[metrics]\nlisten = "127.0.0.1:%s"\n' "$MPORT" >> "$D/phiwatch.toml"
-  processed() {
-    python3 - "$MPORT" <<'EOF'
+# Events a phiwatch process has taken (phiwatch_events_processed_total), from its
+# /metrics on 127.0.0.1:PORT; 0 while it does not answer yet.
+processed() {
+  python3 - "$1" <<'EOF'
 import sys, urllib.request
 try:
     body = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=2).read().decode()
@@ -158,12 +155,18 @@ except Exception:
 print(sum(int(float(l.rsplit(" ", 1)[1])) for l in body.splitlines()
           if l.startswith("phiwatch_events_processed_total")))
 EOF
-  }
+}
+
+# --- phiwatch run, catching up ----------------------------------------------------------
+if ! skipped run; then
+  D=$(fresh run)
+  MPORT=$(free_port)
+  printf '\n[metrics]\nlisten = "127.0.0.1:%s"\n' "$MPORT" >> "$D/phiwatch.toml"
   START=$(now)
   (cd "$D" && exec "$PHIWATCH" run --config phiwatch.toml) 2> "$WORK/run.err" &
   PIDS+=($!)
   while :; do
-    n=$(processed)
+    n=$(processed "$MPORT")
     [ "$n" -ge "$EVENTS" ] && break
     kill -0 "${PIDS[-1]}" 2>/dev/null || { echo "run stopped: $(tail -3 "$WORK/run.err")" >&2; break; }
     sleep 0.2
@@ -190,17 +193,6 @@ if command -v tansu >/dev/null && ! skipped kafka; then
   EPORT=$(free_port)
   cp "$D/phiwatch.toml" "$D/engine.toml"
   printf '\n[metrics]\nlisten = "127.0.0.1:%s"\n' "$EPORT" >> "$D/engine.toml"
-  taken() {
-    python3 - "$EPORT" <<'EOF'
-import sys, urllib.request
-try:
-    body = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=2).read().decode()
-except Exception:
-    print(0); sys.exit()
-print(sum(int(float(l.rsplit(" ", 1)[1])) for l in body.splitlines()
-          if l.startswith("phiwatch_events_processed_total")))
-EOF
-  }
   applied() {
     python3 - "$D" <<'EOF'
 import glob, json, sys
@@ -223,7 +215,7 @@ EOF
   # One reader a turn, as before: what the engine took first, then what it applied.
   while :; do
     if [ -z "$TAKEN_END" ]; then
-      [ "$(taken)" -ge "$EVENTS" ] && TAKEN_END=$(now)
+      [ "$(processed "$EPORT")" -ge "$EVENTS" ] && TAKEN_END=$(now)
     else
       n=$(applied)
       [ "$n" -ge "$EVENTS" ] && break
