@@ -86,7 +86,7 @@ pub fn run(cfg: &Config, flags: Arc<Flags>) -> Result<()> {
         let mut p = lock(&parts);
         p.tick()?;
         if last_snapshot.elapsed() >= every {
-            p.save_due(&consumer, every)?;
+            p.save_due(&consumer)?;
             last_snapshot = Instant::now();
         }
         let reloaded = reloader.poll(d.take_reload(), p.reference());

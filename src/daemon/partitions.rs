@@ -107,47 +107,37 @@ struct Part {
 /// When a partition's periodic snapshot is due. Catching up on a backlog, a partition's
 /// reorder buffer holds the events of the sources that are ahead (hundreds of thousands
 /// on a month's files), and writing it as JSON every `snapshot_secs` was a quarter of
-/// the engine thread (`benches/compare.sh`, fourth round). So, as `run` does
-/// (`state::Pacer`), a snapshot that took long spaces the next one out to nine times as
+/// the engine thread (`benches/compare.sh`, fourth round). So, with `run`'s
+/// [`state::Pacer`], a snapshot that took long spaces the next one out to nine times as
 /// long times the partitions held (the engine writes them one after the other, so
 /// together they keep to about a tenth of its time), scaled by how much the buffer has
-/// grown or shrunk since: once it drains (the
-/// sources caught up, or went idle) the next snapshot is due at the usual interval, so
-/// what tells a reader that events were applied is not held back.
+/// grown or shrunk since: once it drains (the sources caught up, or went idle) the next
+/// snapshot is due at the usual interval, so what tells a reader that events were
+/// applied is not held back.
 struct Pace {
-    last: std::time::Instant,
-    took: std::time::Duration,
+    pacer: state::Pacer,
     /// Events in the reorder buffer when the last snapshot was written.
     buffered: usize,
 }
 
 impl Pace {
-    fn new() -> Pace {
+    fn new(every: std::time::Duration) -> Pace {
         Pace {
-            last: std::time::Instant::now(),
-            took: std::time::Duration::ZERO,
+            pacer: state::Pacer::new(every),
             buffered: 0,
         }
     }
 
-    /// True when a snapshot is due, `every` being the configured interval, `buffered` the
-    /// events in the reorder buffer now and `held` the partitions the engine holds.
-    fn due(&self, every: std::time::Duration, buffered: usize, held: usize) -> bool {
-        const BASE: u32 = 1024; // what a snapshot costs besides the buffer, in events
-        let now = u32::try_from(buffered)
-            .unwrap_or(u32::MAX)
-            .saturating_add(BASE);
-        let then = u32::try_from(self.buffered)
-            .unwrap_or(u32::MAX)
-            .saturating_add(BASE);
-        let expected = self.took.mul_f64(f64::from(now) / f64::from(then));
-        let held = u32::try_from(held.max(1)).unwrap_or(u32::MAX);
-        self.last.elapsed() >= every.max(expected.saturating_mul(9).saturating_mul(held))
+    /// True when a snapshot is due, `buffered` being the events in the reorder buffer now
+    /// and `held` the partitions the engine holds.
+    fn due(&self, buffered: usize, held: usize) -> bool {
+        const BASE: f64 = 1024.0; // what a snapshot costs besides the buffer, in events
+        let growth = (buffered as f64 + BASE) / (self.buffered as f64 + BASE);
+        self.pacer.due_at_cost(growth * held.max(1) as f64)
     }
 
     fn done(&mut self, started: std::time::Instant, buffered: usize) {
-        self.last = std::time::Instant::now();
-        self.took = self.last - started;
+        self.pacer.done(started);
         self.buffered = buffered;
     }
 }
@@ -181,6 +171,8 @@ pub struct Parts {
     sources: Vec<(String, SourceType)>,
     sinks: SinkSet,
     held: BTreeMap<i32, Part>,
+    /// `[state] snapshot_secs`: the interval of a partition's snapshots when they are quick.
+    snapshot_every: std::time::Duration,
     /// A buffer for the per-file key of `Part::applied`, kept across messages.
     key: String,
     /// Metrics of each source seen, looked up once.
@@ -221,6 +213,7 @@ impl Parts {
             detectors: crate::detect::load_config(cfg, crate::engine::kinds::compile)?,
             reference: Arc::new(Reference::load(&cfg.reference)?),
             settings: Settings::from_config(cfg)?,
+            snapshot_every: std::time::Duration::from_secs(cfg.state.snapshot_secs.max(1)),
             sources: cfg
                 .sources
                 .iter()
@@ -299,7 +292,7 @@ impl Parts {
             emitted,
             alerts: Vec::new(),
             dirty: false,
-            pace: Pace::new(),
+            pace: Pace::new(self.snapshot_every),
         })
     }
 
@@ -451,33 +444,26 @@ impl Parts {
     }
 
     /// Delivers every partition's alerts, and snapshots and commits those whose snapshot
-    /// is due after `every` (see [`Pace`]).
-    pub fn save_due<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-        every: std::time::Duration,
-    ) -> Result<()> {
-        self.save_some(consumer, Some(every))
+    /// is due (see [`Pace`]).
+    pub fn save_due<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        self.save_some(consumer, true)
     }
 
     /// Delivers, snapshots and commits every partition held.
     pub fn save_all<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
-        self.save_some(consumer, None)
+        self.save_some(consumer, false)
     }
 
     fn save_some<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
-        every: Option<std::time::Duration>,
+        due_only: bool,
     ) -> Result<()> {
         let held: Vec<i32> = self.held.keys().copied().collect();
         for &p in &held {
-            if let Some(every) = every {
+            if due_only {
                 let part = &mut self.held.get_mut(&p).expect("held");
-                if !part
-                    .pace
-                    .due(every, part.engine.state().buffer.len(), held.len())
-                {
+                if !part.pace.due(part.engine.state().buffer.len(), held.len()) {
                     part.emitted.deliver(&self.sinks, &mut part.alerts)?;
                     continue;
                 }
@@ -570,23 +556,19 @@ mod tests {
     #[test]
     fn a_slow_snapshot_of_a_full_buffer_spaces_the_next_out_until_it_drains() {
         let every = Duration::from_millis(10);
-        let mut pace = Pace::new();
+        let mut pace = Pace::new(every);
+        let mut hourly = Pace::new(Duration::from_secs(60));
         let started = Instant::now() - Duration::from_millis(50);
         pace.done(started, 200_000);
+        hourly.done(started, 200_000);
         std::thread::sleep(Duration::from_millis(20));
-        assert!(!pace.due(every, 200_000, 1), "450 ms not passed yet");
-        assert!(pace.due(every, 0, 1), "the buffer drained");
-        assert!(
-            !pace.due(Duration::from_secs(60), 0, 1),
-            "never before the interval"
-        );
-        let mut quick = Pace::new();
+        assert!(!pace.due(200_000, 1), "450 ms not passed yet");
+        assert!(pace.due(0, 1), "the buffer drained");
+        assert!(!hourly.due(0, 1), "never before the interval");
+        let mut quick = Pace::new(every);
         quick.done(Instant::now() - Duration::from_millis(1), 10);
         std::thread::sleep(Duration::from_millis(20));
-        assert!(quick.due(every, 10, 1));
-        assert!(
-            !quick.due(every, 10, 3),
-            "three partitions of 1 ms or more: 27 ms"
-        );
+        assert!(quick.due(10, 1));
+        assert!(!quick.due(10, 3), "three partitions of 1 ms or more: 27 ms");
     }
 }

@@ -102,7 +102,7 @@ pub fn save(path: &Path, snapshot: &impl Serialize) -> Result<()> {
 /// the sources that are ahead (tens of megabytes of JSON on a month's files), and a
 /// snapshot each second was half of the engine thread's time. Live, with a small buffer,
 /// a snapshot takes milliseconds and the interval is `snapshot_secs`. (`engine` paces
-/// each partition the same way, and also by how much its reorder buffer has shrunk since
+/// each partition with one, also scaled by how much its reorder buffer has changed since
 /// the last snapshot: `daemon::partitions::Pace`.)
 #[derive(Debug)]
 pub struct Pacer {
@@ -122,7 +122,15 @@ impl Pacer {
 
     /// True when the next snapshot is due.
     pub fn due(&self) -> bool {
-        self.last.elapsed() >= self.every.max(self.took * 9)
+        self.due_at_cost(1.0)
+    }
+
+    /// True when the next snapshot is due, expected to cost `cost` times what the last
+    /// one took (`engine` scales by how its reorder buffer changed since, and by the
+    /// partitions it writes one after the other: `daemon::partitions::Pace`).
+    pub fn due_at_cost(&self, cost: f64) -> bool {
+        let expected = self.took.mul_f64(cost);
+        self.last.elapsed() >= self.every.max(expected.saturating_mul(9))
     }
 
     /// Time since the last snapshot ended.
