@@ -488,65 +488,33 @@ impl Ctx<'_> {
     fn weekly_report(&mut self, user: u32, sh: &Shift, which: usize) {
         let ts = sh.start + self.rng.gen_range(30..100) * MINUTE;
         let records = self.rng.gen_range(300..=700);
-        self.push(
-            user,
-            ts,
-            NONE,
-            Kind::Export,
-            Why::BillingReport,
-            records,
-            NONE,
-        );
         let date = clock::local_date(ts);
         let name = ["AR_aging", "denials_worklist", "payer_mix"][which % 3];
-        let path = format!("\\\\fs01\\billing\\reports\\{name}_{date}.xlsx");
-        let bytes = records as u64 * self.rng.gen_range(180..420);
-        let t2 = ts + self.rng.gen_range(2..12) * MINUTE;
-        self.file(
-            user,
-            t2,
-            Media::Network,
-            path,
-            bytes,
-            records,
-            Why::ReportCopy,
-        );
+        let share = Share {
+            path: format!("\\\\fs01\\billing\\reports\\{name}_{date}.xlsx"),
+            bytes_per_record: 180..420,
+            minutes_later: 2..12,
+            why: Why::ReportCopy,
+        };
+        self.export_to_share(user, ts, records, Why::BillingReport, share);
     }
-}
 
-impl Ctx<'_> {
     /// Records' fortnightly release batch: a few hundred records exported every other
     /// week on the same weekday (a legitimate periodic bulk export), saved to the HIM
     /// share.
     fn fortnightly_release(&mut self, user: u32, sh: &Shift) {
         let ts = sh.start + self.rng.gen_range(60..240) * MINUTE;
         let records = self.rng.gen_range(200..=600);
-        self.push(
-            user,
-            ts,
-            NONE,
-            Kind::Export,
-            Why::PeriodicExport,
-            records,
-            NONE,
-        );
         let date = clock::local_date(ts);
-        let path = format!("\\\\fs01\\him\\release\\batch_{date}.pdf");
-        let bytes = records as u64 * self.rng.gen_range(20_000..90_000);
-        let t2 = ts + self.rng.gen_range(2..12) * MINUTE;
-        self.file(
-            user,
-            t2,
-            Media::Network,
-            path,
-            bytes,
-            records,
-            Why::PeriodicExport,
-        );
+        let share = Share {
+            path: format!("\\\\fs01\\him\\release\\batch_{date}.pdf"),
+            bytes_per_record: 20_000..90_000,
+            minutes_later: 2..12,
+            why: Why::PeriodicExport,
+        };
+        self.export_to_share(user, ts, records, Why::PeriodicExport, share);
     }
-}
 
-impl Ctx<'_> {
     /// A revenue-cycle or quality analyst's period-end extract: the month's close on the
     /// first working day of a month, again at a month's end, and a larger one at a
     /// quarter's end (a legitimate bulk export on a monthly, not weekly, rhythm), saved to
@@ -559,34 +527,47 @@ impl Ctx<'_> {
             self.rng.gen_range(0.8..1.2)
         };
         let records = (base as f64 * scale) as u32;
-        self.push(
-            user,
-            ts,
-            NONE,
-            Kind::Export,
-            Why::PeriodEndExport,
-            records,
-            NONE,
-        );
         let date = clock::local_date(ts);
         let name = if quarter_end {
             "quarter_close"
         } else {
             "month_close"
         };
-        let path = format!("\\\\fs01\\finance\\close\\{name}_{date}.xlsx");
-        let bytes = records as u64 * self.rng.gen_range(150..400);
-        let t2 = ts + self.rng.gen_range(3..15) * MINUTE;
+        let share = Share {
+            path: format!("\\\\fs01\\finance\\close\\{name}_{date}.xlsx"),
+            bytes_per_record: 150..400,
+            minutes_later: 3..15,
+            why: Why::PeriodEndExport,
+        };
+        self.export_to_share(user, ts, records, Why::PeriodEndExport, share);
+    }
+
+    /// A legitimate bulk export at `ts`, then its file saved to a network share a few
+    /// minutes later (never removable media): the periodic work that must not read as
+    /// an exfiltration.
+    fn export_to_share(&mut self, user: u32, ts: i64, records: u32, why: Why, share: Share) {
+        self.push(user, ts, NONE, Kind::Export, why, records, NONE);
+        let bytes = records as u64 * self.rng.gen_range(share.bytes_per_record);
+        let t2 = ts + self.rng.gen_range(share.minutes_later) * MINUTE;
         self.file(
             user,
             t2,
             Media::Network,
-            path,
+            share.path,
             bytes,
             records,
-            Why::PeriodEndExport,
+            share.why,
         );
     }
+}
+
+/// Where a periodic export's file is saved, how large it is, how soon after the export,
+/// and why (as labelled).
+struct Share {
+    path: String,
+    bytes_per_record: std::ops::Range<u64>,
+    minutes_later: std::ops::Range<i64>,
+    why: Why,
 }
 
 /// Where a shift stands in the calendar for month-close work: the first shift of the
