@@ -192,7 +192,7 @@ pub struct Decoder {
     parsers: HashMap<(u64, u64), Box<dyn Parser>>,
     /// The last file id and its text: consecutive lines nearly always share it, and
     /// formatting it for every event showed in profiles.
-    last_id: Option<(crate::source::FileId, String)>,
+    last_id: Option<(crate::source::FileId, Arc<str>)>,
     clock: Clock,
 }
 
@@ -308,9 +308,9 @@ impl Decoder {
                         e.source = self.source.name.clone();
                         e.origin = Some(Provenance {
                             agent: String::new(),
-                            file: path.to_string(),
+                            file: path.clone(),
                             offset: u64::MAX,
-                            file_id: String::new(),
+                            file_id: Arc::from(""),
                         });
                         Item::Event(e)
                     }
@@ -355,14 +355,14 @@ impl Decoder {
         let file_id = match &self.last_id {
             Some((id, text)) if *id == line.id => text.clone(),
             _ => {
-                let text = line.id.to_string();
+                let text: Arc<str> = Arc::from(line.id.to_string());
                 self.last_id = Some((line.id, text.clone()));
                 text
             }
         };
         e.origin = Some(Provenance {
             agent: String::new(),
-            file: line.path.to_string(),
+            file: line.path.clone(),
             offset,
             file_id,
         });
