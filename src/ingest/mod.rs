@@ -147,7 +147,9 @@ const CLOCK_SLACK: chrono::Duration = chrono::Duration::days(1);
 /// one as recent enough that the present finds too old, so a rejection, and an event
 /// within [`CLOCK_SLACK`] of the oldest time accepted, are checked again against a fresh
 /// reading. (Unless a reading is more than `CLOCK_SLACK` old, which the batches of a
-/// followed source prevent by reading the clock afresh for each.)
+/// followed source prevent by reading the clock afresh for each, or the system clock is
+/// set back between two readings, when the 64 events after the step are judged against
+/// the time before it.)
 #[derive(Debug, Clone, Copy)]
 struct Clock {
     now: chrono::DateTime<chrono::Utc>,
