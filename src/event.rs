@@ -8,6 +8,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// What the user did. The names are the contract's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -162,22 +163,26 @@ pub struct PhiMarkers {
 }
 
 /// Where an event came from, so a duplicate re-read after a crash can be recognised.
+///
+/// `file` and `file_id` are shared with the reader and every other event of the file, not
+/// copied for each event: their allocation and free were a good part of the allocator's
+/// work per event. In JSON they are plain strings (serde's `rc` feature).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Provenance {
     /// Host the agent runs on.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub agent: String,
     /// File the line was read from.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub file: String,
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    pub file: Arc<str>,
     /// Byte offset of the line's first byte in that file.
     #[serde(default)]
     pub offset: u64,
     /// The file's identity when the line was read: device, inode and the fingerprint of
     /// its first bytes (see `source::FileId`). A path is reused by rotation and a file
     /// truncated in place starts its offsets again; this tells those apart.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub file_id: String,
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    pub file_id: Arc<str>,
 }
 
 /// One thing a staff account did, in the shape every format maps onto.

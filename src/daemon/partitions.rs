@@ -352,7 +352,7 @@ impl Parts {
             // file not seen before.
             let k = &mut self.key;
             k.clear();
-            for (i, s) in [&o.agent, &event.source, &o.file_id]
+            for (i, s) in [o.agent.as_str(), event.source.as_str(), &o.file_id]
                 .into_iter()
                 .enumerate()
             {

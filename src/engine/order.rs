@@ -49,10 +49,7 @@ impl Queued {
 
 /// What orders events after their time: source, file, offset.
 fn tie_key(e: &Event) -> (&str, &str, u64) {
-    let (file, offset) = e
-        .origin
-        .as_ref()
-        .map_or(("", 0), |o| (o.file.as_str(), o.offset));
+    let (file, offset) = e.origin.as_ref().map_or(("", 0), |o| (&*o.file, o.offset));
     (e.source.as_str(), file, offset)
 }
 

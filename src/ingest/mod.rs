@@ -82,6 +82,11 @@ impl Limits {
 
     /// Why `e` cannot be believed, if it cannot.
     fn check(&self, e: &Event, now: chrono::DateTime<chrono::Utc>) -> Option<Reject> {
+        self.check_time(e, now).or_else(|| self.check_values(e))
+    }
+
+    /// Why `e`'s time cannot be believed at `now`, if it cannot.
+    fn check_time(&self, e: &Event, now: chrono::DateTime<chrono::Utc>) -> Option<Reject> {
         if e.ts < now - self.max_age || e.ts > now + self.max_ahead {
             return Some(Reject::new(
                 reason::IMPLAUSIBLE_TIME,
@@ -93,6 +98,11 @@ impl Limits {
                 ),
             ));
         }
+        None
+    }
+
+    /// Why `e`'s counts or ids cannot be believed, if they cannot.
+    fn check_values(&self, e: &Event) -> Option<Reject> {
         if e.records > MAX_RECORDS || e.bytes.is_some_and(|b| b > MAX_BYTES) {
             return Some(Reject::new(
                 reason::ABSURD_COUNT,
@@ -119,6 +129,62 @@ impl Limits {
     }
 }
 
+/// Events whose times are checked against one reading of the clock.
+const CLOCK_EVERY: u32 = 64;
+
+/// How far behind the present a reading of the [`Clock`] may fall and still decide alone
+/// that an event is recent enough.
+const CLOCK_SLACK: chrono::Duration = chrono::Duration::days(1);
+
+/// The present for [`Limits`]' time check, read once per [`CLOCK_EVERY`] events: reading
+/// the clock for every event (`clock_gettime` and chrono's conversion) was about 1% of a
+/// replay's CPU.
+///
+/// A reading falls behind the present by as long as its events took to decode, or the
+/// decoder waited between them (a replay's decoder waits while the merge is on other
+/// files; `tap` waits on its output). That cannot change a verdict: a reading behind the
+/// present can only reject an event as too far ahead that the present accepts, and accept
+/// one as recent enough that the present finds too old, so a rejection, and an event
+/// within [`CLOCK_SLACK`] of the oldest time accepted, are checked again against a fresh
+/// reading. (Unless a reading is more than `CLOCK_SLACK` old, which the batches of a
+/// followed source prevent by reading the clock afresh for each, or the system clock is
+/// set back between two readings, when the 64 events after the step are judged against
+/// the time before it.)
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    now: chrono::DateTime<chrono::Utc>,
+    /// Events still to be checked against `now`; 0 when it must be read.
+    left: u32,
+    /// Event times from here on are recent enough whatever the present is (within the
+    /// slack).
+    sure_from: chrono::DateTime<chrono::Utc>,
+}
+
+impl Clock {
+    fn unread() -> Clock {
+        Clock {
+            now: chrono::DateTime::UNIX_EPOCH,
+            left: 0,
+            sure_from: chrono::DateTime::<chrono::Utc>::MAX_UTC,
+        }
+    }
+
+    fn read(limits: &Limits) -> Clock {
+        Clock::at(chrono::Utc::now(), limits)
+    }
+
+    fn at(now: chrono::DateTime<chrono::Utc>, limits: &Limits) -> Clock {
+        Clock {
+            now,
+            left: CLOCK_EVERY,
+            sure_from: now
+                .checked_sub_signed(limits.max_age)
+                .and_then(|t| t.checked_add_signed(CLOCK_SLACK))
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+        }
+    }
+}
+
 /// Turns the lines of one source's files into [`Item`]s, with a parser per file (parsers
 /// keep per-file state such as a CSV header).
 pub struct Decoder {
@@ -128,7 +194,8 @@ pub struct Decoder {
     parsers: HashMap<(u64, u64), Box<dyn Parser>>,
     /// The last file id and its text: consecutive lines nearly always share it, and
     /// formatting it for every event showed in profiles.
-    last_id: Option<(crate::source::FileId, String)>,
+    last_id: Option<(crate::source::FileId, Arc<str>)>,
+    clock: Clock,
 }
 
 impl Decoder {
@@ -141,6 +208,7 @@ impl Decoder {
             limits,
             parsers: HashMap::new(),
             last_id: None,
+            clock: Clock::unread(),
         })
     }
 
@@ -205,7 +273,7 @@ impl Decoder {
                     }
                 };
                 match parser.parse(&line.text) {
-                    Ok(Some(e)) => match self.limits.check(&e, chrono::Utc::now()) {
+                    Ok(Some(e)) => match self.check(&e) {
                         None => out.push(Item::Event(self.stamp(e, &line, line.offset))),
                         Some(reject) => out.push(Item::Rejected {
                             file: line.path,
@@ -242,9 +310,9 @@ impl Decoder {
                         e.source = self.source.name.clone();
                         e.origin = Some(Provenance {
                             agent: String::new(),
-                            file: path.to_string(),
+                            file: path.clone(),
                             offset: u64::MAX,
-                            file_id: String::new(),
+                            file_id: Arc::from(""),
                         });
                         Item::Event(e)
                     }
@@ -260,6 +328,28 @@ impl Decoder {
         }
     }
 
+    /// [`Limits::check`] against the [`Clock`].
+    fn check(&mut self, e: &Event) -> Option<Reject> {
+        if self.clock.left == 0 {
+            self.clock = Clock::read(&self.limits);
+        }
+        self.clock.left -= 1;
+        let mut verdict = self.limits.check_time(e, self.clock.now);
+        if (verdict.is_some() || e.ts < self.clock.sure_from) && self.clock.left < CLOCK_EVERY - 1 {
+            // Decided again against the present: see `Clock`.
+            self.clock = Clock::read(&self.limits);
+            self.clock.left -= 1;
+            verdict = self.limits.check_time(e, self.clock.now);
+        }
+        verdict.or_else(|| self.limits.check_values(e))
+    }
+
+    /// Makes the next event's check read the clock: a followed source's lines come in
+    /// batches that may be hours apart.
+    fn read_clock_again(&mut self) {
+        self.clock.left = 0;
+    }
+
     fn stamp(&mut self, mut e: Event, line: &TailLine, offset: u64) -> Event {
         if e.source != self.source.name {
             e.source.clone_from(&self.source.name);
@@ -267,14 +357,14 @@ impl Decoder {
         let file_id = match &self.last_id {
             Some((id, text)) if *id == line.id => text.clone(),
             _ => {
-                let text = line.id.to_string();
+                let text: Arc<str> = Arc::from(line.id.to_string());
                 self.last_id = Some((line.id, text.clone()));
                 text
             }
         };
         e.origin = Some(Provenance {
             agent: String::new(),
-            file: line.path.to_string(),
+            file: line.path.clone(),
             offset,
             file_id,
         });
@@ -323,6 +413,9 @@ impl Pool {
 
     /// Decodes `lines` into `out`, in line order.
     pub fn decode(&mut self, lines: Vec<TailLine>, out: &mut Vec<Item>) {
+        for d in &mut self.decoders {
+            d.read_clock_again();
+        }
         let n = self.decoders.len();
         if n == 1 || lines.len() < SPLIT_MIN_LINES {
             for l in lines {
@@ -552,6 +645,47 @@ mod tests {
             pool.decode(lines(n), &mut got);
             assert_eq!(describe(&got), describe(&expected), "{n} lines");
         }
+    }
+
+    #[test]
+    fn a_late_reading_of_the_clock_changes_no_verdict() {
+        let limits = Limits {
+            max_age: chrono::Duration::days(1),
+            max_ahead: chrono::Duration::seconds(60),
+        };
+        let line = |ts: chrono::DateTime<chrono::Utc>| TailLine {
+            path: Arc::from("/logs/a.jsonl"),
+            id: FileId {
+                dev: 1,
+                ino: 1,
+                fingerprint: 7,
+            },
+            offset: 0,
+            end: 99,
+            kind: LineKind::Data,
+            text: format!(
+                r#"{{"ts":"{}","user":"u1","action":"view"}}"#,
+                crate::event::fmt_ts(&ts)
+            ),
+        };
+        let verdict = |ts| {
+            let mut d = Decoder::new(&source("canonical"), chrono_tz::UTC, limits).unwrap();
+            let an_hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+            d.clock = Clock::at(an_hour_ago, &limits);
+            d.clock.left = 10;
+            let mut out = Vec::new();
+            d.decode(line(ts), &mut out);
+            describe(&out).join("")
+        };
+        let now = chrono::Utc::now();
+        // Too far ahead of the late reading, not of the present.
+        assert!(verdict(now).starts_with('{'), "{}", verdict(now));
+        // Recent enough for the late reading, not for the present.
+        let old = now - chrono::Duration::days(1) - chrono::Duration::minutes(30);
+        assert_eq!(verdict(old), "rejected 0 implausible_time");
+        // Either way for both.
+        let ahead = now + chrono::Duration::hours(1);
+        assert_eq!(verdict(ahead), "rejected 0 implausible_time");
     }
 
     #[test]

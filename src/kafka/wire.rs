@@ -55,6 +55,7 @@
 use crate::event::{Action, Event, Media, Outcome, PhiMarkers, Provenance};
 use chrono::DateTime;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// First byte of a version-1 compact event. Not a byte a JSON text can start with.
 pub const COMPACT_V1: u8 = 0xC1;
@@ -404,9 +405,9 @@ fn decode_compact(b: &[u8]) -> Result<Event, String> {
     let origin = if has(ORIGIN) {
         Some(Provenance {
             agent: r.string()?,
-            file: r.string()?,
+            file: Arc::from(r.str()?),
             offset: r.varint()?,
-            file_id: r.string()?,
+            file_id: Arc::from(r.str()?),
         })
     } else {
         None

@@ -94,7 +94,9 @@ struct Participant<'a> {
     user_id: Option<Cow<'a, str>>,
     requestor: bool,
     access_point: Option<Cow<'a, str>>,
-    roles: Vec<Cow<'a, str>>,
+    /// A `RoleIDCode` names a system role (see [`is_system_role`]): all the roles are
+    /// read for, and a list of them was an allocation per participant.
+    system_role: bool,
     media: Option<Coded<'a>>,
 }
 
@@ -144,7 +146,9 @@ fn read_message(xml: &str) -> Result<Message<'_>, Reject> {
     let mut reader = Reader::from_str(xml);
     reader.config_mut().check_end_names = true;
     let mut msg = Message::default();
-    let mut stack: Vec<Ctx> = Vec::new();
+    // On the stack, not in a Vec: one allocation fewer per line.
+    let mut stack = [Ctx::Other; MAX_DEPTH];
+    let mut depth = 0usize;
     let mut root_seen = false;
     loop {
         let ev = reader.read_event().map_err(|e| {
@@ -171,7 +175,7 @@ fn read_message(xml: &str) -> Result<Message<'_>, Reject> {
                     element(
                         xml,
                         &mut msg,
-                        stack.last().copied().unwrap_or(Ctx::Other),
+                        depth.checked_sub(1).map_or(Ctx::Other, |top| stack[top]),
                         e,
                     )?
                 };
@@ -180,16 +184,18 @@ fn read_message(xml: &str) -> Result<Message<'_>, Reject> {
                         break;
                     }
                 } else {
-                    if stack.len() >= MAX_DEPTH {
+                    if depth >= MAX_DEPTH {
                         return Err(bad_xml(
                             "elements nested deeper than an AuditMessage can be",
                         ));
                     }
-                    stack.push(ctx);
+                    stack[depth] = ctx;
+                    depth += 1;
                 }
             }
             Xml::End(_) => {
-                let closed = stack.pop();
+                let closed = depth.checked_sub(1).map(|top| stack[top]);
+                depth = depth.saturating_sub(1);
                 if closed == Some(Ctx::Root) {
                     break;
                 }
@@ -264,7 +270,7 @@ fn element<'a>(
         (Ctx::Participant, b"RoleIDCode") => {
             let c = coded(xml, e)?;
             if let (Some(p), Some(code)) = (msg.participants.last_mut(), c.code) {
-                p.roles.push(code);
+                p.system_role |= is_system_role(&code);
             }
             Ctx::Other
         }
@@ -401,11 +407,14 @@ fn to_event(
     // Human Requestor (the XUA user, with no DCM role). The person is the user.
     let requestors = || msg.participants.iter().filter(|p| p.requestor);
     let requestor = requestors()
-        .find(|p| !p.roles.iter().any(|r| is_system_role(r)))
+        .find(|p| !p.system_role)
         .or_else(|| requestors().next());
     let openemr = requestor
         .and_then(|p| p.user_id.as_deref())
-        .is_some_and(|u| u.trim().to_ascii_lowercase().ends_with("|openemr"));
+        .is_some_and(|u| {
+            let u = u.trim().as_bytes();
+            u.len() >= 8 && u[u.len() - 8..].eq_ignore_ascii_case(b"|openemr")
+        });
     let (user, host) = if openemr {
         let user = msg
             .objects

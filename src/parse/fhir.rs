@@ -142,7 +142,7 @@ fn audit_event<R: Record>(v: &R, tz: Tz) -> Result<Event, Reject> {
     let mut event = Event::new(ts, user, action);
     let patients = patients(v);
     event.records = patients.len().max(1) as u64;
-    event.patient = patients.into_iter().next();
+    event.patient = patients.first;
     event.outcome = outcome_of(v.outcome_code().as_deref());
     event.purpose = purpose(v, actor);
     event.host = network_address(actor).or_else(|| {
@@ -255,17 +255,18 @@ fn agent_display<A: AgentView>(agent: &A) -> Option<String> {
 /// `BTG` or `ETREAT`) wins over the others, since that is what detectors look for;
 /// otherwise the first code.
 fn purpose<R: Record>(v: &R, actor: &R::Agent) -> Option<String> {
-    let all: Vec<&str> = v
-        .codes(TopCodes::PurposeOfEvent)
-        .chain(v.codes(TopCodes::Authorization))
-        .chain(actor.agent_codes(AgentCodes::PurposeOfUse))
-        .chain(actor.agent_codes(AgentCodes::Authorization))
-        .filter(|c| !c.is_empty())
-        .collect();
-    all.iter()
+    // Walked twice rather than collected: a list for each line showed in profiles.
+    let all = || {
+        v.codes(TopCodes::PurposeOfEvent)
+            .chain(v.codes(TopCodes::Authorization))
+            .chain(actor.agent_codes(AgentCodes::PurposeOfUse))
+            .chain(actor.agent_codes(AgentCodes::Authorization))
+            .filter(|c| !c.is_empty())
+    };
+    all()
         .find(|c| c.eq_ignore_ascii_case("BTG") || c.eq_ignore_ascii_case("ETREAT"))
-        .or(all.first())
-        .map(|c| c.to_string())
+        .or_else(|| all().next())
+        .map(str::to_string)
 }
 
 /// An authorization decision or consent check: the record of a decision service deciding
@@ -487,13 +488,11 @@ fn has_query_entity<R: Record>(v: &R) -> bool {
 /// Patient ids, distinct, in order of importance: R5 `patient`, then entities typed
 /// Person/Patient (type 1, role 1; R5 drops `type`, so role 1 alone counts when `type`
 /// is absent), and only when there are none, any entity referencing `Patient/…`.
-fn patients<R: Record>(v: &R) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+fn patients<R: Record>(v: &R) -> Distinct {
+    let mut out = Distinct::default();
     let mut push = |id: Option<String>| {
         if let Some(id) = id {
-            if !out.contains(&id) {
-                out.push(id);
-            }
+            out.push(id);
         }
     };
     push(
@@ -539,6 +538,28 @@ fn patients<R: Record>(v: &R) -> Vec<String> {
         }
     }
     out
+}
+
+/// Distinct ids in the order first seen. The first is kept apart, so that a record's one
+/// patient (nearly every record names one) costs no list.
+#[derive(Debug, Default)]
+struct Distinct {
+    first: Option<String>,
+    rest: Vec<String>,
+}
+
+impl Distinct {
+    fn push(&mut self, id: String) {
+        match &self.first {
+            None => self.first = Some(id),
+            Some(first) if *first == id || self.rest.contains(&id) => {}
+            Some(_) => self.rest.push(id),
+        }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
 }
 
 /// An identifier value, read as an HL7 v2 CX when it is one (`id^^^&oid&ISO`, as

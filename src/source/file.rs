@@ -235,8 +235,11 @@ struct RawLine {
 /// oversized line, its first `max` bytes) between reads.
 #[derive(Debug)]
 struct Splitter {
-    /// Bytes read and not yet handed out: `buf[start..]`.
+    /// Bytes read and not yet handed out: `buf[start..filled]`. Past `filled`, room that
+    /// holds old bytes: zeroing a fresh 64 KiB for every read was 2.5% of a replay's
+    /// instructions, so the room is zeroed once, when the buffer grows.
     buf: Vec<u8>,
+    filled: usize,
     start: usize,
     /// `buf[start..scanned]` is known to hold no `\n`.
     scanned: usize,
@@ -251,6 +254,7 @@ impl Splitter {
     fn new(base: u64, max: usize) -> Splitter {
         Splitter {
             buf: Vec::new(),
+            filled: 0,
             start: 0,
             scanned: 0,
             base,
@@ -269,18 +273,20 @@ impl Splitter {
 
     /// Offset after the last byte read.
     fn end(&self) -> u64 {
-        self.base + self.buf.len() as u64
+        self.base + self.filled as u64
     }
 
     /// Appends up to one chunk with `read`, which fills the slice it gets. Returns what
-    /// `read` returned; the bytes are then `self.buf[self.buf.len() - n..]`.
+    /// `read` returned; the bytes are then [`Splitter::tail`]`(n)`.
     fn fill(&mut self, read: impl FnOnce(&mut [u8]) -> io::Result<usize>) -> io::Result<usize> {
         self.compact();
-        let old = self.buf.len();
-        self.buf.resize(old + CHUNK, 0);
-        let result = read(&mut self.buf[old..]);
+        let old = self.filled;
+        if self.buf.len() < old + CHUNK {
+            self.buf.resize(old + CHUNK, 0);
+        }
+        let result = read(&mut self.buf[old..old + CHUNK]);
         let n = *result.as_ref().unwrap_or(&0);
-        self.buf.truncate(old + n.min(CHUNK));
+        self.filled = old + n.min(CHUNK);
         result
     }
 
@@ -288,14 +294,16 @@ impl Splitter {
     /// unfinished line, not a whole chunk.
     fn release(&mut self) {
         self.compact();
-        if self.buf.capacity() > self.buf.len() + 4096 {
-            self.buf.shrink_to(self.buf.len());
+        self.buf.truncate(self.filled);
+        if self.buf.capacity() > self.filled + 4096 {
+            self.buf.shrink_to(self.filled);
         }
     }
 
     fn compact(&mut self) {
         if self.start > 0 {
-            self.buf.drain(..self.start);
+            self.buf.copy_within(self.start..self.filled, 0);
+            self.filled -= self.start;
             self.base += self.start as u64;
             self.scanned -= self.start;
             self.start = 0;
@@ -304,12 +312,13 @@ impl Splitter {
 
     /// The last `n` bytes read.
     fn tail(&self, n: usize) -> &[u8] {
-        &self.buf[self.buf.len() - n..]
+        &self.buf[self.filled - n..self.filled]
     }
 
     /// The next complete line, if a newline has been read.
     fn next_line(&mut self) -> Option<RawLine> {
-        let newline = memchr::memchr(b'\n', &self.buf[self.scanned..]).map(|i| self.scanned + i);
+        let newline =
+            memchr::memchr(b'\n', &self.buf[self.scanned..self.filled]).map(|i| self.scanned + i);
         match (newline, self.skipping.take()) {
             (Some(nl), Some((offset, kept))) => {
                 self.start = nl + 1;
@@ -331,9 +340,9 @@ impl Splitter {
                 Some(line)
             }
             (None, None) => {
-                self.scanned = self.buf.len();
+                self.scanned = self.filled;
                 // `max + 1`: the last byte may be the `\r` of a `\r\n`.
-                if self.buf.len() - self.start > self.max + 1 {
+                if self.filled - self.start > self.max + 1 {
                     let kept = self.buf[self.start..self.start + self.max].to_vec();
                     self.skipping = Some((self.base + self.start as u64, kept));
                     self.discard_all();
@@ -354,10 +363,10 @@ impl Splitter {
                 oversized: true,
             });
         }
-        if self.start == self.buf.len() {
+        if self.start == self.filled {
             return None;
         }
-        let len = self.buf.len();
+        let len = self.filled;
         Some(self.cut(len, len))
     }
 
@@ -383,8 +392,8 @@ impl Splitter {
     }
 
     fn discard_all(&mut self) {
-        self.base += self.buf.len() as u64;
-        self.buf.clear();
+        self.base += self.filled as u64;
+        self.filled = 0;
         self.start = 0;
         self.scanned = 0;
     }
@@ -1589,6 +1598,17 @@ mod tests {
             ]
         );
         assert_eq!(rest, Some(raw(9, 10, "f", false)));
+    }
+
+    #[test]
+    fn bytes_of_an_earlier_read_are_not_read_again() {
+        // The second read lands where the first's bytes (and a newline) still lie.
+        let (lines, rest) = split_all(&[b"abcdefgh\nab", b"c", b"d\n"], 20);
+        assert_eq!(
+            lines,
+            vec![raw(0, 9, "abcdefgh", false), raw(9, 14, "abcd", false)]
+        );
+        assert_eq!(rest, None);
     }
 
     #[test]

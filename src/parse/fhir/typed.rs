@@ -517,11 +517,11 @@ impl<'de> Node<'de> for OutcomeValue<'de> {
 
 impl OutcomeValue<'_> {
     /// As [`super::view::outcome_code`] reads the tree.
-    fn code(&self) -> Option<String> {
+    fn code(&self) -> Option<Cow<'_, str>> {
         match self {
             OutcomeValue::Absent => None,
-            OutcomeValue::Str(s) => Some(s.trim().to_string()),
-            OutcomeValue::Num(n) => Some(n.to_string()),
+            OutcomeValue::Str(s) => Some(Cow::Borrowed(s.trim())),
+            OutcomeValue::Num(n) => Some(Cow::Owned(n.to_string())),
             OutcomeValue::Object { code, coding } => code
                 .codes
                 .iter()
@@ -534,7 +534,7 @@ impl OutcomeValue<'_> {
                         .map(str::trim)
                         .next()
                 })
-                .map(str::to_string),
+                .map(Cow::Borrowed),
         }
     }
 }
@@ -814,7 +814,7 @@ impl<'a> Record for AuditEvent<'a> {
     fn patient_identifier(&self) -> Scalar<'_> {
         self.patient.identifier.value.scalar()
     }
-    fn outcome_code(&self) -> Option<String> {
+    fn outcome_code(&self) -> Option<Cow<'_, str>> {
         self.outcome.code()
     }
 }

@@ -12,6 +12,7 @@
 //! tree, which is what the equivalence tests hold the typed record to.
 
 use crate::parse::jsontree::Json;
+use std::borrow::Cow;
 
 /// An element read as a string: absent or `null`, a string, or a value of another type.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -157,7 +158,7 @@ pub(crate) trait Record {
     /// R5 `patient.identifier.value`.
     fn patient_identifier(&self) -> Scalar<'_>;
     /// The outcome code as [`outcome_code`] reads it from the tree.
-    fn outcome_code(&self) -> Option<String>;
+    fn outcome_code(&self) -> Option<Cow<'_, str>>;
 }
 
 /// One element of `agent` (of any JSON type: a non-object has nothing in it).
@@ -224,14 +225,14 @@ pub(crate) fn first_coding<'v>(v: &'v Json) -> (Option<&'v str>, Option<&'v str>
 
 /// The outcome's code: R4 a string (or, from lax producers, a number), R5 a Coding or
 /// CodeableConcept in `outcome.code` (or the outcome itself coded). `None` when absent.
-pub(crate) fn outcome_code(v: &Json) -> Option<String> {
+pub(crate) fn outcome_code<'v>(v: &'v Json) -> Option<Cow<'v, str>> {
     match v {
-        Json::String(s) => Some(s.trim().to_string()),
-        Json::Number(n) => Some(n.to_string()),
+        Json::String(s) => Some(Cow::Borrowed(s.trim())),
+        Json::Number(n) => Some(Cow::Owned(n.to_string())),
         Json::Object(_) => json_codes(&v["code"])
             .next()
             .or_else(|| json_codes(v).next())
-            .map(str::to_string),
+            .map(Cow::Borrowed),
         _ => None,
     }
 }
@@ -269,7 +270,7 @@ impl<'a> Record for Json<'a> {
     fn patient_identifier(&self) -> Scalar<'_> {
         Scalar::of(&self["patient"]["identifier"]["value"])
     }
-    fn outcome_code(&self) -> Option<String> {
+    fn outcome_code(&self) -> Option<Cow<'_, str>> {
         outcome_code(&self["outcome"])
     }
 }
