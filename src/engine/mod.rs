@@ -62,7 +62,8 @@ pub struct State {
     #[serde(with = "keyed")]
     pub users: keyed::Keyed<UserState>,
     /// Peer-group daily values per detector: key "detector\u{1f}group".
-    pub peers: FxHashMap<String, stats::DayValues>,
+    #[serde(with = "keyed")]
+    pub peers: keyed::Keyed<stats::DayValues>,
     pub findings: Findings,
     /// Working habits per peer group (role/department).
     #[serde(default, with = "keyed")]
