@@ -7,7 +7,7 @@ use crate::event::{key_cow, Action, Event};
 use crate::reference::care::CareFacts;
 use crate::reference::symbols::Sym;
 use crate::reference::{Patient, PatientRef, Reference, StaffMember, UserRef};
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Offset, Timelike, Utc};
 use chrono_tz::Tz;
 use std::borrow::Cow;
 
@@ -139,11 +139,130 @@ pub fn local_day(ts: DateTime<Utc>, tz: Tz) -> NaiveDate {
     ts.with_timezone(&tz).date_naive()
 }
 
+/// An instant's local day, hour and weekday (from Monday) in one zone, as
+/// `ts.with_timezone(&tz)` gives them, remembering the zone's offset for the UTC hour
+/// last asked about and the date of the local day last seen.
+///
+/// Converting to local time searches the zone's transition table and works out a
+/// calendar date for every event: about a twentieth of the engine's time. Events come in
+/// time order, hundreds to thousands an hour, and an offset changes only at a transition,
+/// so the engine keeps one of these and asks it instead. An hour is taken as one offset
+/// only when its first and last seconds have the same one (no zone in the time-zone
+/// database changes twice within an hour); an hour with a transition in it is converted
+/// event by event.
+#[derive(Debug, Clone)]
+pub struct LocalClock {
+    tz: Tz,
+    /// A UTC hour (Unix seconds / 3600) without a transition, and its offset in seconds.
+    hour: Option<(i64, i64)>,
+    /// A local day (local seconds / 86,400) and its date.
+    day: Option<(i64, NaiveDate)>,
+}
+
+/// Days from 0001-01-01 (day 1 in chrono's count) to 1970-01-01.
+const UNIX_EPOCH_DAY: i64 = 719_163;
+
+impl LocalClock {
+    pub fn new(tz: Tz) -> LocalClock {
+        LocalClock {
+            tz,
+            hour: None,
+            day: None,
+        }
+    }
+
+    /// The zone's offset (local minus UTC, seconds) at `secs` Unix seconds.
+    fn offset_at(&self, secs: i64) -> Option<i64> {
+        let t = DateTime::from_timestamp(secs, 0)?;
+        Some(t.with_timezone(&self.tz).offset().fix().local_minus_utc() as i64)
+    }
+
+    /// The local (day, hour, weekday from Monday) of `ts`.
+    pub fn local(&mut self, ts: DateTime<Utc>) -> (NaiveDate, u8, u8) {
+        self.cached(ts).unwrap_or_else(|| {
+            let local = ts.with_timezone(&self.tz);
+            (
+                local.date_naive(),
+                local.hour() as u8,
+                local.weekday().num_days_from_monday() as u8,
+            )
+        })
+    }
+
+    fn cached(&mut self, ts: DateTime<Utc>) -> Option<(NaiveDate, u8, u8)> {
+        let secs = ts.timestamp();
+        let hour = secs.div_euclid(3600);
+        let offset = match self.hour {
+            Some((h, off)) if h == hour => off,
+            _ => {
+                let start = hour * 3600;
+                let (first, last) = (self.offset_at(start)?, self.offset_at(start + 3599)?);
+                if first != last {
+                    self.hour = None;
+                    return None;
+                }
+                self.hour = Some((hour, first));
+                first
+            }
+        };
+        let local = secs + offset;
+        let day = local.div_euclid(86_400);
+        let date = match self.day {
+            Some((d, date)) if d == day => date,
+            _ => {
+                let date = NaiveDate::from_num_days_from_ce_opt(
+                    i32::try_from(day + UNIX_EPOCH_DAY).ok()?,
+                )?;
+                self.day = Some((day, date));
+                date
+            }
+        };
+        Some((
+            date,
+            (local.rem_euclid(86_400) / 3600) as u8,
+            date.weekday().num_days_from_monday() as u8,
+        ))
+    }
+}
+
 impl<'a> Enriched<'a> {
     pub fn new(event: &'a Event, reference: &'a Reference, tz: Tz) -> Enriched<'a> {
-        let user_key = key_cow(&event.user);
-        let patient_key = event.patient.as_deref().map(key_cow);
         let local = event.ts.with_timezone(&tz);
+        let local = (
+            local.date_naive(),
+            local.hour() as u8,
+            local.weekday().num_days_from_monday() as u8,
+        );
+        let user_key = key_of(&event.user);
+        let patient_key = event.patient.as_deref().map(key_of);
+        Enriched::at(event, reference, local, user_key, patient_key)
+    }
+
+    /// [`Enriched::new`] with the local time from the engine's [`LocalClock`], and ids
+    /// that need folding folded into `keys` rather than into strings of their own.
+    pub fn with_clock(
+        event: &'a Event,
+        reference: &'a Reference,
+        clock: &mut LocalClock,
+        keys: &'a mut Keys,
+    ) -> Enriched<'a> {
+        let local = clock.local(event.ts);
+        let Keys { user, patient } = keys;
+        let user_key = Cow::Borrowed(key_into(&event.user, user));
+        let patient_key = event
+            .patient
+            .as_deref()
+            .map(|p| Cow::Borrowed(key_into(p, patient)));
+        Enriched::at(event, reference, local, user_key, patient_key)
+    }
+
+    fn at(
+        event: &'a Event,
+        reference: &'a Reference,
+        (local_day, hour, weekday): (NaiveDate, u8, u8),
+        user_key: Cow<'a, str>,
+        patient_key: Option<Cow<'a, str>>,
+    ) -> Enriched<'a> {
         // One lookup each for the user and the patient; the tables joined at load say
         // the rest (see `reference::links`).
         let user = reference.user(&user_key);
@@ -163,9 +282,9 @@ impl<'a> Enriched<'a> {
             event,
             user_key,
             patient_key,
-            local_day: local.date_naive(),
-            hour: local.hour() as u8,
-            weekday: local.weekday().num_days_from_monday() as u8,
+            local_day,
+            hour,
+            weekday,
             staff,
             patient,
             relations,
@@ -298,6 +417,60 @@ impl<'a> Enriched<'a> {
     }
 }
 
+/// Room for an event's folded user and patient ids, kept by the engine from one event to
+/// the next: most patient ids are spelled in capitals (`MRN00012345`), and folding each
+/// into a string of its own was an allocation and a free for nearly every event.
+#[derive(Debug, Default)]
+pub struct Keys {
+    user: String,
+    patient: String,
+}
+
+/// `id`'s comparison key ([`key_cow`]): `id` itself when it is one already, else folded
+/// into `buf`.
+fn key_into<'a>(id: &'a str, buf: &'a mut String) -> &'a str {
+    if !is_trimmed(id) {
+        return match key_cow(id) {
+            Cow::Borrowed(k) => k,
+            Cow::Owned(k) => {
+                *buf = k;
+                buf
+            }
+        };
+    }
+    if !id.bytes().any(|b| b.is_ascii_uppercase()) {
+        return id;
+    }
+    buf.clear();
+    buf.push_str(id);
+    buf.make_ascii_lowercase();
+    buf
+}
+
+/// True when `id` neither starts nor ends with whitespace, judged from its first and
+/// last bytes (`false` for some ids that do not, which take the longer way).
+fn is_trimmed(id: &str) -> bool {
+    let untrimmed =
+        |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii() && !(b as char).is_whitespace());
+    let bytes = id.as_bytes();
+    untrimmed(bytes.first()) && untrimmed(bytes.last())
+}
+
+/// [`key_cow`], without its search for whitespace to trim when the id neither starts nor
+/// ends with any: parsers trim ids already, and the search (Unicode whitespace, char by
+/// char from both ends) was a few per cent of enrichment.
+fn key_of(id: &str) -> Cow<'_, str> {
+    if is_trimmed(id) {
+        if id.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(id.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(id)
+        }
+    } else {
+        key_cow(id)
+    }
+}
+
 /// Family names and addresses compare as directory symbols ([`UserRef::home`]): equal
 /// symbols are equal folded strings, and a value the directory lacks is no patient's.
 fn relations(
@@ -339,5 +512,75 @@ fn relations(
         household,
         neighbour,
         coworker,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_what_key_cow_gives() {
+        for id in [
+            "",
+            " ",
+            "u1",
+            "U1",
+            " U1 ",
+            "\tmrn7\n",
+            "\u{a0}MRN7",
+            "MRN7\u{3000}",
+            "é",
+            "\u{b}x",
+            "x\u{1f}",
+            "Ünï",
+            "a b",
+        ] {
+            assert_eq!(key_of(id), key_cow(id), "{id:?}");
+            let mut buf = String::from("left over");
+            assert_eq!(key_into(id, &mut buf), key_cow(id), "{id:?}");
+        }
+    }
+
+    /// The clock's cached offsets give what converting each instant gives, across
+    /// daylight-saving changes on the hour (Chicago), a zone half an hour off UTC
+    /// (Kolkata), one whose change is half an hour at half past a UTC hour (Lord Howe),
+    /// and instants before 1970, taken in order and out of it.
+    #[test]
+    fn the_clock_agrees_with_converting_each_instant() {
+        let zones = [
+            chrono_tz::America::Chicago,
+            chrono_tz::Asia::Kolkata,
+            chrono_tz::Australia::Lord_Howe,
+            chrono_tz::UTC,
+        ];
+        let starts = [
+            "2026-03-08T00:00:00Z",
+            "2026-11-01T00:00:00Z",
+            "2026-04-04T12:00:00Z",
+            "2026-10-03T12:00:00Z",
+            "1969-12-31T20:00:00Z",
+        ];
+        for tz in zones {
+            let mut clock = LocalClock::new(tz);
+            for start in starts {
+                let start: DateTime<Utc> = start.parse().unwrap();
+                // Every 7 minutes and 13.5 seconds for a day, then a step back.
+                let mut instants: Vec<DateTime<Utc>> = (0..200)
+                    .map(|i| start + chrono::Duration::milliseconds(i * 433_500))
+                    .collect();
+                instants.push(start);
+                instants.push(start - chrono::Duration::seconds(1));
+                for ts in instants {
+                    let want = ts.with_timezone(&tz);
+                    let want = (
+                        want.date_naive(),
+                        want.hour() as u8,
+                        want.weekday().num_days_from_monday() as u8,
+                    );
+                    assert_eq!(clock.local(ts), want, "{tz} {ts}");
+                }
+            }
+        }
     }
 }

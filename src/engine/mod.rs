@@ -21,7 +21,7 @@ mod users;
 
 use crate::alert::Alert;
 use crate::detect::Detector;
-use crate::enrich::Enriched;
+use crate::enrich::{Enriched, Keys, LocalClock};
 use crate::event::Event;
 use crate::reference::Reference;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -62,7 +62,8 @@ pub struct State {
     #[serde(with = "keyed")]
     pub users: keyed::Keyed<UserState>,
     /// Peer-group daily values per detector: key "detector\u{1f}group".
-    pub peers: FxHashMap<String, stats::DayValues>,
+    #[serde(with = "keyed")]
+    pub peers: keyed::Keyed<stats::DayValues>,
     pub findings: Findings,
     /// Working habits per peer group (role/department).
     #[serde(default, with = "keyed")]
@@ -94,11 +95,18 @@ pub struct Engine {
     settings: Settings,
     state: State,
     pub counters: Counters,
+    /// Local time of events in `settings.timezone`, with the zone's offset remembered
+    /// from one event to the next.
+    clock: LocalClock,
+    /// Room for each event's folded ids (see [`Keys`]).
+    keys: Keys,
 }
 
 impl Engine {
     pub fn new(detectors: Vec<Detector>, reference: Arc<Reference>, settings: Settings) -> Engine {
         Engine {
+            clock: LocalClock::new(settings.timezone),
+            keys: Keys::default(),
             detectors,
             reference,
             settings,
@@ -289,7 +297,8 @@ impl Engine {
     /// the same user and detector within the lateness), the in-order alert follows too.
     fn fire_early(&mut self, ev: &Event, out: &mut Vec<Alert>) {
         let reference = Arc::clone(&self.reference);
-        let mut e = Enriched::new(ev, &reference, self.settings.timezone);
+        let mut keys = Keys::default();
+        let mut e = Enriched::with_clock(ev, &reference, &mut self.clock, &mut keys);
         if let Some(user) = self.state.users.get(&*e.user_key) {
             e.usual_hours = users::usual_hour(user, e.hour);
         }
@@ -402,7 +411,8 @@ impl Engine {
     /// Runs every detector on one event, in total order.
     fn apply(&mut self, ev: &Event, out: &mut Vec<Alert>) {
         let reference = Arc::clone(&self.reference);
-        let mut e = Enriched::new(ev, &reference, self.settings.timezone);
+        let mut keys = std::mem::take(&mut self.keys);
+        let mut e = Enriched::with_clock(ev, &reference, &mut self.clock, &mut keys);
         if let Some(g) = e.staff.map(|s| s.peer_group()) {
             keyed::get_or_default(&mut self.state.habits, g).judge_and_learn(&mut e);
         }
@@ -435,6 +445,8 @@ impl Engine {
             }
         }
         users::observe(user, &e);
+        drop(e);
+        self.keys = keys;
         if self.state.users.len() > self.settings.max_users {
             self.counters.evicted_users +=
                 users::evict(&mut self.state.users, self.settings.max_users);

@@ -18,6 +18,7 @@ pub mod rule;
 pub mod sequence;
 
 use super::findings::Context;
+use super::keyed::Keyed;
 use super::stats::DayValues;
 use super::users::UserState;
 use crate::detect::rule::Matcher;
@@ -71,7 +72,7 @@ pub struct Cx<'a> {
     /// The user's peer group (role and department), when the user is on the roster.
     pub peer_group: Option<&'a str>,
     /// Peer groups' daily values, by "detector\u{1f}group" (baseline).
-    pub peers: &'a mut FxHashMap<String, DayValues>,
+    pub peers: &'a mut Keyed<DayValues>,
     /// First steps by workstation, by "detector\u{1f}host" (sequence).
     pub hosts: &'a mut FxHashMap<String, sequence::Step>,
 }
