@@ -3,7 +3,7 @@
 //! named [`Field`]s of an [`Enriched`] event, which keeps rules declarative and lets
 //! `check` reject a rule that names a fact that does not exist.
 
-use crate::event::{key_cow, Action, Event};
+use crate::event::{key_cow, trim_id, Action, Event};
 use crate::reference::care::CareFacts;
 use crate::reference::symbols::Sym;
 use crate::reference::{Patient, PatientRef, Reference, StaffMember, UserRef};
@@ -159,6 +159,16 @@ pub struct LocalClock {
     day: Option<(i64, NaiveDate)>,
 }
 
+/// `ts`'s local (day, hour, weekday from Monday) in `tz`, converted on its own.
+fn local_parts(ts: DateTime<Utc>, tz: Tz) -> (NaiveDate, u8, u8) {
+    let local = ts.with_timezone(&tz);
+    (
+        local.date_naive(),
+        local.hour() as u8,
+        local.weekday().num_days_from_monday() as u8,
+    )
+}
+
 /// Days from 0001-01-01 (day 1 in chrono's count) to 1970-01-01.
 const UNIX_EPOCH_DAY: i64 = 719_163;
 
@@ -179,14 +189,7 @@ impl LocalClock {
 
     /// The local (day, hour, weekday from Monday) of `ts`.
     pub fn local(&mut self, ts: DateTime<Utc>) -> (NaiveDate, u8, u8) {
-        self.cached(ts).unwrap_or_else(|| {
-            let local = ts.with_timezone(&self.tz);
-            (
-                local.date_naive(),
-                local.hour() as u8,
-                local.weekday().num_days_from_monday() as u8,
-            )
-        })
+        self.cached(ts).unwrap_or_else(|| local_parts(ts, self.tz))
     }
 
     fn cached(&mut self, ts: DateTime<Utc>) -> Option<(NaiveDate, u8, u8)> {
@@ -227,15 +230,15 @@ impl LocalClock {
 
 impl<'a> Enriched<'a> {
     pub fn new(event: &'a Event, reference: &'a Reference, tz: Tz) -> Enriched<'a> {
-        let local = event.ts.with_timezone(&tz);
-        let local = (
-            local.date_naive(),
-            local.hour() as u8,
-            local.weekday().num_days_from_monday() as u8,
-        );
-        let user_key = key_of(&event.user);
-        let patient_key = event.patient.as_deref().map(key_of);
-        Enriched::at(event, reference, local, user_key, patient_key)
+        let user_key = key_cow(&event.user);
+        let patient_key = event.patient.as_deref().map(key_cow);
+        Enriched::at(
+            event,
+            reference,
+            local_parts(event.ts, tz),
+            user_key,
+            patient_key,
+        )
     }
 
     /// [`Enriched::new`] with the local time from the engine's [`LocalClock`], and ids
@@ -426,49 +429,17 @@ pub struct Keys {
     patient: String,
 }
 
-/// `id`'s comparison key ([`key_cow`]): `id` itself when it is one already, else folded
-/// into `buf`.
+/// `id`'s comparison key ([`key_cow`]), borrowed from `id` when it is one already, else
+/// folded into `buf`.
 fn key_into<'a>(id: &'a str, buf: &'a mut String) -> &'a str {
-    if !is_trimmed(id) {
-        return match key_cow(id) {
-            Cow::Borrowed(k) => k,
-            Cow::Owned(k) => {
-                *buf = k;
-                buf
-            }
-        };
-    }
-    if !id.bytes().any(|b| b.is_ascii_uppercase()) {
-        return id;
+    let t = trim_id(id);
+    if !t.bytes().any(|b| b.is_ascii_uppercase()) {
+        return t;
     }
     buf.clear();
-    buf.push_str(id);
+    buf.push_str(t);
     buf.make_ascii_lowercase();
     buf
-}
-
-/// True when `id` neither starts nor ends with whitespace, judged from its first and
-/// last bytes (`false` for some ids that do not, which take the longer way).
-fn is_trimmed(id: &str) -> bool {
-    let untrimmed =
-        |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii() && !(b as char).is_whitespace());
-    let bytes = id.as_bytes();
-    untrimmed(bytes.first()) && untrimmed(bytes.last())
-}
-
-/// [`key_cow`], without its search for whitespace to trim when the id neither starts nor
-/// ends with any: parsers trim ids already, and the search (Unicode whitespace, char by
-/// char from both ends) was a few per cent of enrichment.
-fn key_of(id: &str) -> Cow<'_, str> {
-    if is_trimmed(id) {
-        if id.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(id.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(id)
-        }
-    } else {
-        key_cow(id)
-    }
 }
 
 /// Family names and addresses compare as directory symbols ([`UserRef::home`]): equal
@@ -536,7 +507,7 @@ mod tests {
             "Ünï",
             "a b",
         ] {
-            assert_eq!(key_of(id), key_cow(id), "{id:?}");
+            assert_eq!(key_cow(id), id.trim().to_ascii_lowercase(), "{id:?}");
             let mut buf = String::from("left over");
             assert_eq!(key_into(id, &mut buf), key_cow(id), "{id:?}");
         }

@@ -278,21 +278,29 @@ impl Event {
 /// assert_eq!(phiwatch::event::key("MRN00012345"), phiwatch::event::key("mrn00012345"));
 /// ```
 pub fn key(id: &str) -> String {
-    let t = id.trim();
-    if t.bytes().any(|b| b.is_ascii_uppercase()) {
-        t.to_ascii_lowercase()
-    } else {
-        t.to_string()
-    }
+    key_cow(id).into_owned()
 }
 
 /// [`key`] borrowed from `id` when that is its comparison form already.
 pub fn key_cow(id: &str) -> std::borrow::Cow<'_, str> {
-    let t = id.trim();
+    let t = trim_id(id);
     if t.bytes().any(|b| b.is_ascii_uppercase()) {
         std::borrow::Cow::Owned(t.to_ascii_lowercase())
     } else {
         std::borrow::Cow::Borrowed(t)
+    }
+}
+
+/// `id.trim()`, without its search when `id` starts and ends with ASCII that is not
+/// whitespace: parsers trim ids already, and `trim`'s Unicode search from both ends, for
+/// every event's user and patient, was a few per cent of enrichment.
+pub fn trim_id(id: &str) -> &str {
+    let kept = |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii() && !(b as char).is_whitespace());
+    let bytes = id.as_bytes();
+    if kept(bytes.first()) && kept(bytes.last()) {
+        id
+    } else {
+        id.trim()
     }
 }
 
