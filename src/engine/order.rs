@@ -4,6 +4,7 @@
 use crate::event::Event;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
+use std::collections::binary_heap::PeekMut;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 /// Total order of events: event time, then source, file and offset, then arrival.
@@ -135,12 +136,19 @@ impl Waiting {
         }
     }
 
-    /// The earliest event, and whether it is the run's.
-    fn peek(&self) -> Option<(&Queued, bool)> {
-        match (self.run.front(), self.heap.peek()) {
-            (Some(r), Some(h)) if h > r => Some((h, false)),
-            (Some(r), _) => Some((r, true)),
-            (None, h) => h.map(|h| (h, false)),
+    /// Takes the earliest event if it is at or before `wm` (event time, ms).
+    fn pop_until(&mut self, wm: i64) -> Option<Queued> {
+        let from_heap = match (self.run.front(), self.heap.peek()) {
+            (Some(r), Some(h)) => h > r,
+            (r, _) => r.is_none(),
+        };
+        if from_heap {
+            let top = self.heap.peek_mut()?;
+            (top.ts <= wm).then(|| PeekMut::pop(top))
+        } else if self.run.front()?.ts <= wm {
+            self.run.pop_front()
+        } else {
+            None
         }
     }
 }
@@ -165,7 +173,9 @@ impl<'de> Deserialize<'de> for Waiting {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ReorderBuffer {
-    heap: Waiting,
+    /// Named `heap` in snapshots, as when it was one.
+    #[serde(rename = "heap")]
+    waiting: Waiting,
     sources: BTreeMap<String, SourceClock>,
     seq: u64,
     /// Event time (ms) of the last event applied.
@@ -198,7 +208,7 @@ impl ReorderBuffer {
     }
 
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.waiting.len()
     }
 
     /// True when every source known is idle (caught up and quiet): nothing earlier than
@@ -213,11 +223,11 @@ impl ReorderBuffer {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.waiting.is_empty()
     }
 
     pub fn approx_bytes(&self) -> usize {
-        self.heap.len() * 320
+        self.waiting.len() * 320
     }
 
     /// True when the event is older than what was already applied: it will be applied
@@ -244,7 +254,7 @@ impl ReorderBuffer {
         let latest = self.latest.or_else(|| self.latest_of_sources());
         self.latest = Some(latest.map_or(ts, |m| m.max(ts)));
         self.seq += 1;
-        self.heap.push(Queued::new(self.seq, event));
+        self.waiting.push(Queued::new(self.seq, event));
     }
 
     fn latest_of_sources(&self) -> Option<i64> {
@@ -284,19 +294,9 @@ impl ReorderBuffer {
     /// Pops the earliest event if it is at or before the watermark `wm`. Still boxed:
     /// moving it out would copy a few hundred bytes per event for nothing.
     pub fn pop_until(&mut self, wm: i64) -> Option<Box<Event>> {
-        let (top, in_run) = self.heap.peek()?;
-        if top.ts <= wm {
-            let q = if in_run {
-                self.heap.run.pop_front()
-            } else {
-                self.heap.heap.pop()
-            }
-            .expect("peeked");
-            self.applied_to = Some(self.applied_to.map_or(q.ts, |t| t.max(q.ts)));
-            Some(q.event)
-        } else {
-            None
-        }
+        let q = self.waiting.pop_until(wm)?;
+        self.applied_to = Some(self.applied_to.map_or(q.ts, |t| t.max(q.ts)));
+        Some(q.event)
     }
 }
 
