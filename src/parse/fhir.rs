@@ -22,6 +22,7 @@
 //! `network.address`/`networkString`/`networkUri`, `outcome`/`outcome.code`, and R5 adds a
 //! top-level `patient`.
 
+mod scan;
 mod typed;
 mod view;
 

@@ -100,7 +100,7 @@ impl<'de> Deserialize<'de> for Json<'de> {
 }
 
 /// A member name that borrows when the input has no escapes in it (compared unescaped).
-/// Shared with the typed FHIR reader, so both read keys alike.
+/// (The typed FHIR reader has its own cursor, which unescapes keys the same way.)
 pub(crate) struct Key<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {

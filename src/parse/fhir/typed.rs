@@ -1,22 +1,16 @@
 //! The AuditEvent decoded straight from the line into the few elements the mapping reads
 //! (see [`super::view`]), borrowing strings from the line and building nothing for the
 //! rest: the `id`, `source`, the `system` and `display` of every coding, and any
-//! extension are parsed (so a line is exactly as valid as for the tree) and dropped.
+//! extension are checked by the [`scan`] cursor (so a line is exactly as valid as for the
+//! tree) and passed over.
 //!
 //! Every element is a [`Node`]: it says what it keeps of each JSON type it may meet, and
 //! keeps nothing of the others, as the tree's lookups do (a `who` that is a string has no
 //! `reference`). A member given twice in one object means its last value, as in the tree.
-//! Unread values are skipped with [`Skip`], which goes through serde_json's
-//! `deserialize_any` like the tree, not `IgnoredAny`: `IgnoredAny` neither counts nesting
-//! against serde_json's depth limit nor checks that a number fits, so a line the tree
-//! rejects could have been accepted here.
 
+use super::scan::{Bail, Cursor, Elements, Members, Value};
 use super::view::{AgentCodes, AgentView, EntityCodes, EntityView, Record, Scalar, Slot, TopCodes};
-use crate::parse::jsontree::Key;
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
-use std::fmt;
-use std::marker::PhantomData;
 
 /// What one JSON value becomes, by its JSON type. `other()` is a value of a type the
 /// element reads nothing from; the defaults keep nothing of a type.
@@ -31,110 +25,49 @@ trait Node<'de>: Sized {
     fn number(_: serde_json::Number) -> Self {
         Self::other()
     }
-    /// A string without escapes, borrowed from the line.
-    fn borrowed(_: &'de str) -> Self {
+    /// A string: borrowed from the line, or unescaped when it has escapes.
+    fn string(_: Cow<'de, str>) -> Self {
         Self::other()
     }
-    /// A string with escapes, unescaped into serde_json's scratch buffer.
-    fn copied(_: &str) -> Self {
-        Self::other()
-    }
-    fn map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        skip_members(&mut map)?;
+    fn map(mut map: Members<'_, 'de>) -> Result<Self, Bail> {
+        map.skip_rest()?;
         Ok(Self::other())
     }
-    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
-        while seq.next_element_seed(Read::<Skip>(PhantomData))?.is_some() {}
+    fn seq(mut seq: Elements<'_, 'de>) -> Result<Self, Bail> {
+        seq.skip_rest()?;
         Ok(Self::other())
     }
 }
 
-/// Reads one value as the node `T`.
-struct Read<T>(PhantomData<T>);
-
-impl<'de, T: Node<'de>> DeserializeSeed<'de> for Read<T> {
-    type Value = T;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
-        d.deserialize_any(NodeVisitor(PhantomData))
-    }
+/// Reads the value at the cursor as the node `T`.
+fn read<'de, T: Node<'de>>(c: &mut Cursor<'de>) -> Result<T, Bail> {
+    Ok(match c.value()? {
+        Value::Null => T::null(),
+        Value::Bool(b) => T::boolean(b),
+        Value::Number(n) => T::number(n),
+        Value::Str(s) => T::string(s),
+        Value::Object => T::map(Members::new(c))?,
+        Value::Array => T::seq(Elements::new(c))?,
+    })
 }
 
-struct NodeVisitor<T>(PhantomData<T>);
-
-impl<'de, T: Node<'de>> Visitor<'de> for NodeVisitor<T> {
-    type Value = T;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
-        Ok(T::null())
-    }
-    fn visit_none<E: de::Error>(self) -> Result<T, E> {
-        Ok(T::null())
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
-        d.deserialize_any(self)
-    }
-    fn visit_bool<E: de::Error>(self, b: bool) -> Result<T, E> {
-        Ok(T::boolean(b))
-    }
-    fn visit_i64<E: de::Error>(self, n: i64) -> Result<T, E> {
-        Ok(T::number(n.into()))
-    }
-    fn visit_u64<E: de::Error>(self, n: u64) -> Result<T, E> {
-        Ok(T::number(n.into()))
-    }
-    fn visit_f64<E: de::Error>(self, n: f64) -> Result<T, E> {
-        // As the tree: a number that is not finite reads as null.
-        Ok(serde_json::Number::from_f64(n).map_or_else(T::null, T::number))
-    }
-    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<T, E> {
-        Ok(T::borrowed(s))
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
-        Ok(T::copied(s))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
-        T::seq(seq)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-        T::map(map)
-    }
+/// The current member's value, read as `T`.
+fn value<'de, T: Node<'de>>(map: &mut Members<'_, 'de>) -> Result<T, Bail> {
+    read(map.cursor())
 }
 
-/// The next member's value, read as `T`.
-fn value<'de, T: Node<'de>, A: MapAccess<'de>>(map: &mut A) -> Result<T, A::Error> {
-    map.next_value_seed(Read::<T>(PhantomData))
+/// The current member's value, passed over.
+fn skip(map: &mut Members<'_, '_>) -> Result<(), Bail> {
+    map.cursor().skip()
 }
 
 /// Every element of an array, read as `T`.
-fn elements<'de, T: Node<'de>, A: SeqAccess<'de>>(mut seq: A) -> Result<Vec<T>, A::Error> {
+fn elements<'de, T: Node<'de>>(mut seq: Elements<'_, 'de>) -> Result<Vec<T>, Bail> {
     let mut out = Vec::new();
-    while let Some(item) = seq.next_element_seed(Read::<T>(PhantomData))? {
-        out.push(item);
+    while seq.next()? {
+        out.push(read(seq.cursor())?);
     }
     Ok(out)
-}
-
-/// The rest of an object's members, skipped.
-fn skip_members<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
-    while map.next_key::<Key>()?.is_some() {
-        value::<Skip, A>(map)?;
-    }
-    Ok(())
-}
-
-/// A value nothing is read from.
-struct Skip;
-
-impl Node<'_> for Skip {
-    fn null() -> Skip {
-        Skip
-    }
-    fn other() -> Skip {
-        Skip
-    }
 }
 
 /// Reads an object's members into `Self` through `member`, skipping unknown ones.
@@ -147,9 +80,9 @@ macro_rules! object_node {
             fn other() -> Self {
                 Self::default()
             }
-            fn map<A: MapAccess<'de>>(mut $map: A) -> Result<Self, A::Error> {
+            fn map(mut $map: Members<'_, 'de>) -> Result<Self, Bail> {
                 let mut $this = Self::default();
-                while let Some(Key($key)) = $map.next_key::<Key>()? {
+                while let Some($key) = $map.next_key()? {
                     $body;
                 }
                 Ok($this)
@@ -174,11 +107,8 @@ impl<'de> Node<'de> for Field<'de> {
     fn other() -> Self {
         Field::Other
     }
-    fn borrowed(s: &'de str) -> Self {
-        Field::Str(Cow::Borrowed(s))
-    }
-    fn copied(s: &str) -> Self {
-        Field::Str(Cow::Owned(s.to_owned()))
+    fn string(s: Cow<'de, str>) -> Self {
+        Field::Str(s)
     }
 }
 
@@ -218,11 +148,8 @@ impl<'de> Node<'de> for Ident<'de> {
     fn number(n: serde_json::Number) -> Self {
         Ident::Num(n)
     }
-    fn borrowed(s: &'de str) -> Self {
-        Ident::Str(Cow::Borrowed(s))
-    }
-    fn copied(s: &str) -> Self {
-        Ident::Str(Cow::Owned(s.to_owned()))
+    fn string(s: Cow<'de, str>) -> Self {
+        Ident::Str(s)
     }
 }
 
@@ -250,10 +177,7 @@ impl<'de> Node<'de> for Truthy {
     fn boolean(b: bool) -> Self {
         Truthy(b)
     }
-    fn borrowed(s: &'de str) -> Self {
-        Self::copied(s)
-    }
-    fn copied(s: &str) -> Self {
+    fn string(s: Cow<'de, str>) -> Self {
         Truthy(s.trim().eq_ignore_ascii_case("true"))
     }
 }
@@ -275,7 +199,7 @@ impl<'de, T: Node<'de>> Node<'de> for List<T> {
     fn other() -> Self {
         List(None)
     }
-    fn seq<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error> {
+    fn seq(seq: Elements<'_, 'de>) -> Result<Self, Bail> {
         Ok(List(Some(elements(seq)?)))
     }
 }
@@ -350,17 +274,17 @@ impl<'de> Node<'de> for Codes<'de> {
         }
     }
     /// A Coding or CodeableConcept: its own codes.
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+    fn map(map: Members<'_, 'de>) -> Result<Self, Bail> {
         Ok(Codes {
             list: CodeItem::map(map)?.into_codes(),
             null: false,
         })
     }
     /// An array of Codings or CodeableConcepts: theirs, one after the other.
-    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+    fn seq(mut seq: Elements<'_, 'de>) -> Result<Self, Bail> {
         let mut list = CodeList::default();
-        while let Some(item) = seq.next_element_seed(Read::<CodeItem>(PhantomData))? {
-            list.append(item.into_codes());
+        while seq.next()? {
+            list.append(read::<CodeItem>(seq.cursor())?.into_codes());
         }
         Ok(Codes { list, null: false })
     }
@@ -376,7 +300,7 @@ struct CodeItem<'a> {
 object_node!(CodeItem, |this, key, map| match &*key {
     "code" => this.code = value(&mut map)?,
     "coding" => this.coding = value(&mut map)?,
-    _ => value::<Skip, A>(&mut map).map(drop)?,
+    _ => skip(&mut map)?,
 });
 
 impl<'a> CodeItem<'a> {
@@ -400,10 +324,10 @@ impl<'de> Node<'de> for CodingCodes<'de> {
     fn other() -> Self {
         Self::default()
     }
-    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+    fn seq(mut seq: Elements<'_, 'de>) -> Result<Self, Bail> {
         let mut list = CodeList::default();
-        while let Some(c) = seq.next_element_seed(Read::<CodeOnly>(PhantomData))? {
-            if let Field::Str(code) = c.code {
+        while seq.next()? {
+            if let Field::Str(code) = read::<CodeOnly>(seq.cursor())?.code {
                 list.push(code);
             }
         }
@@ -419,7 +343,7 @@ struct CodeOnly<'a> {
 
 object_node!(CodeOnly, |this, key, map| match &*key {
     "code" => this.code = value(&mut map)?,
-    _ => value::<Skip, A>(&mut map).map(drop)?,
+    _ => skip(&mut map)?,
 });
 
 /// A value that may be a code itself or coded: R5 `outcome.code`.
@@ -442,25 +366,19 @@ impl<'de> Node<'de> for CodeOrCoded<'de> {
             codes: Codes::other(),
         }
     }
-    fn borrowed(s: &'de str) -> Self {
+    fn string(s: Cow<'de, str>) -> Self {
         CodeOrCoded {
-            text: Field::borrowed(s),
+            text: Field::string(s),
             codes: Codes::other(),
         }
     }
-    fn copied(s: &str) -> Self {
-        CodeOrCoded {
-            text: Field::copied(s),
-            codes: Codes::other(),
-        }
-    }
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+    fn map(map: Members<'_, 'de>) -> Result<Self, Bail> {
         Ok(CodeOrCoded {
             text: Field::other(),
             codes: Codes::map(map)?,
         })
     }
-    fn seq<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error> {
+    fn seq(seq: Elements<'_, 'de>) -> Result<Self, Bail> {
         Ok(CodeOrCoded {
             text: Field::other(),
             codes: Codes::seq(seq)?,
@@ -492,20 +410,17 @@ impl<'de> Node<'de> for OutcomeValue<'de> {
     fn number(n: serde_json::Number) -> Self {
         OutcomeValue::Num(n)
     }
-    fn borrowed(s: &'de str) -> Self {
-        OutcomeValue::Str(Cow::Borrowed(s))
+    fn string(s: Cow<'de, str>) -> Self {
+        OutcomeValue::Str(s)
     }
-    fn copied(s: &str) -> Self {
-        OutcomeValue::Str(Cow::Owned(s.to_owned()))
-    }
-    fn map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+    fn map(mut map: Members<'_, 'de>) -> Result<Self, Bail> {
         let mut code = CodeOrCoded::null();
         let mut coding = CodingCodes::default();
-        while let Some(Key(key)) = map.next_key::<Key>()? {
+        while let Some(key) = map.next_key()? {
             match &*key {
                 "code" => code = value(&mut map)?,
                 "coding" => coding = value(&mut map)?,
-                _ => value::<Skip, A>(&mut map).map(drop)?,
+                _ => skip(&mut map)?,
             }
         }
         Ok(OutcomeValue::Object {
@@ -551,7 +466,7 @@ object_node!(FirstCoding, |this, key, map| match &*key {
     "code" => this.code = value(&mut map)?,
     "display" => this.display = value(&mut map)?,
     "coding" => this.coding = value(&mut map)?,
-    _ => value::<Skip, A>(&mut map).map(drop)?,
+    _ => skip(&mut map)?,
 });
 
 impl FirstCoding<'_> {
@@ -579,15 +494,16 @@ impl<'de> Node<'de> for CodingHead<'de> {
     fn other() -> Self {
         Self::default()
     }
-    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+    fn seq(mut seq: Elements<'_, 'de>) -> Result<Self, Bail> {
         let mut head = CodingHead {
             array: true,
             ..CodingHead::default()
         };
-        if let Some(first) = seq.next_element_seed(Read::<CodeDisplay>(PhantomData))? {
+        if seq.next()? {
+            let first = read::<CodeDisplay>(seq.cursor())?;
             head.code = first.code;
             head.display = first.display;
-            while seq.next_element_seed(Read::<Skip>(PhantomData))?.is_some() {}
+            seq.skip_rest()?;
         }
         Ok(head)
     }
@@ -603,7 +519,7 @@ struct CodeDisplay<'a> {
 object_node!(CodeDisplay, |this, key, map| match &*key {
     "code" => this.code = value(&mut map)?,
     "display" => this.display = value(&mut map)?,
-    _ => value::<Skip, A>(&mut map).map(drop)?,
+    _ => skip(&mut map)?,
 });
 
 /// An Identifier's `value`.
@@ -614,7 +530,7 @@ struct Identifier<'a> {
 
 object_node!(Identifier, |this, key, map| match &*key {
     "value" => this.value = value(&mut map)?,
-    _ => value::<Skip, A>(&mut map).map(drop)?,
+    _ => skip(&mut map)?,
 });
 
 /// A Reference: agent `who`, entity `what`, R5 `patient`.
@@ -629,7 +545,7 @@ object_node!(Reference, |this, key, map| match &*key {
     "reference" => this.reference = value(&mut map)?,
     "identifier" => this.identifier = value(&mut map)?,
     "display" => this.display = value(&mut map)?,
-    _ => value::<Skip, A>(&mut map).map(drop)?,
+    _ => skip(&mut map)?,
 });
 
 /// A Period's `start`.
@@ -640,7 +556,7 @@ struct Period<'a> {
 
 object_node!(Period, |this, key, map| match &*key {
     "start" => this.start = value(&mut map)?,
-    _ => value::<Skip, A>(&mut map).map(drop)?,
+    _ => skip(&mut map)?,
 });
 
 /// R4 agent `network`.
@@ -651,7 +567,7 @@ struct Network<'a> {
 
 object_node!(Network, |this, key, map| match &*key {
     "address" => this.address = value(&mut map)?,
-    _ => value::<Skip, A>(&mut map).map(drop)?,
+    _ => skip(&mut map)?,
 });
 
 /// One element of `agent`.
@@ -684,7 +600,7 @@ object_node!(Agent, |this, key, map| match &*key {
     "purposeOfUse" => this.purpose_of_use = value(&mut map)?,
     "authorization" => this.authorization = value(&mut map)?,
     "policy" => this.policy = value(&mut map)?,
-    _ => value::<Skip, A>(&mut map).map(drop)?,
+    _ => skip(&mut map)?,
 });
 
 /// One element of `entity`.
@@ -705,7 +621,7 @@ object_node!(Entity, |this, key, map| match &*key {
         this.has_query = true;
         this.query = value(&mut map)?;
     }
-    _ => value::<Skip, A>(&mut map).map(drop)?,
+    _ => skip(&mut map)?,
 });
 
 /// The elements of an AuditEvent resource the mapping reads.
@@ -746,30 +662,21 @@ object_node!(AuditEvent, |this, key, map| match &*key {
     "entity" => this.entity = value(&mut map)?,
     "patient" => this.patient = value(&mut map)?,
     "outcome" => this.outcome = value(&mut map)?,
-    _ => value::<Skip, A>(&mut map).map(drop)?,
+    _ => skip(&mut map)?,
 });
 
 impl<'a> AuditEvent<'a> {
-    /// Decodes a line that is one JSON object. Fails on anything else (not JSON, not an
-    /// object), which the caller then reads with the tree for its rejection.
-    pub(super) fn parse(line: &'a str) -> serde_json::Result<AuditEvent<'a>> {
-        let mut de = serde_json::Deserializer::from_str(line);
-        let event = de.deserialize_any(ObjectOnly)?;
-        de.end()?;
+    /// Decodes a line that is one JSON object. Gives up on anything else (not JSON, not
+    /// an object, JSON the cursor leaves to serde_json), which the caller then reads with
+    /// the tree, for its event or its rejection.
+    pub(super) fn parse(line: &'a str) -> Result<AuditEvent<'a>, Bail> {
+        let mut c = Cursor::new(line);
+        let Value::Object = c.value()? else {
+            return Err(Bail);
+        };
+        let event = AuditEvent::map(Members::new(&mut c))?;
+        c.end()?;
         Ok(event)
-    }
-}
-
-/// The top level: an object, or an error.
-struct ObjectOnly;
-
-impl<'de> Visitor<'de> for ObjectOnly {
-    type Value = AuditEvent<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AuditEvent<'de>, A::Error> {
-        AuditEvent::map(map)
     }
 }
 
