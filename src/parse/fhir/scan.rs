@@ -28,17 +28,12 @@ pub(super) struct Bail;
 /// Deepest nesting read here (serde_json's limit is 128: deeper lines are its to reject).
 const MAX_DEPTH: u32 = 100;
 
-/// The start of a value, and for scalars the value itself.
+/// A value that is neither a string nor a container.
 #[derive(Debug)]
-pub(super) enum Value<'de> {
+pub(super) enum Atom {
     Null,
     Bool(bool),
     Number(serde_json::Number),
-    Str(Cow<'de, str>),
-    /// `{` was consumed: read the members with [`Members`].
-    Object,
-    /// `[` was consumed: read the elements with [`Elements`].
-    Array,
 }
 
 /// A position in one line of JSON text.
@@ -63,7 +58,7 @@ impl<'de> Cursor<'de> {
 
     /// The next byte that is not JSON whitespace, not consumed.
     #[inline]
-    fn peek(&mut self) -> Option<u8> {
+    pub(super) fn peek(&mut self) -> Option<u8> {
         let b = self.bytes();
         while let Some(&c) = b.get(self.at) {
             match c {
@@ -93,7 +88,9 @@ impl<'de> Cursor<'de> {
         }
     }
 
-    fn open(&mut self) -> Result<(), Bail> {
+    /// Consumes the `{` or `[` at the cursor.
+    #[inline]
+    pub(super) fn open(&mut self) -> Result<(), Bail> {
         self.at += 1;
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -102,44 +99,34 @@ impl<'de> Cursor<'de> {
         Ok(())
     }
 
-    /// Reads the next value: scalars whole, containers opened.
-    #[inline]
-    pub(super) fn value(&mut self) -> Result<Value<'de>, Bail> {
+    /// Reads the value at the cursor when it is neither a string nor a container (the
+    /// caller tells those by [`Cursor::peek`]).
+    pub(super) fn atom(&mut self) -> Result<Atom, Bail> {
         match self.peek().ok_or(Bail)? {
-            b'"' => self.string().map(Value::Str),
-            b'{' => self.open().map(|()| Value::Object),
-            b'[' => self.open().map(|()| Value::Array),
-            b't' => self.literal(b"true").map(|()| Value::Bool(true)),
-            b'f' => self.literal(b"false").map(|()| Value::Bool(false)),
-            b'n' => self.literal(b"null").map(|()| Value::Null),
-            b'-' | b'0'..=b'9' => self.number().map(Value::Number),
+            b't' => self.literal(b"true").map(|()| Atom::Bool(true)),
+            b'f' => self.literal(b"false").map(|()| Atom::Bool(false)),
+            b'n' => self.literal(b"null").map(|()| Atom::Null),
+            b'-' | b'0'..=b'9' => self.number().map(Atom::Number),
             _ => Err(Bail),
         }
     }
 
     /// Passes over the next value, checking it.
     pub(super) fn skip(&mut self) -> Result<(), Bail> {
-        if self.peek() == Some(b'"') {
-            // Most skipped values are strings (a coding's system and display): found
-            // and checked without making them into anything.
-            return self.skip_string();
-        }
-        match self.value()? {
-            Value::Object => {
-                let mut members = Members::new(self);
-                while members.next_key()?.is_some() {
-                    members.cursor().skip()?;
-                }
+        match self.peek() {
+            // Most skipped values are strings (a coding's system and display): found and
+            // checked without making them into anything.
+            Some(b'"') => self.skip_string(),
+            Some(b'{') => {
+                self.open()?;
+                Members::new(self).skip_rest()
             }
-            Value::Array => {
-                let mut elements = Elements::new(self);
-                while elements.next()? {
-                    elements.cursor().skip()?;
-                }
+            Some(b'[') => {
+                self.open()?;
+                Elements::new(self).skip_rest()
             }
-            _ => {}
+            _ => self.atom().map(drop),
         }
-        Ok(())
     }
 
     fn literal(&mut self, word: &[u8]) -> Result<(), Bail> {
@@ -167,7 +154,7 @@ impl<'de> Cursor<'de> {
 
     /// A string at the cursor's `"`: borrowed from the line unless it has escapes.
     #[inline(always)]
-    fn string(&mut self) -> Result<Cow<'de, str>, Bail> {
+    pub(super) fn string(&mut self) -> Result<Cow<'de, str>, Bail> {
         let start = self.at + 1;
         let at = special(self.bytes(), start).ok_or(Bail)?;
         if self.bytes()[at] == b'"' {
@@ -378,12 +365,10 @@ mod tests {
     fn read_all(text: &str) -> Result<serde_json::Value, Bail> {
         fn read(c: &mut Cursor) -> Result<serde_json::Value, Bail> {
             use serde_json::Value as J;
-            Ok(match c.value()? {
-                Value::Null => J::Null,
-                Value::Bool(b) => J::Bool(b),
-                Value::Number(n) => J::Number(n),
-                Value::Str(s) => J::String(s.into_owned()),
-                Value::Object => {
+            Ok(match c.peek() {
+                Some(b'"') => J::String(c.string()?.into_owned()),
+                Some(b'{') => {
+                    c.open()?;
                     let mut map = serde_json::Map::new();
                     let mut m = Members::new(c);
                     while let Some(k) = m.next_key()? {
@@ -392,7 +377,8 @@ mod tests {
                     }
                     J::Object(map)
                 }
-                Value::Array => {
+                Some(b'[') => {
+                    c.open()?;
                     let mut items = Vec::new();
                     let mut e = Elements::new(c);
                     while e.next()? {
@@ -400,6 +386,11 @@ mod tests {
                     }
                     J::Array(items)
                 }
+                _ => match c.atom()? {
+                    Atom::Null => J::Null,
+                    Atom::Bool(b) => J::Bool(b),
+                    Atom::Number(n) => J::Number(n),
+                },
             })
         }
         let mut c = Cursor::new(text);

@@ -8,7 +8,7 @@
 //! keeps nothing of the others, as the tree's lookups do (a `who` that is a string has no
 //! `reference`). A member given twice in one object means its last value, as in the tree.
 
-use super::scan::{Bail, Cursor, Elements, Members, Value};
+use super::scan::{Atom, Bail, Cursor, Elements, Members};
 use super::view::{AgentCodes, AgentView, EntityCodes, EntityView, Record, Scalar, Slot, TopCodes};
 use std::borrow::Cow;
 
@@ -40,15 +40,24 @@ trait Node<'de>: Sized {
 }
 
 /// Reads the value at the cursor as the node `T`.
+#[inline]
 fn read<'de, T: Node<'de>>(c: &mut Cursor<'de>) -> Result<T, Bail> {
-    Ok(match c.value()? {
-        Value::Null => T::null(),
-        Value::Bool(b) => T::boolean(b),
-        Value::Number(n) => T::number(n),
-        Value::Str(s) => T::string(s),
-        Value::Object => T::map(Members::new(c))?,
-        Value::Array => T::seq(Elements::new(c))?,
-    })
+    match c.peek() {
+        Some(b'"') => c.string().map(T::string),
+        Some(b'{') => {
+            c.open()?;
+            T::map(Members::new(c))
+        }
+        Some(b'[') => {
+            c.open()?;
+            T::seq(Elements::new(c))
+        }
+        _ => Ok(match c.atom()? {
+            Atom::Null => T::null(),
+            Atom::Bool(b) => T::boolean(b),
+            Atom::Number(n) => T::number(n),
+        }),
+    }
 }
 
 /// The current member's value, read as `T`.
@@ -671,9 +680,10 @@ impl<'a> AuditEvent<'a> {
     /// the tree, for its event or its rejection.
     pub(super) fn parse(line: &'a str) -> Result<AuditEvent<'a>, Bail> {
         let mut c = Cursor::new(line);
-        let Value::Object = c.value()? else {
+        if c.peek() != Some(b'{') {
             return Err(Bail);
-        };
+        }
+        c.open()?;
         let event = AuditEvent::map(Members::new(&mut c))?;
         c.end()?;
         Ok(event)
