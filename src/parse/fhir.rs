@@ -7,15 +7,19 @@
 //! liberal on its own, and a wrong type in one element costs that element, not the line.
 //! The mapping below is written once against [`view`]'s traits, read two ways:
 //!
-//! - first the [`typed`] record, decoded straight from the line: it keeps only the
-//!   elements the mapping reads and skips everything else without building anything
-//!   (most of a FHIR replay's decoding time was building a JSON tree for a line of which
-//!   phiwatch reads a tenth);
-//! - when that decode fails (the line is not JSON, or not an object), the JSON tree
-//!   ([`super::jsontree::Json`]), which gives the rejection and its message as before.
+//! - first the [`typed`] record, decoded straight from the line by its own JSON cursor
+//!   ([`scan`]): it keeps only the elements the mapping reads and checks everything else
+//!   without building anything (most of a FHIR replay's decoding time was building a JSON
+//!   tree for a line of which phiwatch reads a tenth, then serde_json's visitors);
+//! - when the cursor gives up (the line is not JSON, not an object, or JSON it leaves to
+//!   serde_json: surrogate escapes, nesting deeper than 100), the JSON tree
+//!   ([`super::jsontree::Json`], serde_json), which reads it or gives the rejection and
+//!   its message as before.
 //!
-//! Both read the same JSON the same way (same syntax checks, same nesting limit, the last
-//! of a repeated member wins), so the event does not depend on which one read the line.
+//! Both read the same JSON the same way (the cursor accepts nothing serde_json rejects,
+//! numbers go through serde_json's own parser, the last of a repeated member wins), so the
+//! event does not depend on which one read the line; `equivalence` holds them to it, on
+//! fixtures, a simulated month and thousands of randomly broken lines.
 //!
 //! R5 renamed some elements; both spellings are read: `period`/`occurredPeriod`/
 //! `occurredDateTime`, `type`/`category` (event type), `subtype`/`code` (interaction),
