@@ -1,7 +1,7 @@
 //! The AuditEvent decoded straight from the line into the few elements the mapping reads
 //! (see [`super::view`]), borrowing strings from the line and building nothing for the
 //! rest: the `id`, `source`, the `system` and `display` of every coding, and any
-//! extension are checked by the [`scan`] cursor (so a line is exactly as valid as for the
+//! extension are checked by the [`super::scan`] cursor (so a line is exactly as valid as for the
 //! tree) and passed over.
 //!
 //! Every element is a [`Node`]: it says what it keeps of each JSON type it may meet, and
