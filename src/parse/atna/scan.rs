@@ -25,6 +25,7 @@ const GT: u8 = 4;
 const SLASH: u8 = 8;
 const EQ: u8 = 16;
 const AMP: u8 = 32;
+const COLON: u8 = 64;
 
 static CLASS: [u8; 256] = classes();
 
@@ -40,6 +41,7 @@ const fn classes() -> [u8; 256] {
     t[b'/' as usize] = SLASH;
     t[b'=' as usize] = EQ;
     t[b'&' as usize] = AMP;
+    t[b':' as usize] = COLON;
     t
 }
 
@@ -60,15 +62,6 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The part of a qualified name after its (first) prefix colon, as quick-xml's
-/// `QName::local_name`.
-fn local(name: &[u8]) -> &[u8] {
-    match name.iter().position(|&b| b == b':') {
-        Some(i) => &name[i + 1..],
-        None => name,
-    }
-}
-
 /// The next `<` at or after `from`, and whether all that comes before it is ASCII
 /// whitespace.
 fn next_markup(b: &[u8], from: usize) -> Option<(usize, bool)> {
@@ -83,8 +76,8 @@ fn next_markup(b: &[u8], from: usize) -> Option<(usize, bool)> {
 /// Most attributes a plain tag has here (an `ActiveParticipant` has six).
 const MAX_ATTRS: usize = 16;
 
-/// One attribute as written: its local name, its value between the quotes, and whether
-/// the value holds a `&`.
+/// One attribute as written: its key's local part, its value between the quotes, and
+/// whether the value holds a `&`.
 type RawAttr<'a> = (&'a [u8], &'a str, bool);
 
 /// A start tag read: where its `>` is, its name, whether it is empty (`/>`), and how many
@@ -92,6 +85,8 @@ type RawAttr<'a> = (&'a [u8], &'a str, bool);
 struct Tag<'a> {
     gt: usize,
     name: &'a [u8],
+    /// The name after its prefix, if any.
+    local: &'a [u8],
     empty: bool,
     attrs: usize,
 }
@@ -112,10 +107,17 @@ fn start_tag<'a>(
 ) -> Option<Tag<'a>> {
     let b = xml.as_bytes();
     let mut i = pos;
+    let mut local = pos;
     loop {
-        i = run(b, i, WS | QUOTE | GT | SLASH);
-        // A `/` not before the `>` is part of the name.
+        i = run(b, i, WS | QUOTE | GT | SLASH | COLON);
         match (b.get(i), b.get(i + 1)) {
+            (Some(b':'), _) => {
+                if local == pos {
+                    local = i + 1;
+                }
+                i += 1;
+            }
+            // A `/` not before the `>` is part of the name.
             (Some(b'/'), Some(c)) if *c != b'>' => i += 1,
             _ => break,
         }
@@ -124,6 +126,7 @@ fn start_tag<'a>(
         return None;
     }
     let name = &b[pos..i];
+    let local = &b[local..i];
     let mut count = 0;
     let empty = loop {
         i = skip_ws(b, i);
@@ -135,12 +138,24 @@ fn start_tag<'a>(
             }
             _ => {}
         }
+        // The key, and its local part (after the first colon, as quick-xml's
+        // `QName::local_name`), in the same pass.
         let key_start = i;
-        i = run(b, i, WS | QUOTE | GT | EQ);
+        let mut local = key_start;
+        loop {
+            i = run(b, i, WS | QUOTE | GT | EQ | COLON);
+            if b.get(i) != Some(&b':') {
+                break;
+            }
+            if local == key_start {
+                local = i + 1;
+            }
+            i += 1;
+        }
         if i == key_start || count == MAX_ATTRS {
             return None;
         }
-        let key = &b[key_start..i];
+        let key = &b[local..i];
         i = skip_ws(b, i);
         if b.get(i) != Some(&b'=') {
             return None;
@@ -151,27 +166,54 @@ fn start_tag<'a>(
             _ => return None,
         };
         let value_start = i + 1;
-        let mut entity = false;
-        i = value_start;
-        loop {
-            i = run(b, i, QUOTE | AMP);
-            match *b.get(i)? {
-                c if c == quote => break,
-                b'&' => entity = true,
-                _ => {}
-            }
-            i += 1;
-        }
-        attrs[count] = (local(key), xml.get(value_start..i)?, entity);
+        let (end, entity) = value_end(b, value_start, quote)?;
+        i = end;
+        attrs[count] = (key, xml.get(value_start..i)?, entity);
         count += 1;
         i += 1;
     };
     Some(Tag {
         gt: i,
         name,
+        local,
         empty,
         attrs: count,
     })
+}
+
+/// The index of the `quote` that closes the value starting at `i`, and whether the value
+/// holds a `&`. Values are most of a message's bytes, so they are searched eight bytes at
+/// a time: a byte equal to the quote or `&` is a zero byte of `word ^ pattern`, and the
+/// lowest zero byte is the lowest one `(v - 0x01…) & !v & 0x80…` marks.
+fn value_end(b: &[u8], mut i: usize, quote: u8) -> Option<(usize, bool)> {
+    const LO: u64 = u64::from_le_bytes([1; 8]);
+    const HI: u64 = u64::from_le_bytes([0x80; 8]);
+    let quotes = LO * u64::from(quote);
+    let amps = LO * u64::from(b'&');
+    let mut entity = false;
+    while let Some(word) = b.get(i..i + 8) {
+        let word = u64::from_le_bytes(word.try_into().ok()?);
+        let (q, a) = (word ^ quotes, word ^ amps);
+        let hits = ((q.wrapping_sub(LO) & !q) | (a.wrapping_sub(LO) & !a)) & HI;
+        if hits == 0 {
+            i += 8;
+            continue;
+        }
+        i += (hits.trailing_zeros() / 8) as usize;
+        if b[i] == quote {
+            return Some((i, entity));
+        }
+        entity = true;
+        i += 1;
+    }
+    loop {
+        match *b.get(i)? {
+            c if c == quote => return Some((i, entity)),
+            b'&' => entity = true,
+            _ => {}
+        }
+        i += 1;
+    }
 }
 
 /// The message `xml` if it is plain (see the module's doc) and quick-xml would read it
@@ -216,11 +258,11 @@ pub(super) fn read_plain(xml: &str) -> Option<Message<'_>> {
         } else {
             let tag = start_tag(xml, pos, &mut attrs)?;
             let ctx = match depth.checked_sub(1) {
-                None if local(tag.name) == b"AuditMessage" => Ctx::Root,
+                None if tag.local == b"AuditMessage" => Ctx::Root,
                 None => return None,
                 Some(top) => {
                     let read = PlainAttrs(&attrs[..tag.attrs]);
-                    element(&mut msg, stack[top], local(tag.name), read).ok()?
+                    element(&mut msg, stack[top], tag.local, read).ok()?
                 }
             };
             if tag.empty {
