@@ -11,7 +11,7 @@ use crate::event::Event;
 use crate::source::{self, TailOptions};
 use anyhow::{anyhow, bail, Context, Result};
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -47,7 +47,10 @@ pub fn expand(globs: &[String]) -> Result<Vec<PathBuf>> {
 struct FileReader {
     source: Arc<str>,
     rx: Receiver<BatchResult>,
-    pending: VecDeque<Item>,
+    /// The batch being taken, in order. The batch's own vector, not a queue it is copied
+    /// into: an item is a few hundred bytes, and copying every event once more showed as
+    /// `memmove` under the merge in profiles.
+    pending: std::vec::IntoIter<Item>,
 }
 
 /// Starts the thread that reads `path` with the file source's splitter and decodes it.
@@ -94,7 +97,7 @@ impl FileReader {
     /// The next event of this file; rejected lines go to the dead letter on the way.
     fn next_event(&mut self, dl: &mut DeadLetter, counts: &mut Counts) -> Result<Option<Event>> {
         loop {
-            match self.pending.pop_front() {
+            match self.pending.next() {
                 Some(Item::Event(e)) => return Ok(Some(e)),
                 Some(Item::Ignored(kind)) => {
                     *counts
@@ -111,7 +114,7 @@ impl FileReader {
                 None => match self.rx.recv() {
                     Ok(Ok((items, n))) => {
                         counts.lines += n;
-                        self.pending.extend(items);
+                        self.pending = items.into_iter();
                     }
                     Ok(Err(e)) => bail!("{e}"),
                     Err(_) => return Ok(None),
@@ -184,7 +187,7 @@ impl History {
                 readers.push(FileReader {
                     source: Arc::from(s.name.as_str()),
                     rx,
-                    pending: VecDeque::new(),
+                    pending: Vec::new().into_iter(),
                 });
             }
         }
