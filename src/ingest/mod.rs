@@ -112,7 +112,11 @@ impl Limits {
                 ),
             ));
         }
-        let garbled = |s: &str| s.chars().any(|c| c.is_control() || c == '\u{fffd}');
+        // Printable ASCII, nearly every id, holds neither: no need to decode characters.
+        let garbled = |s: &str| {
+            !s.bytes().all(|b| (0x20..0x7f).contains(&b))
+                && s.chars().any(|c| c.is_control() || c == '\u{fffd}')
+        };
         for (what, v) in [
             ("user", Some(e.user.as_str())),
             ("patient", e.patient.as_deref()),

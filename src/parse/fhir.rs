@@ -37,7 +37,7 @@ use super::dicom::{self, EventKind, MediaClass};
 use super::jsontree::Json as Value;
 use super::time::parse_ts;
 use super::{ident, prepare, quote_label, reason, Parser, Reject};
-use crate::event::{Action, Event, Outcome};
+use crate::event::{trim_id, Action, Event, Outcome};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use view::{AgentCodes, AgentView, EntityCodes, EntityView, Record, Scalar, TopCodes};
@@ -58,7 +58,7 @@ impl Parser for FhirParser {
         let Some(line) = prepare(line)? else {
             return Ok(None);
         };
-        let mut event = read(line.trim(), self.tz)?;
+        let mut event = read(trim_id(line), self.tz)?;
         event.source.clone_from(&self.source);
         Ok(Some(event))
     }
@@ -297,7 +297,7 @@ fn is_authorization_decision<R: Record>(v: &R) -> bool {
     if named {
         return true;
     }
-    let act = v.action().map(str::trim).unwrap_or("");
+    let act = v.action().map(trim_id).unwrap_or("");
     let rest = all_codes().any(|c| {
         matches!(
             c,
@@ -344,7 +344,7 @@ fn network_address<A: AgentView>(agent: &A) -> Option<String> {
 /// `https://ehr.example/fhir/Patient/123/_history/4`. Contained (`#x`), conditional
 /// (`Patient?identifier=…`) and `urn:uuid:` references have no id to give.
 fn reference(r: &str) -> Option<(&str, &str)> {
-    let r = r.trim();
+    let r = trim_id(r);
     if r.starts_with('#') {
         return None;
     }
@@ -369,7 +369,7 @@ fn action<R: Record>(v: &R) -> Result<Action, Reject> {
         .map(|c| dicom::event_kind(Some(c), None))
         .find(|k| *k != EventKind::Other)
         .unwrap_or(EventKind::Other);
-    let act = v.action().map(str::trim).unwrap_or("");
+    let act = v.action().map(trim_id).unwrap_or("");
 
     // The Swiss EPR (CH:ATC) types every record DCM 110106 Export; what happened is its
     // subtype, an EPR audit trail event type.
@@ -463,7 +463,7 @@ fn action<R: Record>(v: &R) -> Result<Action, Reject> {
 /// confidentiality, emergency access settings) and group notifications name no access to
 /// patient data. None for any other code.
 fn ch_atc(code: &str) -> Option<Result<Action, Reject>> {
-    let code = code.trim();
+    let code = trim_id(code);
     let rest = code.strip_prefix("ATC_")?;
     Some(match rest {
         "DOC_CREATE" => Ok(Action::Create),

@@ -253,7 +253,7 @@ fn prepare(line: &str) -> Result<Option<&str>, Reject> {
 
 /// An identifier as the event stores it: trimmed, `None` when nothing is left.
 fn ident(s: &str) -> Option<String> {
-    let t = s.trim();
+    let t = crate::event::trim_id(s);
     (!t.is_empty()).then(|| t.to_string())
 }
 

@@ -10,6 +10,7 @@
 
 use super::scan::{Atom, Bail, Cursor, Elements, Members};
 use super::view::{AgentCodes, AgentView, EntityCodes, EntityView, Record, Scalar, Slot, TopCodes};
+use crate::event::trim_id;
 use std::borrow::Cow;
 
 /// What one JSON value becomes, by its JSON type. `other()` is a value of a type the
@@ -268,7 +269,7 @@ impl Default for Codes<'_> {
 
 impl Codes<'_> {
     fn iter(&self) -> impl Iterator<Item = &str> {
-        self.list.iter().map(str::trim)
+        self.list.iter().map(trim_id)
     }
 }
 
@@ -444,7 +445,7 @@ impl OutcomeValue<'_> {
     fn code(&self) -> Option<Cow<'_, str>> {
         match self {
             OutcomeValue::Absent => None,
-            OutcomeValue::Str(s) => Some(Cow::Borrowed(s.trim())),
+            OutcomeValue::Str(s) => Some(Cow::Borrowed(trim_id(s))),
             OutcomeValue::Num(n) => Some(Cow::Owned(n.to_string())),
             OutcomeValue::Object { code, coding } => code
                 .codes
@@ -455,7 +456,7 @@ impl OutcomeValue<'_> {
                         .as_str()
                         .into_iter()
                         .chain(coding.0.iter())
-                        .map(str::trim)
+                        .map(trim_id)
                         .next()
                 })
                 .map(Cow::Borrowed),
