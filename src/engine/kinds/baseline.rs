@@ -2,7 +2,7 @@
 //! against the user's own usual and the peer group's. Judging against both keeps a
 //! naturally busy user quiet and still catches one who is busy only this month.
 
-use super::common::{human, patient_ref, peer_values, Daily};
+use super::common::{human, patient, peer_values, Daily};
 use super::{Cx, DetectorKind};
 use crate::detect::rule::Matcher;
 use crate::engine::findings::Context;
@@ -99,16 +99,15 @@ impl DetectorKind for Baseline {
             st.first_ms = ts;
         }
         st.events += 1;
-        let new_patient = patient_ref(e);
         match self.metric {
             Metric::DistinctPatients => {
-                st.patients.add(new_patient);
+                st.patients.add_of(e);
                 st.value = st.patients.len() as u64;
             }
             Metric::Events => st.value += 1,
             Metric::Records => {
                 st.value += e.event.records;
-                st.patients.add(new_patient);
+                st.patients.add_of(e);
             }
         }
         if !cx.learned {
@@ -125,8 +124,7 @@ impl DetectorKind for Baseline {
                 c.describe(e);
                 c.extend_only = true;
                 c.events = Some(st.events);
-                c.patients
-                    .extend(new_patient.map(|(k, d)| (k.to_string(), d.to_string())));
+                c.patients.extend(patient(e));
                 c.values.insert("value", human(value));
                 return Some(c);
             }
