@@ -264,11 +264,10 @@ impl Engine {
     /// [`Engine::push`] for an event boxed already: the reorder buffer keeps it in its box.
     pub fn push_boxed(&mut self, ev: Box<Event>, out: &mut Vec<Alert>) {
         self.counters.events += 1;
-        if self.state.buffer.is_late(&ev) {
+        let early = self.may_fire_early(&ev).then(|| (*ev).clone());
+        if self.state.buffer.push_boxed(ev) {
             self.counters.late += 1;
         }
-        let early = self.may_fire_early(&ev).then(|| (*ev).clone());
-        self.state.buffer.push_boxed(ev);
         self.release(out);
         if let Some(ev) = early {
             let wm = self
