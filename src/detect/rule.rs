@@ -11,7 +11,7 @@
 //! ([`Fast`]): the engine runs every detector on every event.
 
 use super::condition::{self, Cond};
-use super::program::{Formula, Program, Target};
+use super::program::{Formula, Program, Target, NO};
 use crate::enrich::{Enriched, Field, Value};
 use crate::event::Action;
 use anyhow::{anyhow, bail, Result};
@@ -144,11 +144,16 @@ enum Node {
 #[derive(Debug, Clone)]
 pub struct Matcher {
     selections: Vec<Selection>,
-    /// The condition and each selection on its own (for [`Matcher::selection_matches`]),
-    /// as flat programs over the clauses.
+    /// The condition, once for each action, and each selection on its own (for
+    /// [`Matcher::selection_matches`]), as flat programs over the clauses.
     program: Program<Clause>,
-    /// Where the condition's program starts.
-    root: Target,
+    /// Where the condition's program for each action starts, by `Action as usize`: the
+    /// condition with its `action` clauses answered for that action at compile time
+    /// ([`for_action`]). The engine runs every detector on every event, and most
+    /// detectors select a few actions: for any other action the program is the answer
+    /// `NO` itself and no clause is asked, and for the actions selected the action clauses
+    /// are gone from it.
+    by_action: Vec<Target>,
     /// Where each selection's program starts, by selection index.
     starts: Vec<Target>,
 }
@@ -156,40 +161,12 @@ pub struct Matcher {
 impl Matcher {
     /// Compiles a Sigma-style `detection` mapping.
     pub fn compile(detection: &Yaml) -> Result<Matcher> {
-        let map = detection.as_mapping().ok_or_else(|| {
-            anyhow!("`detection` must be a mapping of selections and a `condition`")
-        })?;
-        let mut selections = Vec::new();
-        let mut cond_text = None;
-        for (k, v) in map {
-            let name = k
-                .as_str()
-                .ok_or_else(|| anyhow!("selection names must be strings"))?;
-            if name == "condition" {
-                cond_text = Some(match v {
-                    Yaml::String(s) => s.clone(),
-                    Yaml::Sequence(list) => {
-                        // Sigma allows a list of conditions: any of them.
-                        let parts: Vec<String> = list
-                            .iter()
-                            .map(|c| c.as_str().map(|s| format!("({s})")))
-                            .collect::<Option<_>>()
-                            .ok_or_else(|| anyhow!("`condition` list must hold strings"))?;
-                        parts.join(" or ")
-                    }
-                    _ => bail!("`condition` must be a string"),
-                });
-                continue;
-            }
-            selections.push(compile_selection(name, v)?);
-        }
-        let text = cond_text.ok_or_else(|| {
-            anyhow!("`detection` has no `condition`; add e.g. `condition: selection`")
-        })?;
-        let cond = condition::parse(&text).map_err(|e| anyhow!("condition {text:?}: {e}"))?;
-        let tree = resolve(&cond, &selections)?;
+        let (selections, condition) = parse(detection)?;
         let mut program = Program::default();
-        let root = program.add(formula(&tree, &selections));
+        let mut by_action = vec![NO; Action::ALL.len()];
+        for a in Action::ALL {
+            by_action[a as usize] = program.add(for_action(condition.clone(), a));
+        }
         let starts = selections
             .iter()
             .map(|s| program.add(selection_formula(s)))
@@ -197,7 +174,7 @@ impl Matcher {
         Ok(Matcher {
             selections,
             program,
-            root,
+            by_action,
             starts,
         })
     }
@@ -206,7 +183,8 @@ impl Matcher {
     /// restoring registers) was a quarter of a typical evaluation.
     #[inline]
     pub fn matches(&self, e: &Enriched) -> bool {
-        self.program.run(self.root, |c| clause(c, e))
+        let start = self.by_action[e.event.action as usize];
+        self.program.run(start, |c| clause(c, e))
     }
 
     /// The index of a named selection, for detectors that use selections as steps.
@@ -234,6 +212,45 @@ impl Matcher {
     }
 }
 
+/// The selections of a `detection` mapping and its condition as a formula over their
+/// clauses, the selections written out in place.
+fn parse(detection: &Yaml) -> Result<(Vec<Selection>, Formula<Clause>)> {
+    let map = detection
+        .as_mapping()
+        .ok_or_else(|| anyhow!("`detection` must be a mapping of selections and a `condition`"))?;
+    let mut selections = Vec::new();
+    let mut cond_text = None;
+    for (k, v) in map {
+        let name = k
+            .as_str()
+            .ok_or_else(|| anyhow!("selection names must be strings"))?;
+        if name == "condition" {
+            cond_text = Some(match v {
+                Yaml::String(s) => s.clone(),
+                Yaml::Sequence(list) => {
+                    // Sigma allows a list of conditions: any of them.
+                    let parts: Vec<String> = list
+                        .iter()
+                        .map(|c| c.as_str().map(|s| format!("({s})")))
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| anyhow!("`condition` list must hold strings"))?;
+                    parts.join(" or ")
+                }
+                _ => bail!("`condition` must be a string"),
+            });
+            continue;
+        }
+        selections.push(compile_selection(name, v)?);
+    }
+    let text = cond_text.ok_or_else(|| {
+        anyhow!("`detection` has no `condition`; add e.g. `condition: selection`")
+    })?;
+    let cond = condition::parse(&text).map_err(|e| anyhow!("condition {text:?}: {e}"))?;
+    let tree = resolve(&cond, &selections)?;
+    let condition = formula(&tree, &selections);
+    Ok((selections, condition))
+}
+
 /// A selection as a formula: any of its groups, each every one of its clauses.
 fn selection_formula(s: &Selection) -> Formula<Clause> {
     Formula::Or(
@@ -242,6 +259,67 @@ fn selection_formula(s: &Selection) -> Formula<Clause> {
             .map(|g| Formula::And(g.iter().cloned().map(Formula::Leaf).collect()))
             .collect(),
     )
+}
+
+/// The formula that always holds (an empty `and`) or never does (an empty `or`).
+fn constant(holds: bool) -> Formula<Clause> {
+    if holds {
+        Formula::And(Vec::new())
+    } else {
+        Formula::Or(Vec::new())
+    }
+}
+
+/// The answer of a formula that [`for_action`] reduced to a constant.
+fn constant_of(f: &Formula<Clause>) -> Option<bool> {
+    match f {
+        Formula::And(v) if v.is_empty() => Some(true),
+        Formula::Or(v) if v.is_empty() => Some(false),
+        _ => None,
+    }
+}
+
+/// `f` for events of action `a`: each `action` clause replaced by its answer for `a`,
+/// and the operators it settles folded away (`x and false` is false, `x or true` is
+/// true, `not` of an answer its opposite, answers that settle nothing dropped). Clauses
+/// read the event and change nothing, so skipping the ones whose answer can no longer
+/// matter gives the same answer for every event of that action; the rest are asked in
+/// the same order as before.
+fn for_action(f: Formula<Clause>, a: Action) -> Formula<Clause> {
+    match f {
+        Formula::Leaf(c) => match c.fast {
+            Fast::Action(answers) => constant(answers & action_bit(a) != 0),
+            Fast::Value { .. } => Formula::Leaf(c),
+        },
+        Formula::Not(x) => {
+            let x = for_action(*x, a);
+            match constant_of(&x) {
+                Some(b) => constant(!b),
+                None => Formula::Not(Box::new(x)),
+            }
+        }
+        Formula::And(v) => fold_operands(v, a, false).map_or_else(|| constant(false), Formula::And),
+        Formula::Or(v) => fold_operands(v, a, true).map_or_else(|| constant(true), Formula::Or),
+    }
+}
+
+/// The operands of an `and` (`settles` false) or an `or` (`settles` true) for action
+/// `a`, without the answers that settle nothing; `None` when one settles the operator.
+fn fold_operands(
+    v: Vec<Formula<Clause>>,
+    a: Action,
+    settles: bool,
+) -> Option<Vec<Formula<Clause>>> {
+    let mut kept = Vec::with_capacity(v.len());
+    for x in v {
+        let x = for_action(x, a);
+        match constant_of(&x) {
+            Some(b) if b == settles => return None,
+            Some(_) => {}
+            None => kept.push(x),
+        }
+    }
+    Some(kept)
 }
 
 /// The condition tree as a formula, its selections written out in place.
@@ -524,6 +602,49 @@ mod tests {
             assert_eq!(m.matches(&e), want, "{name}");
         }
         assert!(str_eq("View", "view", false) && !str_eq("View", "view", true));
+    }
+
+    /// The condition written out for each action answers as the whole condition does
+    /// (action clauses asked), for every action, every shipped detector and an odd one,
+    /// whatever the other clauses answer.
+    #[test]
+    fn each_actions_condition_answers_as_the_whole_condition() {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        fn walk(f: &Formula<Clause>, a: Action, leaf: &impl Fn(&Clause) -> bool) -> bool {
+            match f {
+                Formula::Leaf(c) => match c.fast {
+                    Fast::Action(answers) => answers & action_bit(a) != 0,
+                    Fast::Value { .. } => leaf(c),
+                },
+                Formula::Not(x) => !walk(x, a, leaf),
+                Formula::And(v) => v.iter().all(|x| walk(x, a, leaf)),
+                Formula::Or(v) => v.iter().any(|x| walk(x, a, leaf)),
+            }
+        }
+        let odd: Yaml = serde_norway::from_str(
+            "a:\n  action: view\nb:\n  rel.self: true\nc:\n  action|startswith: file_\n  media: removable\nd:\n  - action: search\n  - care.any: true\ncondition: not a and (b or c) or not (a or b) and d\n",
+        )
+        .unwrap();
+        let mut detections = vec![odd];
+        for (_, text) in crate::detect::SHIPPED {
+            let spec: crate::detect::Spec = serde_norway::from_str(text).unwrap();
+            detections.push(spec.detection);
+        }
+        for d in &detections {
+            let (_, condition) = parse(d).unwrap();
+            let m = Matcher::compile(d).unwrap();
+            for seed in 0..64u64 {
+                let leaf = |c: &Clause| {
+                    let mut h = DefaultHasher::new();
+                    (format!("{c:?}"), seed).hash(&mut h);
+                    h.finish() & 1 == 1
+                };
+                for a in Action::ALL {
+                    let got = m.program.run(m.by_action[a as usize], leaf);
+                    assert_eq!(got, walk(&condition, a, &leaf), "{d:?} {a:?} {seed}");
+                }
+            }
+        }
     }
 
     /// The precomputed answers agree with the generic comparison for every clause of the

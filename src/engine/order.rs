@@ -240,9 +240,14 @@ impl ReorderBuffer {
         self.push_boxed(Box::new(event));
     }
 
-    /// [`ReorderBuffer::push`] for an event boxed already.
-    pub fn push_boxed(&mut self, event: Box<Event>) {
+    /// [`ReorderBuffer::push`] for an event boxed already; returns whether it is late
+    /// ([`ReorderBuffer::is_late`]). The event's time in milliseconds, a calendar
+    /// computation, is worked out once here for that, its source's clock and its place
+    /// in the order: asking `is_late` first and making the [`Queued`] worked it out three
+    /// times per event.
+    pub fn push_boxed(&mut self, event: Box<Event>) -> bool {
         let ts = event.ts.timestamp_millis();
+        let late = self.applied_to.is_some_and(|t| ts < t);
         // Looked up before inserting: the source is nearly always known, and an entry()
         // call would copy its name for every event.
         let clock = match self.sources.get_mut(&event.source) {
@@ -254,7 +259,12 @@ impl ReorderBuffer {
         let latest = self.latest.or_else(|| self.latest_of_sources());
         self.latest = Some(latest.map_or(ts, |m| m.max(ts)));
         self.seq += 1;
-        self.waiting.push(Queued::new(self.seq, event));
+        self.waiting.push(Queued {
+            ts,
+            seq: self.seq,
+            event,
+        });
+        late
     }
 
     fn latest_of_sources(&self) -> Option<i64> {

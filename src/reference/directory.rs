@@ -256,6 +256,12 @@ impl Directory {
         self.ids.hashed(patient_key)
     }
 
+    /// [`Directory::hashed`] for a folded id ([`crate::event::key`]), which needs no
+    /// scan for capitals ([`super::symbols::Symbols::hashed_key`]).
+    pub fn hashed_key<'s>(&self, patient_key: &'s str) -> Hashed<'s> {
+        self.ids.hashed_key(patient_key)
+    }
+
     /// Patient ids as spelled, in directory order, for joining with other tables.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.ids.iter()

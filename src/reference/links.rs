@@ -127,7 +127,7 @@ impl Links {
                 care: care.and_then(|c| c.patient(c.hashed(patient_key))),
             };
         };
-        let hashed = d.hashed(patient_key);
+        let hashed = d.hashed_key(patient_key);
         match d.get_hashed(hashed) {
             Some(p) => PatientRef {
                 patient: Some(p),

@@ -2,7 +2,7 @@
 //! against the user's own working hours (learned in `users::observe`), so night staff
 //! working their shift stay quiet and a day worker browsing charts at 2 am does not.
 
-use super::common::{human, patient, patient_ref, Patients};
+use super::common::{human, patient, Patients};
 use super::{Cx, DetectorKind};
 use crate::detect::rule::Matcher;
 use crate::engine::findings::Context;
@@ -107,7 +107,7 @@ impl DetectorKind for AfterHours {
             st.first_ms = e.event.ts.timestamp_millis();
         }
         st.events += 1;
-        st.patients.add(patient_ref(e));
+        st.patients.add_of(e);
         let n = st.patients.len() as u64;
         let mut c = Context::default();
         c.describe(e);

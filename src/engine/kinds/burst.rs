@@ -63,8 +63,12 @@ impl DetectorKind for Burst {
         let e = cx.e;
         let Windows { days: st, window } = cx.user.state::<Burst>(cx.id);
         let today = e.local_day;
-        let mut peer = cx.peer_group.map(|g| peer_values(cx.peers, cx.id, g));
-        st.roll(today, peer.as_deref_mut(), 1);
+        // The peer group's values only when needed, as in `baseline`: when the day rolls
+        // over, and when the user's own usual does not settle the event (below).
+        if st.day != Some(today) {
+            let peer = cx.peer_group.map(|g| peer_values(cx.peers, cx.id, g));
+            st.roll(today, peer, 1);
+        }
         let ts = e.event.ts.timestamp_millis();
         window.push_back(ts);
         let from = ts - p.window_secs as i64 * 1000;
@@ -94,11 +98,17 @@ impl DetectorKind for Burst {
             return Some(c);
         }
         let usual = st.usual(5, today, 1);
-        let peer_usual = peer.and_then(|pv| pv.usual_before(today, 0.9, 20));
         let mut threshold = p.min_count as f64;
         if let Some(u) = usual {
             threshold = threshold.max(u as f64 * p.user_factor);
         }
+        // The peers' usual can only raise the threshold.
+        if (count as f64) < threshold {
+            return None;
+        }
+        let peer_usual = cx
+            .peer_group
+            .and_then(|g| peer_values(cx.peers, cx.id, g).usual_before(today, 0.9, 20));
         if let Some(u) = peer_usual {
             threshold = threshold.max(u as f64 * p.peer_factor.unwrap_or(p.user_factor));
         }

@@ -6,7 +6,7 @@ use crate::engine::keyed::{get_or_default, Keyed};
 use crate::engine::stats::{quantile, DayValues, HISTORY_DAYS};
 use crate::enrich::Enriched;
 use chrono::{Datelike, Duration, NaiveDate};
-use rustc_hash::FxHashMap;
+use hashbrown::hash_map::EntryRef;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -15,18 +15,29 @@ use std::collections::VecDeque;
 const MAX_DAY_PATIENTS: usize = 2048;
 
 /// Distinct patients of one day (comparison key -> display spelling), capped so that a
-/// user opening thousands of charts cannot grow the state without bound.
+/// user opening thousands of charts cannot grow the state without bound. Held in a
+/// [`Keyed`] map (written to snapshots as the same JSON map as before) for its
+/// `entry_ref`: a patient new today is found missing and inserted with one hash and one
+/// probe, where checking for it and then inserting it took two.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Patients(FxHashMap<String, String>);
+pub struct Patients(#[serde(with = "crate::engine::keyed")] Keyed<String>);
 
 impl Patients {
-    /// Adds a patient unless already there or the cap is reached. Borrowed: most events
-    /// name a patient already counted today, and those copy nothing.
-    pub fn add(&mut self, p: Option<(&str, &str)>) {
-        if let Some((k, d)) = p {
-            if self.0.len() < MAX_DAY_PATIENTS && !self.0.contains_key(k) {
-                self.0.insert(k.to_string(), d.to_string());
+    /// Adds the event's patient ([`patient_ref`]) unless already there or the cap is
+    /// reached. Borrowed: most events name a patient already counted today, and those
+    /// copy nothing; the display spelling (read from the directory) is looked at only
+    /// for a patient new today.
+    pub fn add_of(&mut self, e: &Enriched) {
+        let Some(k) = e.patient_key.as_deref() else {
+            return;
+        };
+        if self.0.len() >= MAX_DAY_PATIENTS {
+            return;
+        }
+        if let EntryRef::Vacant(v) = self.0.entry_ref(k) {
+            if let Some(d) = e.patient_display() {
+                v.insert(d.to_string());
             }
         }
     }
