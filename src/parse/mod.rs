@@ -25,6 +25,7 @@ mod fhir;
 mod fields;
 mod jsonl;
 mod jsontree;
+mod swar;
 mod syslog;
 pub mod time;
 

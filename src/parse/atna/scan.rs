@@ -15,6 +15,7 @@
 //! tests compare both readers on thousands of mutated messages.
 
 use super::{element, unescape_value, Attrs, Ctx, Message, Reject, MAX_DEPTH};
+use crate::parse::swar;
 use std::borrow::Cow;
 
 /// Byte classes, for the runs [`run`] skips: XML whitespace as quick-xml counts it, the
@@ -206,20 +207,14 @@ fn start_tag<'a>(
 /// a time: a byte equal to the quote or `&` is a zero byte of `word ^ pattern`, and the
 /// lowest zero byte is the lowest one `(v - 0x01…) & !v & 0x80…` marks.
 fn value_end(b: &[u8], mut i: usize, quote: u8) -> Option<(usize, bool)> {
-    const LO: u64 = u64::from_le_bytes([1; 8]);
-    const HI: u64 = u64::from_le_bytes([0x80; 8]);
-    let quotes = LO * u64::from(quote);
-    let amps = LO * u64::from(b'&');
     let mut entity = false;
-    while let Some(word) = b.get(i..i + 8) {
-        let word = u64::from_le_bytes(word.try_into().ok()?);
-        let (q, a) = (word ^ quotes, word ^ amps);
-        let hits = ((q.wrapping_sub(LO) & !q) | (a.wrapping_sub(LO) & !a)) & HI;
+    while let Some(word) = swar::word(b, i) {
+        let hits = swar::equal(word, quote) | swar::equal(word, b'&');
         if hits == 0 {
             i += 8;
             continue;
         }
-        i += (hits.trailing_zeros() / 8) as usize;
+        i += swar::first(hits);
         if b[i] == quote {
             return Some((i, entity));
         }

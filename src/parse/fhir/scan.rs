@@ -19,6 +19,7 @@
 //!   lines are rare enough to leave to it);
 //! - nesting deeper than [`MAX_DEPTH`], below serde_json's own limit of 128.
 
+use crate::parse::swar;
 use std::borrow::Cow;
 
 /// The line is left to the JSON tree: not JSON, or JSON this cursor does not read itself.
@@ -327,26 +328,15 @@ impl<'c, 'de> Elements<'c, 'de> {
     }
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
 /// The index of the first `"`, `\` or control character at or after `from`: the bytes a
-/// string's scan must stop at. Eight bytes at a time: each test below flags its first
-/// match exactly (a borrow only runs upwards from a match), so the lowest flag of the
-/// three is the first byte to stop at.
+/// string's scan must stop at, eight bytes at a time ([`swar`]).
 #[inline(always)]
 fn special(b: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
-    while let Some(chunk) = b.get(i..i + 8) {
-        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let quote = w ^ (ONES * u64::from(b'"'));
-        let backslash = w ^ (ONES * u64::from(b'\\'));
-        let flags = (quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | (w.wrapping_sub(ONES * 0x20) & !w);
-        let flags = flags & HIGHS;
-        if flags != 0 {
-            return Some(i + (flags.trailing_zeros() / 8) as usize);
+    while let Some(w) = swar::word(b, i) {
+        let marks = swar::equal(w, b'"') | swar::equal(w, b'\\') | swar::below(w, 0x20);
+        if marks != 0 {
+            return Some(i + swar::first(marks));
         }
         i += 8;
     }
