@@ -9,13 +9,14 @@
 #   run      phiwatch run catching up on the same month from scratch, until every event is
 #            processed (phiwatch_events_processed_total from its /metrics)
 #   kafka    phiwatch agent -> tansu -> phiwatch engine, until the engine's partition
-#            snapshots have applied every event (when tansu is on PATH). This includes a
-#            fixed wait of about 6 s at the end: the last minutes of event time are
-#            applied only once the agent says its sources are idle (idle_source_secs, 5 s
-#            after their last line), then snapshotted (snapshot_secs = 1). So the row
-#            also gives the time until the engine has taken every event
-#            (phiwatch_events_processed_total from its /metrics), as the run row does:
-#            the pipeline's throughput without that wait
+#            snapshots have applied every event (when tansu is on PATH). The last minutes
+#            of event time are applied only once the agent says its sources are idle and
+#            then snapshotted (snapshot_secs = 1). The month's files were written long
+#            before, so each source is idle as soon as it is read to its end (the files'
+#            modification times; a file written within idle_source_secs would hold it
+#            5 s more). The row also gives the time until the engine has taken every
+#            event (phiwatch_events_processed_total from its /metrics), as the run row
+#            does: the pipeline's throughput without the idle heartbeat and snapshot
 #   engine   then a second engine (own consumer group, fresh state) reading that filled
 #            topic from its start, timed from its launch until its snapshots hold every
 #            event: the engine's half alone

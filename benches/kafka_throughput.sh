@@ -9,9 +9,10 @@
 # files, and time until the engine's partition snapshots hold every event (sum of
 # `engine.applied` == replay's count). Events/s = events / that time. The agent starts after
 # the engine, so the figure includes spooling, producing, consuming, detection and snapshots.
-# The time includes the engine's idle_source_secs (5 s) wait for the last events and up to 1 s
-# of snapshot interval. Each daily file's modification time is set to the end of its day, as
-# on a server, so the agent reads the history oldest first. Prints the alerts written by then
+# The time includes up to 1 s of heartbeat and 1 s of snapshot interval for the last events.
+# Each daily file's modification time is set to the end of its day, as on a server, so the
+# agent reads the history oldest first, and each source is idle as soon as its files are read
+# to their end (they were last written long ago; see idle_source_secs in the README). Prints the alerts written by then
 # next to replay's. Line-to-alert latency: benches/kafka_latency.py.
 #
 # Needs tansu on PATH (.ci/run installs it) and python3.

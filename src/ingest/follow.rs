@@ -64,7 +64,13 @@ pub fn follow(
         };
         count_unrecovered(&mut tailer, &s.name);
         if lines.is_empty() {
-            if !told_idle && quiet_since.elapsed() >= idle_after {
+            // Caught up. Quiet since our last line, or since the files were last written
+            // when that is longer: a backlog finished long ago is idle once read, without
+            // holding every finding back for `idle_after` more.
+            let quiet = quiet_since
+                .elapsed()
+                .max(tailer.quiet_for().unwrap_or_default());
+            if !told_idle && quiet >= idle_after {
                 told_idle = true;
                 if tx.send(Msg::Idle(s.name.clone())).is_err() {
                     return;

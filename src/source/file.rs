@@ -615,6 +615,9 @@ struct Followed {
     /// order backlog is read in.
     backlog: Option<(i64, PathBuf)>,
     last_growth: Instant,
+    /// The modification time at the latest look (`fstat` each turn): when the writer last
+    /// wrote, which may be long before we read it (see [`Tailer::quiet_for`]).
+    modified: Option<SystemTime>,
     /// Left the globs, went quiet, and its last partial line was handed out: nothing more
     /// is read; it waits for its acknowledgements.
     done: bool,
@@ -932,6 +935,22 @@ impl Tailer {
         }
         f.acked = f.acked.max(end);
         true
+    }
+
+    /// How long nobody has written to any followed file, by the files' modification times
+    /// at the latest poll. A file read to its end a moment ago may have been finished an
+    /// hour before (a backlog, a folder copied in with its times kept): the writer has been
+    /// quiet that long, however recently we caught up. None when no file is followed, or a
+    /// file has no modification time or one in the future (a clock we cannot trust), so
+    /// the caller falls back to timing the quiet itself.
+    pub fn quiet_for(&self) -> Option<Duration> {
+        let now = SystemTime::now();
+        let mut quiet: Option<Duration> = None;
+        for f in &self.files {
+            let age = now.duration_since(f.modified?).ok()?;
+            quiet = Some(quiet.map_or(age, |q| q.min(age)));
+        }
+        quiet
     }
 
     /// How many files are followed (open) now.
@@ -1384,6 +1403,7 @@ impl Tailer {
             drained: false,
             backlog,
             last_growth: now,
+            modified,
             done: false,
             failing: false,
         })
@@ -1450,7 +1470,9 @@ fn read_turn(
     }
     // fstat plus a read of at most `fingerprint_bytes`: cheap enough for every poll, and
     // it also catches a rewrite to exactly the old size (mtimes are too coarse for that).
-    let len = f.file.metadata()?.len();
+    let meta = f.file.metadata()?;
+    let len = meta.len();
+    f.modified = meta.modified().ok();
     let read = f.split.end();
     if len < read || !f.prefix_intact()? {
         info!(path = %f.shown, "file was truncated or rewritten in place; reading it again from the start");

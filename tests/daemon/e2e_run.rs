@@ -77,25 +77,26 @@ fn stop(run: Proc) {
     run.stop(Duration::from_secs(30));
 }
 
-/// History as hospitals keep it, one file a day per source, last written long ago: `run`
-/// reads such backlog oldest first, so it gives replay's alerts (read side by side, day 8
-/// came in while day 1 was still being read, and the alerts differed).
-#[test]
-fn run_on_a_backlog_of_daily_files_gives_the_same_alerts_as_replay() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = dir.path().join("h");
+/// A simulated week of history as hospitals keep it, one file a day per source, each last
+/// written at the end of its day; `idle_secs` as the engine's `idle_source_secs`. Returns
+/// the config and the daily files.
+fn backlog_week(h: &Path, idle_secs: u64) -> (PathBuf, Vec<PathBuf>) {
     let o = phiwatch()
         .args([
             "simulate", "--seed", "1", "--staff", "100", "--days", "8", "--out",
         ])
-        .arg(&h)
+        .arg(h)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let config = h.join("phiwatch.toml");
     let text = std::fs::read_to_string(&config)
         .unwrap()
-        .replacen("[engine]\n", "[engine]\nidle_source_secs = 1\n", 1)
+        .replacen(
+            "[engine]\n",
+            &format!("[engine]\nidle_source_secs = {idle_secs}\n"),
+            1,
+        )
         .replacen("[state]\n", "[state]\nsnapshot_secs = 1\n", 1);
     std::fs::write(&config, text).unwrap();
     // Each daily file (fhir/2026-03-02.ndjson, ...) last written at the end of its day.
@@ -115,12 +116,42 @@ fn run_on_a_backlog_of_daily_files_gives_the_same_alerts_as_replay() {
             inputs.push(path);
         }
     }
+    (config, inputs)
+}
+
+/// History as hospitals keep it, one file a day per source, last written long ago: `run`
+/// reads such backlog oldest first, so it gives replay's alerts (read side by side, day 8
+/// came in while day 1 was still being read, and the alerts differed).
+#[test]
+fn run_on_a_backlog_of_daily_files_gives_the_same_alerts_as_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = dir.path().join("h");
+    let (config, inputs) = backlog_week(&h, 1);
     let want = replay_lines(&config);
     assert!(want.len() >= 10, "the simulated week gives alerts");
     let child = start(&config);
     wait_read(&h, &inputs);
     stop(child);
     assert_eq!(sorted_lines(&h.join("alerts.ndjson")), want);
+}
+
+/// Files last written days ago have been quiet for days, however recently they were read:
+/// once read to their end the sources are idle and every finding closes, without waiting
+/// `idle_source_secs` (an hour here) after the last line and without a shutdown.
+#[test]
+fn a_backlog_read_to_its_end_is_idle_at_once_by_its_files_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = dir.path().join("h");
+    let (config, _) = backlog_week(&h, 3600);
+    let want = replay_lines(&config);
+    assert!(want.len() >= 10, "the simulated week gives alerts");
+    let child = start(&config);
+    let sink = h.join("alerts.ndjson");
+    crate::support::wait_for("replay's alerts, live", Duration::from_secs(90), || {
+        sink.exists() && sorted_lines(&sink) == want
+    });
+    stop(child);
+    assert_eq!(sorted_lines(&sink), want);
 }
 
 #[test]

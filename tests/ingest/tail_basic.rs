@@ -215,6 +215,45 @@ fn backlog_is_read_oldest_first_one_file_at_a_time() {
     assert_eq!(all, want);
 }
 
+/// How long the writer has been quiet comes from the files' modification times, not from
+/// when we read them: a file finished a day ago and read just now has been quiet a day.
+/// A write resets it; with no file, or a time in the future, there is no answer.
+#[test]
+fn quiet_for_follows_the_newest_modification_time() {
+    let d = Dir::new();
+    let day = std::time::Duration::from_secs(86_400);
+    let set = |name: &str, t: std::time::SystemTime| {
+        std::fs::File::options()
+            .append(true)
+            .open(d.path(name))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    };
+    let mut t = Tailer::new(d.glob("*.log"), opts(), &[]);
+    t.poll(100).unwrap();
+    assert_eq!(t.quiet_for(), None, "no file followed");
+    let now = std::time::SystemTime::now();
+    for (name, days_ago) in [("a.log", 3), ("b.log", 1)] {
+        append(&d.path(name), &lines(name, 1..=3));
+        set(name, now - day * days_ago);
+    }
+    // Old files found later are backlog, read one at a time.
+    let read: usize = (0..4).map(|_| t.poll(100).unwrap().len()).sum();
+    assert_eq!(read, 6);
+    let quiet = t.quiet_for().expect("both files have times");
+    assert!(
+        quiet >= day && quiet < day * 2,
+        "the newer file counts: {quiet:?}"
+    );
+    append(&d.path("a.log"), &lines("a.log", 4..=4));
+    assert_eq!(texts(&t.poll(100).unwrap()).len(), 1);
+    assert!(t.quiet_for().unwrap() < std::time::Duration::from_secs(60));
+    set("b.log", now + day);
+    t.poll(100).unwrap();
+    assert_eq!(t.quiet_for(), None, "a time in the future is not trusted");
+}
+
 #[test]
 fn header_is_delivered_first() {
     let d = Dir::new();
