@@ -91,6 +91,7 @@ fields! {
     PeerConsulting => "peer.consulting": "the user's peer group is learned to be a consulting service (opens charts of patients in other departments' care)",
     CareKnown => "care.known": "care relationships are loaded",
     CareWorkflow => "care.workflow": "the user's peer group routinely opens charts outside care (billing, release of information) and the patient was under care now or in the last 60 days",
+    CareWithinPeerHorizon => "care.within_peer_horizon": "for a workflow access (care.workflow) after a stay, the stay ended no longer ago than the user's peer group usually opens charts after one: the day by which 95% of the group's accesses after stays came, plus a quarter, learned (true until 50 such accesses are seen, and for other events)",
     CareConsult => "care.consult": "the user's peer group is a consulting service (radiology, laboratory, pharmacy) and the patient was under another department's care at the time",
     PhiKeywords => "phi.keywords": "PHI keyword hits in a file's first bytes",
     PhiPatterns => "phi.patterns": "PHI pattern hits in a file's first bytes",
@@ -128,6 +129,9 @@ pub struct Enriched<'a> {
     /// The user's peer group habits, whatever the patient's care.
     pub peer_workflow: bool,
     pub peer_consulting: bool,
+    /// For a workflow access after a stay: how many days after a stay the user's peer
+    /// group usually works on a chart, once learned.
+    pub peer_after_stay_days: Option<u32>,
     /// Set by the engine from the user's learned working hours; true until it knows them.
     pub usual_hours: bool,
 }
@@ -297,6 +301,7 @@ impl<'a> Enriched<'a> {
             consult: false,
             peer_workflow: false,
             peer_consulting: false,
+            peer_after_stay_days: None,
             usual_hours: true,
         }
     }
@@ -321,6 +326,18 @@ impl<'a> Enriched<'a> {
     pub fn care_encounter(&self) -> bool {
         self.care
             .is_some_and(|c| c.encounter_department || c.encounter_user)
+    }
+
+    /// See `care.within_peer_horizon`: false only for a workflow access made later after a
+    /// stay than the user's peer group has learned to work.
+    pub fn within_peer_horizon(&self) -> bool {
+        match (
+            self.care.and_then(|c| c.since_stay_end),
+            self.peer_after_stay_days,
+        ) {
+            (Some(secs), Some(days)) => secs / 86_400 <= i64::from(days),
+            _ => true,
+        }
     }
 
     pub fn days_since_care_end(&self) -> Option<i64> {
@@ -394,6 +411,7 @@ impl<'a> Enriched<'a> {
             Field::CareKnown => Bool(self.care_loaded),
             Field::CareWorkflow => Bool(self.workflow),
             Field::CareConsult => Bool(self.consult),
+            Field::CareWithinPeerHorizon => Bool(self.within_peer_horizon()),
             Field::PhiKeywords => e.phi.as_ref().map_or(Null, |p| Int(p.keywords as i64)),
             Field::PhiPatterns => e.phi.as_ref().map_or(Null, |p| Int(p.patterns as i64)),
             Field::PhiRecords => e.phi.as_ref().map_or(Null, |p| Int(p.records as i64)),

@@ -148,6 +148,13 @@ fn care_sentence(e: &Enriched) -> Option<String> {
                 "; the patient's last care episode ended {days} days earlier"
             ));
         }
+        if !e.within_peer_horizon() {
+            if let Some(h) = e.peer_after_stay_days {
+                s.push_str(&format!(
+                    ", later than the user's peers usually work on a chart after a stay (within {h} days)"
+                ));
+            }
+        }
     } else {
         s.push_str("; the patient has no care episode on record");
     }

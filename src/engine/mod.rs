@@ -306,9 +306,10 @@ impl Engine {
             e.usual_hours = users::usual_hour(user, e.hour);
         }
         let group = e.staff.map(|s| s.peer_group());
-        if let Some(g) = group {
-            let mut habits = self.state.habits.get(g).cloned().unwrap_or_default();
-            habits.judge_and_learn(&mut e);
+        if let Some(h) = group.and_then(|g| self.state.habits.get(g)) {
+            h.judge(&mut e);
+        } else if group.is_some() {
+            peers::Habits::default().judge(&mut e);
         }
         let learned = self.learned(e.local_day);
         let candidates: Vec<&Detector> = self
