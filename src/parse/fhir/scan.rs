@@ -387,10 +387,19 @@ impl<'c, 'de> Elements<'c, 'de> {
 }
 
 /// The index of the first `"`, `\` or control character at or after `from`: the bytes a
-/// string's scan must stop at, eight bytes at a time ([`swar`]).
+/// string's scan must stop at, sixteen bytes at a time where SSE2 is there (every
+/// x86-64), then eight at a time ([`swar`]), then one by one.
 #[inline(always)]
 fn special(b: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
+    #[cfg(target_arch = "x86_64")]
+    while i.checked_add(16).is_some_and(|end| end <= b.len()) {
+        let marks = special16(b, i);
+        if marks != 0 {
+            return Some(i + marks.trailing_zeros() as usize);
+        }
+        i += 16;
+    }
     while let Some(w) = swar::word(b, i) {
         let marks = swar::equal(w, b'"') | swar::equal(w, b'\\') | swar::below(w, 0x20);
         if marks != 0 {
@@ -402,6 +411,31 @@ fn special(b: &[u8], from: usize) -> Option<usize> {
         .iter()
         .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
         .map(|p| i + p)
+}
+
+/// One bit for each of the sixteen bytes of `b` from `i` that [`special`] stops at.
+/// Strings are most of a line (the codings' systems and displays are URLs and phrases),
+/// and this finds their ends in about a third of the instructions of the eight-byte
+/// search.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn special16(b: &[u8], i: usize) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    let chunk = &b[i..i + 16];
+    // SAFETY: `chunk` is sixteen readable bytes, and the load takes any alignment; SSE2
+    // is part of the x86-64 baseline, so the instructions exist on every such CPU.
+    let mask = unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast());
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // Below 0x20 (unsigned): the byte is its own minimum with 0x1f.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control))
+    };
+    mask as u32
 }
 
 #[cfg(test)]
@@ -543,15 +577,21 @@ mod tests {
 
     #[test]
     fn finds_every_stop_byte_wherever_it_falls() {
-        for len in 0..40 {
+        for len in 0..80 {
             for stop in [b'"', b'\\', 0x1f, 0x00] {
                 let mut b = vec![b'a'; len];
                 b.push(stop);
                 b.extend_from_slice(b"\"\"\"");
                 assert_eq!(special(&b, 0), Some(len), "len {len} stop {stop}");
+                for from in 0..=len {
+                    assert_eq!(special(&b, from), Some(len), "len {len} from {from}");
+                }
             }
-            // Bytes around the stops' values must not stop a scan.
-            let b = [0x21u8, 0x5b, 0x5d, 0x20, 0x7f, 0x80, 0xff, 0xe9];
+            // Bytes around the stops' values, and the stops with the top bit set, must not
+            // stop a scan.
+            let b = [
+                0x21u8, 0x5b, 0x5d, 0x20, 0x7f, 0x80, 0xff, 0xe9, 0xa2, 0xdc, 0x9f, 0x23,
+            ];
             let b: Vec<u8> = b.iter().cycle().take(len).copied().collect();
             assert_eq!(special(&b, 0), None);
         }
