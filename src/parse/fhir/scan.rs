@@ -112,8 +112,19 @@ impl<'de> Cursor<'de> {
         }
     }
 
-    /// Passes over the next value, checking it.
+    /// Passes over the next value, checking it. A string right at the cursor (most
+    /// skipped values: a coding's system and display, right after their key) is passed
+    /// over here, inlined; anything else by [`Cursor::skip_value`].
+    #[inline(always)]
     pub(super) fn skip(&mut self) -> Result<(), Bail> {
+        if self.bytes().get(self.at) == Some(&b'"') {
+            return self.skip_string();
+        }
+        self.skip_value()
+    }
+
+    /// [`Cursor::skip`] after whitespace, or of a container or an atom.
+    fn skip_value(&mut self) -> Result<(), Bail> {
         match self.peek() {
             // Most skipped values are strings (a coding's system and display): found and
             // checked without making them into anything.
