@@ -63,7 +63,7 @@ impl Parser for AtnaParser {
             ));
         }
         let msg = read_message(header.msg)?;
-        let mut event = to_event(&msg, header.ts, self.tz)?;
+        let mut event = to_event(&msg, &header, self.tz)?;
         event.source.clone_from(&self.source);
         Ok(Some(event))
     }
@@ -419,14 +419,10 @@ fn coded<'a>(attrs: &impl Attrs<'a>) -> Result<Coded<'a>, Reject> {
     Ok(c)
 }
 
-fn to_event(
-    msg: &Message,
-    header_ts: Option<chrono::DateTime<chrono::Utc>>,
-    tz: Tz,
-) -> Result<Event, Reject> {
+fn to_event(msg: &Message, header: &syslog::Header, tz: Tz) -> Result<Event, Reject> {
     let ts = match msg.date_time.as_deref().and_then(|s| parse_ts(s, tz)) {
         Some(ts) => ts,
-        None => header_ts.ok_or_else(|| match msg.date_time {
+        None => header.ts().ok_or_else(|| match msg.date_time {
             Some(_) => Reject::new(
                 reason::BAD_TIMESTAMP,
                 "EventDateTime is not a date-time and the syslog header has none",
