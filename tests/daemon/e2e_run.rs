@@ -79,8 +79,8 @@ fn stop(run: Proc) {
 
 /// A simulated week of history as hospitals keep it, one file a day per source, each last
 /// written at the end of its day; `idle_secs` as the engine's `idle_source_secs`. Returns
-/// the config and the daily files.
-fn backlog_week(h: &Path, idle_secs: u64) -> (PathBuf, Vec<PathBuf>) {
+/// the config, the daily files and replay's alerts (sorted) on them.
+fn backlog_week(h: &Path, idle_secs: u64) -> (PathBuf, Vec<PathBuf>, Vec<String>) {
     let o = phiwatch()
         .args([
             "simulate", "--seed", "1", "--staff", "100", "--days", "8", "--out",
@@ -116,7 +116,9 @@ fn backlog_week(h: &Path, idle_secs: u64) -> (PathBuf, Vec<PathBuf>) {
             inputs.push(path);
         }
     }
-    (config, inputs)
+    let want = replay_lines(&config);
+    assert!(want.len() >= 10, "the simulated week gives alerts");
+    (config, inputs, want)
 }
 
 /// History as hospitals keep it, one file a day per source, last written long ago: `run`
@@ -126,9 +128,7 @@ fn backlog_week(h: &Path, idle_secs: u64) -> (PathBuf, Vec<PathBuf>) {
 fn run_on_a_backlog_of_daily_files_gives_the_same_alerts_as_replay() {
     let dir = tempfile::tempdir().unwrap();
     let h = dir.path().join("h");
-    let (config, inputs) = backlog_week(&h, 1);
-    let want = replay_lines(&config);
-    assert!(want.len() >= 10, "the simulated week gives alerts");
+    let (config, inputs, want) = backlog_week(&h, 1);
     let child = start(&config);
     wait_read(&h, &inputs);
     stop(child);
@@ -142,9 +142,7 @@ fn run_on_a_backlog_of_daily_files_gives_the_same_alerts_as_replay() {
 fn a_backlog_read_to_its_end_is_idle_at_once_by_its_files_times() {
     let dir = tempfile::tempdir().unwrap();
     let h = dir.path().join("h");
-    let (config, _) = backlog_week(&h, 3600);
-    let want = replay_lines(&config);
-    assert!(want.len() >= 10, "the simulated week gives alerts");
+    let (config, _, want) = backlog_week(&h, 3600);
     let child = start(&config);
     let sink = h.join("alerts.ndjson");
     crate::support::wait_for("replay's alerts, live", Duration::from_secs(90), || {
