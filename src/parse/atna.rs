@@ -422,7 +422,7 @@ fn coded<'a>(attrs: &impl Attrs<'a>) -> Result<Coded<'a>, Reject> {
 fn to_event(msg: &Message, header: &syslog::Header, tz: Tz) -> Result<Event, Reject> {
     let ts = match msg.date_time.as_deref().and_then(|s| parse_ts(s, tz)) {
         Some(ts) => ts,
-        None => header.ts().ok_or_else(|| match msg.date_time {
+        None => header.ts(tz).ok_or_else(|| match msg.date_time {
             Some(_) => Reject::new(
                 reason::BAD_TIMESTAMP,
                 "EventDateTime is not a date-time and the syslog header has none",

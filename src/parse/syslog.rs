@@ -32,16 +32,15 @@ pub(crate) struct Header<'a> {
     /// [`Header::ts`]: the message's own EventDateTime nearly always wins, and parsing
     /// the header's on every line was ~700 instructions an ATNA event for nothing.
     stamp: Option<&'a str>,
-    /// The zone `stamp` is read in when it has no offset.
-    tz: Tz,
     /// The message after the header, BOM removed; may be empty.
     pub msg: &'a str,
 }
 
 impl Header<'_> {
-    /// The header's timestamp, when it has a usable one.
-    pub(crate) fn ts(&self) -> Option<DateTime<Utc>> {
-        self.stamp.and_then(|s| parse_ts(s, self.tz))
+    /// The header's timestamp, when it has a usable one; read in `tz` when it has no
+    /// offset.
+    pub(crate) fn ts(&self, tz: Tz) -> Option<DateTime<Utc>> {
+        self.stamp.and_then(|s| parse_ts(s, tz))
     }
 }
 
@@ -58,8 +57,8 @@ pub(crate) fn split(line: &str, tz: Tz) -> Result<Header<'_>, Reject> {
     if digits == 4 && s.as_bytes().get(4) == Some(&b'-') {
         // rsyslog's file format: an RFC 3339 timestamp first, no PRI. Without a PRI
         // the timestamp is what makes the line syslog, so it must be one.
-        let header = lenient_iso(s, tz)?;
-        if header.ts().is_none() {
+        let header = lenient_iso(s)?;
+        if header.ts(tz).is_none() {
             return Err(bad(
                 "a line without <PRI> starts with a date that is not a timestamp",
             ));
@@ -81,7 +80,7 @@ pub(crate) fn split(line: &str, tz: Tz) -> Result<Header<'_>, Reject> {
                 .iter()
                 .any(|m| s.as_bytes()[..3].eq_ignore_ascii_case(m.as_bytes()));
         if month {
-            return bsd(s, tz);
+            return bsd(s);
         }
         return Err(bad("no <PRI> at the start of the line"));
     }
@@ -92,7 +91,6 @@ pub(crate) fn split(line: &str, tz: Tz) -> Result<Header<'_>, Reject> {
         if after_lt.starts_with(['?', '!']) || after_lt.starts_with(|c: char| c.is_alphabetic()) {
             return Ok(Header {
                 stamp: None,
-                tz,
                 msg: strip_bom(s),
             });
         }
@@ -108,11 +106,11 @@ pub(crate) fn split(line: &str, tz: Tz) -> Result<Header<'_>, Reject> {
     let rest = &after_lt[pri_len + 1..];
 
     if let Some(r5424) = rest.strip_prefix("1 ") {
-        rfc5424(r5424, tz)
+        rfc5424(r5424)
     } else if rest.starts_with(|c: char| c.is_ascii_digit()) {
-        lenient_iso(rest, tz)
+        lenient_iso(rest)
     } else {
-        bsd(rest, tz)
+        bsd(rest)
     }
 }
 
@@ -130,7 +128,7 @@ fn strip_bom(s: &str) -> &str {
     s.strip_prefix('\u{feff}').unwrap_or(s)
 }
 
-fn rfc5424(s: &str, tz: Tz) -> Result<Header<'_>, Reject> {
+fn rfc5424(s: &str) -> Result<Header<'_>, Reject> {
     let (ts, s) = token(s).ok_or_else(|| bad("RFC 5424 header ends before the timestamp"))?;
     let stamp = (ts != "-").then_some(ts);
     let mut s = s;
@@ -160,7 +158,6 @@ fn rfc5424(s: &str, tz: Tz) -> Result<Header<'_>, Reject> {
     }
     Ok(Header {
         stamp,
-        tz,
         msg: strip_bom(rest),
     })
 }
@@ -193,11 +190,10 @@ fn skip_structured_data(s: &str) -> Result<&str, Reject> {
 }
 
 /// OpenEMR's `<13>TIMESTAMP HOST MSG`, with an ISO timestamp.
-fn lenient_iso(s: &str, tz: Tz) -> Result<Header<'_>, Reject> {
+fn lenient_iso(s: &str) -> Result<Header<'_>, Reject> {
     let (stamp, s) = token(s).ok_or_else(|| bad("header ends after the PRI"))?;
     Ok(Header {
         stamp: Some(stamp),
-        tz,
         msg: host_and_tag(s),
     })
 }
@@ -207,7 +203,7 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// RFC 3164: `Mmm dd hh:mm:ss HOST TAG: MSG`, the day space-padded.
-fn bsd(s: &str, tz: Tz) -> Result<Header<'_>, Reject> {
+fn bsd(s: &str) -> Result<Header<'_>, Reject> {
     let b = s.as_bytes();
     let ok = b.len() >= 15
         && MONTHS
@@ -229,7 +225,6 @@ fn bsd(s: &str, tz: Tz) -> Result<Header<'_>, Reject> {
     }
     Ok(Header {
         stamp: None,
-        tz,
         msg: host_and_tag(&s[15..]),
     })
 }
@@ -263,7 +258,7 @@ mod tests {
 
     fn h(line: &str) -> Result<(Option<String>, &str), &'static str> {
         split(line, Tz::UTC)
-            .map(|h| (h.ts().map(|t| fmt_ts(&t)), h.msg))
+            .map(|h| (h.ts(Tz::UTC).map(|t| fmt_ts(&t)), h.msg))
             .map_err(|r| r.reason)
     }
 
