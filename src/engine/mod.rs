@@ -306,10 +306,11 @@ impl Engine {
             e.usual_hours = users::usual_hour(user, e.hour);
         }
         let group = e.staff.map(|s| s.peer_group());
-        if let Some(h) = group.and_then(|g| self.state.habits.get(g)) {
-            h.judge(&mut e);
-        } else if group.is_some() {
-            peers::Habits::default().judge(&mut e);
+        if let Some(g) = group {
+            match self.state.habits.get(g) {
+                Some(h) => h.judge(&mut e),
+                None => peers::Habits::default().judge(&mut e),
+            }
         }
         let learned = self.learned(e.local_day);
         let candidates: Vec<&Detector> = self
