@@ -13,16 +13,22 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
-/// Lines decoded per batch; one batch per file may wait, which bounds memory: every file
-/// of a month is open at once (120 for the simulated hospital), so what waits is
-/// multiplied by the files. With 512 lines and two waiting, decoded events in flight were
-/// about a third of a large month's peak RSS; 256 and one cost no measurable speed.
+/// Lines decoded per batch. Every file of a month is open at once (120 for the simulated
+/// hospital), so what waits is multiplied by the files. With 512 lines and two waiting,
+/// decoded events in flight were about a third of a large month's peak RSS.
 const BATCH: usize = 256;
-/// Decoded batches per file that may wait for the merge (besides the one being taken).
+/// Decoded batches that may wait for the merge in a file it has not reached yet (a later
+/// day's file): one, so the files that wait cost little memory.
 const WAITING: usize = 1;
+/// Decoded batches that may wait in a file the merge is reading. A shallow queue there
+/// left a core idle: when the merge waited for one file, the decoder of the other current
+/// file was blocked on its own full queue. Eight took the month's replay from 1.45 to
+/// 1.2 s; giving every file that depth took 50 MiB more, hence the two depths.
+const AHEAD: usize = 8;
 
 /// A batch of decoded lines and how many lines it covers, or a read error.
 type BatchResult = Result<(Vec<Item>, u64), String>;
@@ -43,18 +49,54 @@ pub fn expand(globs: &[String]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// How far a file's decoder may run ahead of the merge, shared by the two.
+#[derive(Default)]
+struct Gate {
+    /// Batches sent and not yet taken.
+    waiting: AtomicUsize,
+    /// Set once the merge takes a batch after the first: the merge has reached this file,
+    /// which may now decode [`AHEAD`] batches ahead instead of [`WAITING`].
+    reached: AtomicBool,
+}
+
+impl Gate {
+    /// Blocks the decoder while its file has as many batches waiting as it may have.
+    /// The merge unparks it after each take; a wake with nothing taken loops back.
+    fn wait_turn(&self) {
+        loop {
+            let limit = if self.reached.load(AtomicOrdering::Acquire) {
+                AHEAD
+            } else {
+                WAITING
+            };
+            if self.waiting.load(AtomicOrdering::Acquire) < limit {
+                return;
+            }
+            std::thread::park();
+        }
+    }
+}
+
 /// One input file: its decoding thread's output and what of it is not taken yet.
 struct FileReader {
     source: Arc<str>,
     rx: Receiver<BatchResult>,
+    gate: Arc<Gate>,
+    /// The decoding thread, unparked when a batch is taken.
+    decoder: std::thread::Thread,
+    /// Batches taken so far.
+    taken: u64,
     /// The batch being taken, in order. The batch's own vector, not a queue it is copied
     /// into: an item is a few hundred bytes, and copying every event once more showed as
     /// `memmove` under the merge in profiles.
     pending: std::vec::IntoIter<Item>,
 }
 
+/// The receiving end of a file's decoding thread.
+type Spawned = (Receiver<BatchResult>, Arc<Gate>, std::thread::Thread);
+
 /// Starts the thread that reads `path` with the file source's splitter and decodes it.
-fn spawn_decoder(path: PathBuf, mut decoder: Decoder) -> Result<Receiver<BatchResult>> {
+fn spawn_decoder(path: PathBuf, mut decoder: Decoder) -> Result<Spawned> {
     let opts = TailOptions {
         header: decoder.wants_header(),
         ..TailOptions::default()
@@ -62,8 +104,12 @@ fn spawn_decoder(path: PathBuf, mut decoder: Decoder) -> Result<Receiver<BatchRe
     let lines = source::read_once(&path, &opts)
         .with_context(|| format!("cannot open {}", path.display()))?;
     let shown: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
-    let (tx, rx) = sync_channel(WAITING);
-    std::thread::Builder::new()
+    // The channel's own bound is the deeper one; the gate holds a file the merge has not
+    // reached to the shallower.
+    let (tx, rx) = sync_channel(AHEAD);
+    let gate = Arc::new(Gate::default());
+    let ours = gate.clone();
+    let handle = std::thread::Builder::new()
         .name("replay-decode".into())
         .stack_size(512 * 1024)
         .spawn(move || {
@@ -81,6 +127,8 @@ fn spawn_decoder(path: PathBuf, mut decoder: Decoder) -> Result<Receiver<BatchRe
                 decoder.decode(line, &mut batch);
                 if batch.len() >= BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    ours.wait_turn();
+                    ours.waiting.fetch_add(1, AtomicOrdering::AcqRel);
                     if tx.send(Ok((full, count))).is_err() {
                         return;
                     }
@@ -88,9 +136,10 @@ fn spawn_decoder(path: PathBuf, mut decoder: Decoder) -> Result<Receiver<BatchRe
                 }
             }
             decoder.finish(&shown, &mut batch);
+            ours.waiting.fetch_add(1, AtomicOrdering::AcqRel);
             let _ = tx.send(Ok((batch, count)));
         })?;
-    Ok(rx)
+    Ok((rx, gate, handle.thread().clone()))
 }
 
 impl FileReader {
@@ -115,6 +164,12 @@ impl FileReader {
                     Ok(Ok((items, n))) => {
                         counts.lines += n;
                         self.pending = items.into_iter();
+                        self.taken += 1;
+                        if self.taken == 2 {
+                            self.gate.reached.store(true, AtomicOrdering::Release);
+                        }
+                        self.gate.waiting.fetch_sub(1, AtomicOrdering::AcqRel);
+                        self.decoder.unpark();
                     }
                     Ok(Err(e)) => bail!("{e}"),
                     Err(_) => return Ok(None),
@@ -182,11 +237,14 @@ impl History {
             for path in expand(&s.paths)? {
                 let decoder = Decoder::new(s, tz, Limits::from_config(cfg))
                     .with_context(|| format!("source {:?}", s.name))?;
-                let rx =
+                let (rx, gate, decoder) =
                     spawn_decoder(path, decoder).with_context(|| format!("source {:?}", s.name))?;
                 readers.push(FileReader {
                     source: Arc::from(s.name.as_str()),
                     rx,
+                    gate,
+                    decoder,
+                    taken: 0,
                     pending: Vec::new().into_iter(),
                 });
             }
@@ -226,5 +284,46 @@ impl History {
             });
         }
         Ok(Some(event))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+
+    /// A file the merge has not reached holds at one waiting batch; once reached it may
+    /// run [`AHEAD`] batches ahead, and a file that far ahead waits again.
+    #[test]
+    fn a_gate_holds_an_unreached_file_to_one_batch_and_a_reached_one_to_ahead() {
+        let gate = Arc::new(Gate::default());
+        gate.waiting.store(WAITING, AtomicOrdering::Release);
+        let (done, passed) = channel();
+        let theirs = gate.clone();
+        let decoder = std::thread::spawn(move || {
+            theirs.wait_turn();
+            // Reached and as far ahead as it may be: waits until a batch is taken.
+            theirs.waiting.store(AHEAD, AtomicOrdering::Release);
+            done.send(()).unwrap();
+            theirs.wait_turn();
+            done.send(()).unwrap();
+        });
+        assert!(
+            passed.recv_timeout(Duration::from_millis(100)).is_err(),
+            "an unreached file with a batch waiting must not decode further"
+        );
+        gate.reached.store(true, AtomicOrdering::Release);
+        decoder.thread().unpark();
+        passed
+            .recv_timeout(Duration::from_secs(10))
+            .expect("reached: may go on");
+        assert!(passed.recv_timeout(Duration::from_millis(100)).is_err());
+        gate.waiting.fetch_sub(1, AtomicOrdering::AcqRel);
+        decoder.thread().unpark();
+        passed
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a batch taken: may go on");
+        decoder.join().unwrap();
     }
 }
