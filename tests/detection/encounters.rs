@@ -38,6 +38,10 @@ fn reference(dir: &Path) {
     for (v, name) in [("V1", "Rea"), ("V2", "Ward"), ("V3", "Home"), ("V4", "Old")] {
         let _ = writeln!(patients, "{v},Vip,{name},1960-01-01,9 Hill Rd,03000,,true,");
     }
+    // Cal Cole's son at Cal's own address, and a Cole two doors down (a surname and a
+    // street shared, a household not known).
+    patients.push_str("H1,Dan,Cole,2008-01-01,3 Ash St,01003,,false,\n");
+    patients.push_str("N1,Eve,Cole,1950-01-01,5 Ash St,01003,,false,\n");
     care.push_str(
         "\
 V1,Medicine,,2025-02-01T00:00:00Z,2025-02-05T00:00:00Z
@@ -46,6 +50,8 @@ V2,Emergency,,2025-03-07T10:00:00Z,2025-03-07T16:00:00Z
 V2,Medicine,,2025-03-07T16:00:00Z,2025-03-14T00:00:00Z
 V3,Medicine,,2025-02-25T00:00:00Z,2025-03-03T00:00:00Z
 V4,Medicine,,2025-01-10T00:00:00Z,2025-01-20T00:00:00Z
+H1,Medicine,,2025-02-25T00:00:00Z,2025-03-03T00:00:00Z
+N1,Medicine,,2025-02-25T00:00:00Z,2025-03-03T00:00:00Z
 ",
     );
     std::fs::write(dir.join("staff.csv"), STAFF).unwrap();
@@ -88,6 +94,11 @@ fn events() -> String {
 
 /// The VIP alerts of a replay of `events` on the reference above.
 fn vip_alerts(events: &str) -> Vec<serde_json::Value> {
+    alerts_of(events, "vip-without-care")
+}
+
+/// The alerts of one detector in a replay of `events` on the reference above.
+fn alerts_of(events: &str, detector: &str) -> Vec<serde_json::Value> {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     reference(d);
@@ -100,7 +111,7 @@ fn vip_alerts(events: &str) -> Vec<serde_json::Value> {
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|a| a["detector"] == "vip-without-care")
+        .filter(|a| a["detector"] == detector)
         .collect()
 }
 
@@ -141,4 +152,35 @@ fn back_office_access_to_a_vip_later_after_the_stay_than_the_group_works_alerts(
     );
     // The other VIPs are judged as before.
     assert_eq!(vip.len(), 3, "{vip:#?}");
+}
+
+/// A household member's chart is not explained by the user's back-office habit: staff are
+/// expected to hand their own family's records to a colleague. The same clerk's look at a
+/// namesake two doors down after that patient's stay is explained as billing work, as
+/// before: a shared surname and street is a weaker tie than a shared address.
+#[test]
+fn back_office_work_does_not_explain_a_household_members_chart() {
+    let extra = [
+        "{\"ts\":\"2025-03-10T15:35:00Z\",\"user\":\"b_cal\",\"action\":\"view\",\"patient\":\"H1\",\"records\":1,\"host\":\"WS-B9\"}",
+        "{\"ts\":\"2025-03-10T15:45:00Z\",\"user\":\"b_cal\",\"action\":\"view\",\"patient\":\"N1\",\"records\":1,\"host\":\"WS-B9\"}",
+    ];
+    let all = events();
+    let mut lines: Vec<&str> = all.lines().chain(extra).collect();
+    lines.sort();
+    let family = alerts_of(&(lines.join("\n") + "\n"), "family");
+    let who: Vec<(&str, &str)> = family
+        .iter()
+        .map(|a| {
+            (
+                a["user"].as_str().unwrap(),
+                a["patients"][0].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(who, [("b_cal", "H1")], "{family:#?}");
+    let reasons = family[0]["reasons"].to_string();
+    assert!(
+        reasons.contains("the patient lives at the same street address and postcode as the user"),
+        "{reasons}"
+    );
 }
