@@ -92,6 +92,27 @@ fn events() -> String {
     lines.join("\n") + "\n"
 }
 
+/// [`events`] with `extra` lines put in time order among them.
+fn events_and(extra: &[&str]) -> String {
+    let all = events();
+    let mut lines: Vec<&str> = all.lines().chain(extra.iter().copied()).collect();
+    lines.sort();
+    lines.join("\n") + "\n"
+}
+
+/// Who each alert is about: its user and its first patient.
+fn who(alerts: &[serde_json::Value]) -> Vec<(&str, &str)> {
+    alerts
+        .iter()
+        .map(|a| {
+            (
+                a["user"].as_str().unwrap(),
+                a["patients"][0].as_str().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// The VIP alerts of a replay of `events` on the reference above.
 fn vip_alerts(events: &str) -> Vec<serde_json::Value> {
     alerts_of(events, "vip-without-care")
@@ -118,15 +139,7 @@ fn alerts_of(events: &str, detector: &str) -> Vec<serde_json::Value> {
 #[test]
 fn back_office_access_to_a_vip_is_explained_by_an_ended_encounter_not_an_earlier_stay() {
     let vip = vip_alerts(&events());
-    let who: Vec<(&str, &str)> = vip
-        .iter()
-        .map(|a| {
-            (
-                a["user"].as_str().unwrap(),
-                a["patients"][0].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let who = who(&vip);
     // The readmitted VIP, opened mid-stay with nothing of the new stay ended, and the
     // discharged VIP opened at an hour the clerk never works.
     assert_eq!(who, [("b_ann", "V1"), ("b_bob", "V3")], "{vip:#?}");
@@ -138,10 +151,7 @@ fn back_office_access_to_a_vip_is_explained_by_an_ended_encounter_not_an_earlier
 #[test]
 fn back_office_access_to_a_vip_later_after_the_stay_than_the_group_works_alerts() {
     let late = "{\"ts\":\"2025-03-10T15:40:00Z\",\"user\":\"b_cal\",\"action\":\"view\",\"patient\":\"V4\",\"records\":1,\"host\":\"WS-B9\"}";
-    let all = events();
-    let mut lines: Vec<&str> = all.lines().chain([late]).collect();
-    lines.sort();
-    let vip = vip_alerts(&(lines.join("\n") + "\n"));
+    let vip = vip_alerts(&events_and(&[late]));
     let v4: Vec<&serde_json::Value> = vip.iter().filter(|a| a["patients"][0] == "V4").collect();
     assert_eq!(v4.len(), 1, "{vip:#?}");
     assert_eq!(v4[0]["user"], "b_cal");
@@ -164,20 +174,8 @@ fn back_office_work_does_not_explain_a_household_members_chart() {
         "{\"ts\":\"2025-03-10T15:35:00Z\",\"user\":\"b_cal\",\"action\":\"view\",\"patient\":\"H1\",\"records\":1,\"host\":\"WS-B9\"}",
         "{\"ts\":\"2025-03-10T15:45:00Z\",\"user\":\"b_cal\",\"action\":\"view\",\"patient\":\"N1\",\"records\":1,\"host\":\"WS-B9\"}",
     ];
-    let all = events();
-    let mut lines: Vec<&str> = all.lines().chain(extra).collect();
-    lines.sort();
-    let family = alerts_of(&(lines.join("\n") + "\n"), "family");
-    let who: Vec<(&str, &str)> = family
-        .iter()
-        .map(|a| {
-            (
-                a["user"].as_str().unwrap(),
-                a["patients"][0].as_str().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(who, [("b_cal", "H1")], "{family:#?}");
+    let family = alerts_of(&events_and(&extra), "family");
+    assert_eq!(who(&family), [("b_cal", "H1")], "{family:#?}");
     let reasons = family[0]["reasons"].to_string();
     assert!(
         reasons.contains("the patient lives at the same street address and postcode as the user"),
