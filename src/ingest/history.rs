@@ -1,7 +1,10 @@
 //! History read once, in order, for `replay`: every file of every `file` source, each
 //! read and decoded on a thread of its own (decoding is most of a replay's work, so files
 //! decode in parallel), merged into the engine's total order (event time, source, file,
-//! offset) through a heap that holds each file's next event.
+//! offset) through a heap that holds each file's next event. How far each decoder may run
+//! ahead depends on where the merge is (see [`Gate`]): the files it reads and the next
+//! file of each source decode ahead, later files wait with one batch, so memory stays
+//! bounded however many files a history has.
 
 use super::{Decoder, Item, Limits};
 use crate::config::{Config, SourceType};
