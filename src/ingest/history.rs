@@ -2,7 +2,7 @@
 //! read and decoded on a thread of its own (decoding is most of a replay's work, so files
 //! decode in parallel), merged into the engine's total order (event time, source, file,
 //! offset) through a heap that holds each file's next event. How far each decoder may run
-//! ahead depends on where the merge is (see [`Gate`]): the files it reads and the next
+//! ahead depends on where the merge is (see `Gate`): the files it reads and the next
 //! file of each source decode ahead, later files wait with one batch, so memory stays
 //! bounded however many files a history has.
 
