@@ -156,6 +156,16 @@ fn spawn_decoder(path: PathBuf, mut decoder: Decoder) -> Result<Spawned> {
     Ok((rx, gate, handle.thread().clone()))
 }
 
+/// A decoder parked at its gate would wait forever once nobody takes from its file (a
+/// replay that stops early): lift its limit and wake it, so it goes on to its send, which
+/// fails once the receiver is dropped, and the thread ends and closes its file.
+impl Drop for FileReader {
+    fn drop(&mut self) {
+        self.gate.limit.store(usize::MAX, AtomicOrdering::Release);
+        self.decoder.unpark();
+    }
+}
+
 impl FileReader {
     /// The next event of this file; rejected lines go to the dead letter on the way.
     fn next_event(&mut self, dl: &mut DeadLetter, counts: &mut Counts) -> Result<Option<Event>> {
@@ -317,6 +327,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
     use std::sync::mpsc::channel;
     use std::time::Duration;
 
@@ -352,5 +363,54 @@ mod tests {
             .recv_timeout(Duration::from_secs(10))
             .expect("a batch taken: may go on");
         decoder.join().unwrap();
+    }
+
+    /// Files of `dir` this process has open.
+    fn open_in(dir: &Path) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target.starts_with(dir))
+            .count()
+    }
+
+    /// A history dropped before its files are read (a replay stopping early) leaves no
+    /// decoder parked at its gate: each thread ends and closes its file.
+    #[test]
+    fn dropping_a_history_early_ends_its_decoders() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lines = String::new();
+        for i in 0..BATCH * (NEXT_AHEAD + 4) {
+            lines.push_str(&format!(
+                "{{\"ts\":\"2026-03-02T10:{:02}:{:02}Z\",\"user\":\"u1\",\"action\":\"view\",\"patient\":\"P{i}\"}}\n",
+                i / 60 % 60,
+                i % 60
+            ));
+        }
+        for day in ["a", "b", "c"] {
+            std::fs::write(dir.path().join(format!("{day}.jsonl")), &lines).unwrap();
+        }
+        let cfg = Config::from_toml(&format!(
+            "[[sources]]\nname = \"e\"\ntype = \"file\"\nformat = \"canonical\"\npaths = [\"{}/*.jsonl\"]\n",
+            dir.path().display()
+        ))
+        .unwrap();
+        let mut dl = DeadLetter::new(&dir.path().join("dead-letter.ndjson"));
+        let mut history = History::open(&cfg, &mut dl).unwrap();
+        // The merge reads the first file, so it and the next decode ahead, then park.
+        for _ in 0..BATCH * 2 {
+            history.next_event(&mut dl).unwrap().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(open_in(dir.path()), 3, "each decoder holds its file open");
+        drop(history);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while open_in(dir.path()) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a decoder is still parked with its file open"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
