@@ -18,7 +18,8 @@ use std::collections::BinaryHeap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::Thread;
 
 /// Lines decoded per batch. Every file of a month is open at once (120 for the simulated
 /// hospital), so what waits is multiplied by the files. With 512 lines and two waiting,
@@ -38,6 +39,16 @@ const AHEAD: usize = 8;
 /// next file decoding meanwhile on the other core took the month's replay from 1.27 to
 /// 1.12 s (median of six) for 13 MiB more.
 const NEXT_AHEAD: usize = 32;
+/// Batches beyond [`WAITING`] that all files together may have waiting: the depths of
+/// [`AHEAD`] and [`NEXT_AHEAD`] are lent from this pool. A history of dated files reads
+/// two or three files of a source at a time and never runs short (the month's replay is
+/// as fast as with no bound); a history of many files read at once (a source of one file
+/// per host, all covering the same month) holds no more than this beyond one batch each,
+/// as it did before files ran ahead.
+const EXTRA: usize = 128;
+/// A gate's limit once nobody takes from its file: its decoder goes on to its send,
+/// which fails.
+const CLOSED: usize = usize::MAX;
 
 /// A batch of decoded lines and how many lines it covers, or a read error.
 type BatchResult = Result<(Vec<Item>, u64), String>;
@@ -58,34 +69,124 @@ pub fn expand(globs: &[String]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The [`EXTRA`] batches not lent out, and the decoders waiting for one.
+struct Pool {
+    free: AtomicUsize,
+    waiters: Mutex<Vec<Thread>>,
+}
+
+impl Pool {
+    fn new(batches: usize) -> Pool {
+        Pool {
+            free: AtomicUsize::new(batches),
+            waiters: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Takes one batch from the pool if any is left.
+    fn try_take(&self) -> bool {
+        self.free
+            .fetch_update(AtomicOrdering::AcqRel, AtomicOrdering::Acquire, |f| {
+                f.checked_sub(1)
+            })
+            .is_ok()
+    }
+
+    /// Asks to be woken when a batch is given back.
+    fn wait_for_one(&self) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        waiters.push(std::thread::current());
+    }
+
+    /// Gives `n` batches back and wakes every decoder waiting for one (each checks again).
+    fn give(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.free.fetch_add(n, AtomicOrdering::AcqRel);
+        let waiters =
+            std::mem::take(&mut *self.waiters.lock().unwrap_or_else(PoisonError::into_inner));
+        for t in waiters {
+            t.unpark();
+        }
+    }
+}
+
 /// How far a file's decoder may run ahead of the merge, shared by the two.
 struct Gate {
     /// Batches sent and not yet taken.
     waiting: AtomicUsize,
     /// Batches that may wait: [`WAITING`] until the merge reads the file before it in its
     /// source ([`NEXT_AHEAD`]), then [`AHEAD`] once it reads this one (it has taken a
-    /// batch after the first).
+    /// batch after the first); [`CLOSED`] once nobody takes from it.
     limit: AtomicUsize,
-}
-
-impl Default for Gate {
-    fn default() -> Gate {
-        Gate {
-            waiting: AtomicUsize::new(0),
-            limit: AtomicUsize::new(WAITING),
-        }
-    }
+    /// Of the batches waiting, those lent by the pool.
+    lent: AtomicUsize,
+    pool: Arc<Pool>,
 }
 
 impl Gate {
-    /// Blocks the decoder while its file has as many batches waiting as it may have.
-    /// The merge unparks it after each take or change of limit; a wake with nothing
-    /// changed loops back.
+    fn new(pool: Arc<Pool>) -> Gate {
+        Gate {
+            waiting: AtomicUsize::new(0),
+            limit: AtomicUsize::new(WAITING),
+            lent: AtomicUsize::new(0),
+            pool,
+        }
+    }
+
+    /// Blocks the decoder until its file may have one more batch waiting: below
+    /// [`WAITING`] at once, below its limit with a batch lent by the pool. The merge
+    /// unparks it after each take or change of limit, the pool when a batch comes back;
+    /// a wake with nothing changed loops back.
     fn wait_turn(&self) {
-        while self.waiting.load(AtomicOrdering::Acquire) >= self.limit.load(AtomicOrdering::Acquire)
-        {
+        loop {
+            let limit = self.limit.load(AtomicOrdering::Acquire);
+            let waiting = self.waiting.load(AtomicOrdering::Acquire);
+            if limit == CLOSED || waiting < WAITING {
+                return;
+            }
+            if waiting < limit {
+                if self.borrow() {
+                    return;
+                }
+                self.pool.wait_for_one();
+                // A batch given back before the pool knew of this thread woke nobody.
+                if self.borrow() {
+                    return;
+                }
+            }
             std::thread::park();
         }
+    }
+
+    fn borrow(&self) -> bool {
+        let lent = self.pool.try_take();
+        if lent {
+            self.lent.fetch_add(1, AtomicOrdering::AcqRel);
+        }
+        lent
+    }
+
+    /// The merge took a batch: one the pool lent to this file goes back to it.
+    fn taken(&self) {
+        self.waiting.fetch_sub(1, AtomicOrdering::AcqRel);
+        let returned = self
+            .lent
+            .fetch_update(AtomicOrdering::AcqRel, AtomicOrdering::Acquire, |l| {
+                l.checked_sub(1)
+            })
+            .is_ok();
+        if returned {
+            self.pool.give(1);
+        }
+    }
+
+    /// Nobody takes from the file any more: its decoder may go on (its sends then fail)
+    /// and what the pool lent it goes back.
+    fn close(&self) {
+        self.limit.store(CLOSED, AtomicOrdering::Release);
+        self.pool.give(self.lent.swap(0, AtomicOrdering::AcqRel));
     }
 }
 
@@ -111,7 +212,7 @@ struct FileReader {
 type Spawned = (Receiver<BatchResult>, Arc<Gate>, std::thread::Thread);
 
 /// Starts the thread that reads `path` with the file source's splitter and decodes it.
-fn spawn_decoder(path: PathBuf, mut decoder: Decoder) -> Result<Spawned> {
+fn spawn_decoder(path: PathBuf, mut decoder: Decoder, pool: Arc<Pool>) -> Result<Spawned> {
     let opts = TailOptions {
         header: decoder.wants_header(),
         ..TailOptions::default()
@@ -121,7 +222,7 @@ fn spawn_decoder(path: PathBuf, mut decoder: Decoder) -> Result<Spawned> {
     let shown: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
     // The channel's own bound is the deepest; the gate holds the file to its limit.
     let (tx, rx) = sync_channel(NEXT_AHEAD.max(AHEAD));
-    let gate = Arc::new(Gate::default());
+    let gate = Arc::new(Gate::new(pool));
     let ours = gate.clone();
     let handle = std::thread::Builder::new()
         .name("replay-decode".into())
@@ -157,11 +258,11 @@ fn spawn_decoder(path: PathBuf, mut decoder: Decoder) -> Result<Spawned> {
 }
 
 /// A decoder parked at its gate would wait forever once nobody takes from its file (a
-/// replay that stops early): lift its limit and wake it, so it goes on to its send, which
+/// replay that stops early): close the gate and wake it, so it goes on to its send, which
 /// fails once the receiver is dropped, and the thread ends and closes its file.
 impl Drop for FileReader {
     fn drop(&mut self) {
-        self.gate.limit.store(usize::MAX, AtomicOrdering::Release);
+        self.gate.close();
         self.decoder.unpark();
     }
 }
@@ -196,7 +297,7 @@ impl FileReader {
                                 thread.unpark();
                             }
                         }
-                        self.gate.waiting.fetch_sub(1, AtomicOrdering::AcqRel);
+                        self.gate.taken();
                         self.decoder.unpark();
                     }
                     Ok(Err(e)) => bail!("{e}"),
@@ -261,12 +362,13 @@ impl History {
         }
         let tz = cfg.timezone()?;
         let mut readers = Vec::new();
+        let pool = Arc::new(Pool::new(EXTRA));
         for s in cfg.sources.iter().filter(|s| s.kind == SourceType::File) {
             for path in expand(&s.paths)? {
                 let decoder = Decoder::new(s, tz, Limits::from_config(cfg))
                     .with_context(|| format!("source {:?}", s.name))?;
-                let (rx, gate, decoder) =
-                    spawn_decoder(path, decoder).with_context(|| format!("source {:?}", s.name))?;
+                let (rx, gate, decoder) = spawn_decoder(path, decoder, pool.clone())
+                    .with_context(|| format!("source {:?}", s.name))?;
                 readers.push(FileReader {
                     source: Arc::from(s.name.as_str()),
                     rx,
@@ -335,7 +437,7 @@ mod tests {
     /// raises the limit (reaching the file, or the one before it).
     #[test]
     fn a_gate_holds_a_file_to_its_limit_until_a_take_or_a_raise() {
-        let gate = Arc::new(Gate::default());
+        let gate = Arc::new(Gate::new(Arc::new(Pool::new(EXTRA))));
         gate.waiting.store(WAITING, AtomicOrdering::Release);
         let (done, passed) = channel();
         let theirs = gate.clone();
@@ -374,27 +476,69 @@ mod tests {
             .count()
     }
 
-    /// A history dropped before its files are read (a replay stopping early) leaves no
-    /// decoder parked at its gate: each thread ends and closes its file.
-    #[test]
-    fn dropping_a_history_early_ends_its_decoders() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut lines = String::new();
-        for i in 0..BATCH * (NEXT_AHEAD + 4) {
-            lines.push_str(&format!(
+    /// Writes `files` files of `lines` canonical events each under `dir`, all covering the
+    /// same minutes, and a config with one source over them.
+    fn same_minutes(dir: &Path, files: usize, lines: usize) -> Config {
+        let mut text = String::new();
+        for i in 0..lines {
+            text.push_str(&format!(
                 "{{\"ts\":\"2026-03-02T10:{:02}:{:02}Z\",\"user\":\"u1\",\"action\":\"view\",\"patient\":\"P{i}\"}}\n",
                 i / 60 % 60,
                 i % 60
             ));
         }
-        for day in ["a", "b", "c"] {
-            std::fs::write(dir.path().join(format!("{day}.jsonl")), &lines).unwrap();
+        for f in 0..files {
+            std::fs::write(dir.join(format!("host{f:03}.jsonl")), &text).unwrap();
         }
-        let cfg = Config::from_toml(&format!(
+        Config::from_toml(&format!(
             "[[sources]]\nname = \"e\"\ntype = \"file\"\nformat = \"canonical\"\npaths = [\"{}/*.jsonl\"]\n",
-            dir.path().display()
+            dir.display()
         ))
-        .unwrap();
+        .unwrap()
+    }
+
+    /// Many files read at once (one per host, the same month) share the pool: together
+    /// they hold at most [`EXTRA`] batches beyond one each, where each alone would run
+    /// [`AHEAD`] batches ahead.
+    #[test]
+    fn files_read_at_once_share_one_pool_of_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = 40;
+        let cfg = same_minutes(dir.path(), files, BATCH * (AHEAD + 4));
+        let mut dl = DeadLetter::new(&dir.path().join("dead-letter.ndjson"));
+        let mut history = History::open(&cfg, &mut dl).unwrap();
+        // The files' events interleave, so this reaches every file.
+        for _ in 0..BATCH * files * 3 / 2 {
+            history.next_event(&mut dl).unwrap().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let waiting: usize = history
+            .readers
+            .iter()
+            .map(|r| r.gate.waiting.load(AtomicOrdering::Acquire))
+            .sum();
+        assert!(
+            history.readers.iter().all(|r| r.taken >= 2),
+            "every file is reached"
+        );
+        // A decoder may count a batch lent to it an instant before it sends it: one more
+        // per file at most.
+        assert!(
+            waiting <= files * (WAITING + 1) + EXTRA,
+            "{waiting} batches waiting in {files} files"
+        );
+        assert!(
+            waiting > files * WAITING,
+            "files read ahead: {waiting} waiting"
+        );
+    }
+
+    /// A history dropped before its files are read (a replay stopping early) leaves no
+    /// decoder parked at its gate: each thread ends and closes its file.
+    #[test]
+    fn dropping_a_history_early_ends_its_decoders() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = same_minutes(dir.path(), 3, BATCH * (NEXT_AHEAD + 4));
         let mut dl = DeadLetter::new(&dir.path().join("dead-letter.ndjson"));
         let mut history = History::open(&cfg, &mut dl).unwrap();
         // The merge reads the first file, so it and the next decode ahead, then park.
