@@ -69,15 +69,16 @@ pub fn expand(globs: &[String]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The [`EXTRA`] batches not lent out, and the decoders waiting for one.
-struct Pool {
+/// The [`EXTRA`] batches not lent out, and the decoders waiting for one. (Not
+/// [`super::Pool`], the decoders of a followed source.)
+struct Spare {
     free: AtomicUsize,
     waiters: Mutex<Vec<Thread>>,
 }
 
-impl Pool {
-    fn new(batches: usize) -> Pool {
-        Pool {
+impl Spare {
+    fn new(batches: usize) -> Spare {
+        Spare {
             free: AtomicUsize::new(batches),
             waiters: Mutex::new(Vec::new()),
         }
@@ -122,11 +123,11 @@ struct Gate {
     limit: AtomicUsize,
     /// Of the batches waiting, those lent by the pool.
     lent: AtomicUsize,
-    pool: Arc<Pool>,
+    pool: Arc<Spare>,
 }
 
 impl Gate {
-    fn new(pool: Arc<Pool>) -> Gate {
+    fn new(pool: Arc<Spare>) -> Gate {
         Gate {
             waiting: AtomicUsize::new(0),
             limit: AtomicUsize::new(WAITING),
@@ -190,29 +191,53 @@ impl Gate {
     }
 }
 
+/// A file's gate and its decoding thread, which wakes to look at the gate again whenever
+/// the merge changes it.
+#[derive(Clone)]
+struct Decoding {
+    gate: Arc<Gate>,
+    thread: Thread,
+}
+
+impl Decoding {
+    fn raise(&self, limit: usize) {
+        self.gate.limit.store(limit, AtomicOrdering::Release);
+        self.thread.unpark();
+    }
+
+    fn took(&self) {
+        self.gate.taken();
+        self.thread.unpark();
+    }
+
+    fn close(&self) {
+        self.gate.close();
+        self.thread.unpark();
+    }
+}
+
 /// One input file: its decoding thread's output and what of it is not taken yet.
 struct FileReader {
     source: Arc<str>,
     rx: Receiver<BatchResult>,
-    gate: Arc<Gate>,
-    /// The decoding thread, unparked when a batch is taken.
-    decoder: std::thread::Thread,
+    decoding: Decoding,
     /// Batches taken so far.
     taken: u64,
-    /// The gate and thread of the same source's next file, which may decode further
-    /// ahead once the merge reads this one.
-    next: Option<(Arc<Gate>, std::thread::Thread)>,
+    /// The same source's next file, which may decode further ahead once the merge reads
+    /// this one.
+    next: Option<Decoding>,
     /// The batch being taken, in order. The batch's own vector, not a queue it is copied
     /// into: an item is a few hundred bytes, and copying every event once more showed as
     /// `memmove` under the merge in profiles.
     pending: std::vec::IntoIter<Item>,
 }
 
-/// The receiving end of a file's decoding thread.
-type Spawned = (Receiver<BatchResult>, Arc<Gate>, std::thread::Thread);
-
 /// Starts the thread that reads `path` with the file source's splitter and decodes it.
-fn spawn_decoder(path: PathBuf, mut decoder: Decoder, pool: Arc<Pool>) -> Result<Spawned> {
+fn spawn_decoder(
+    path: PathBuf,
+    mut decoder: Decoder,
+    pool: Arc<Spare>,
+) -> Result<(Receiver<BatchResult>, Decoding)> {
     let opts = TailOptions {
         header: decoder.wants_header(),
         ..TailOptions::default()
@@ -254,7 +279,8 @@ fn spawn_decoder(path: PathBuf, mut decoder: Decoder, pool: Arc<Pool>) -> Result
             ours.waiting.fetch_add(1, AtomicOrdering::AcqRel);
             let _ = tx.send(Ok((batch, count)));
         })?;
-    Ok((rx, gate, handle.thread().clone()))
+    let thread = handle.thread().clone();
+    Ok((rx, Decoding { gate, thread }))
 }
 
 /// A decoder parked at its gate would wait forever once nobody takes from its file (a
@@ -262,8 +288,7 @@ fn spawn_decoder(path: PathBuf, mut decoder: Decoder, pool: Arc<Pool>) -> Result
 /// fails once the receiver is dropped, and the thread ends and closes its file.
 impl Drop for FileReader {
     fn drop(&mut self) {
-        self.gate.close();
-        self.decoder.unpark();
+        self.decoding.close();
     }
 }
 
@@ -291,14 +316,12 @@ impl FileReader {
                         self.pending = items.into_iter();
                         self.taken += 1;
                         if self.taken == 2 {
-                            self.gate.limit.store(AHEAD, AtomicOrdering::Release);
-                            if let Some((gate, thread)) = &self.next {
-                                gate.limit.store(NEXT_AHEAD, AtomicOrdering::Release);
-                                thread.unpark();
+                            self.decoding.raise(AHEAD);
+                            if let Some(next) = &self.next {
+                                next.raise(NEXT_AHEAD);
                             }
                         }
-                        self.gate.taken();
-                        self.decoder.unpark();
+                        self.decoding.took();
                     }
                     Ok(Err(e)) => bail!("{e}"),
                     Err(_) => return Ok(None),
@@ -362,18 +385,17 @@ impl History {
         }
         let tz = cfg.timezone()?;
         let mut readers = Vec::new();
-        let pool = Arc::new(Pool::new(EXTRA));
+        let pool = Arc::new(Spare::new(EXTRA));
         for s in cfg.sources.iter().filter(|s| s.kind == SourceType::File) {
             for path in expand(&s.paths)? {
                 let decoder = Decoder::new(s, tz, Limits::from_config(cfg))
                     .with_context(|| format!("source {:?}", s.name))?;
-                let (rx, gate, decoder) = spawn_decoder(path, decoder, pool.clone())
+                let (rx, decoding) = spawn_decoder(path, decoder, pool.clone())
                     .with_context(|| format!("source {:?}", s.name))?;
                 readers.push(FileReader {
                     source: Arc::from(s.name.as_str()),
                     rx,
-                    gate,
-                    decoder,
+                    decoding,
                     taken: 0,
                     next: None,
                     pending: Vec::new().into_iter(),
@@ -384,8 +406,7 @@ impl History {
         // order the merge reaches them.
         for i in 1..readers.len() {
             if readers[i].source == readers[i - 1].source {
-                let next = (readers[i].gate.clone(), readers[i].decoder.clone());
-                readers[i - 1].next = Some(next);
+                readers[i - 1].next = Some(readers[i].decoding.clone());
             }
         }
         let mut h = History {
@@ -437,7 +458,7 @@ mod tests {
     /// raises the limit (reaching the file, or the one before it).
     #[test]
     fn a_gate_holds_a_file_to_its_limit_until_a_take_or_a_raise() {
-        let gate = Arc::new(Gate::new(Arc::new(Pool::new(EXTRA))));
+        let gate = Arc::new(Gate::new(Arc::new(Spare::new(EXTRA))));
         gate.waiting.store(WAITING, AtomicOrdering::Release);
         let (done, passed) = channel();
         let theirs = gate.clone();
@@ -515,7 +536,7 @@ mod tests {
         let waiting: usize = history
             .readers
             .iter()
-            .map(|r| r.gate.waiting.load(AtomicOrdering::Acquire))
+            .map(|r| r.decoding.gate.waiting.load(AtomicOrdering::Acquire))
             .sum();
         assert!(
             history.readers.iter().all(|r| r.taken >= 2),
