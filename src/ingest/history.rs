@@ -169,6 +169,11 @@ impl Gate {
         lent
     }
 
+    /// The decoder sent a batch (after [`Gate::wait_turn`], but for the file's last).
+    fn sent(&self) {
+        self.waiting.fetch_add(1, AtomicOrdering::AcqRel);
+    }
+
     /// The merge took a batch: one the pool lent to this file goes back to it.
     fn taken(&self) {
         self.waiting.fetch_sub(1, AtomicOrdering::AcqRel);
@@ -268,7 +273,7 @@ fn spawn_decoder(
                 if batch.len() >= BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                     ours.wait_turn();
-                    ours.waiting.fetch_add(1, AtomicOrdering::AcqRel);
+                    ours.sent();
                     if tx.send(Ok((full, count))).is_err() {
                         return;
                     }
@@ -276,7 +281,7 @@ fn spawn_decoder(
                 }
             }
             decoder.finish(&shown, &mut batch);
-            ours.waiting.fetch_add(1, AtomicOrdering::AcqRel);
+            ours.sent();
             let _ = tx.send(Ok((batch, count)));
         })?;
     let thread = handle.thread().clone();
